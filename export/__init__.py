@@ -1,0 +1,1 @@
+"""Checkpoint to ONNX model package (see the export issue)."""

@@ -1,0 +1,1 @@
+"""The Transformer in PyTorch, its tokenizer, data, training, evaluation and reference decoding."""

@@ -1,0 +1,119 @@
+"""Reference decoding in PyTorch: batched greedy and beam search over the KV-cached decoder.
+
+This is the reference the ONNX engine is checked against, so it favours plain, checkable code over
+speed: every row of the batch keeps running until the whole batch is done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from model.transformer import KV, Transformer
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    beam_size: int = 1
+    length_penalty: float = 1.0  # hypothesis score = sum log p / length ** length_penalty
+    max_length_a: float = 1.5  # a hypothesis has at most a * source_tokens + b tokens
+    max_length_b: int = 10
+    nbest: int = 1
+
+    def __post_init__(self) -> None:
+        if self.beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1, got {self.beam_size}")
+        if not 1 <= self.nbest <= self.beam_size:
+            raise ValueError(f"nbest must be in [1, beam_size={self.beam_size}], got {self.nbest}")
+        if self.max_length_a < 0 or self.max_length_b < 1:
+            raise ValueError("max_length_a must be >= 0 and max_length_b >= 1")
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    tokens: list[int]  # generated ids, ending with EOS unless the length limit cut it
+    score: float  # log-probability / length ** length_penalty
+
+
+def max_lengths(src_pad: Tensor, options: SearchOptions, max_positions: int) -> Tensor:
+    """Per-row output budget a * source_len + b, capped by the position table."""
+    src_len = (~src_pad).sum(dim=1).float()
+    budget = (options.max_length_a * src_len + options.max_length_b).long()
+    return budget.clamp(min=1, max=max_positions)
+
+
+def reorder(cache: list[KV], index: Tensor) -> list[KV]:
+    return [(k.index_select(0, index), v.index_select(0, index)) for k, v in cache]
+
+
+@torch.inference_mode()
+def search(model: Transformer, src: Tensor, options: SearchOptions) -> list[list[Hypothesis]]:
+    """Decode a padded batch of source ids (B, S): ``nbest`` hypotheses per row, best first."""
+    cfg = model.cfg
+    batch, k = src.shape[0], options.beam_size
+    src_pad = src.eq(cfg.pad_id)
+    limits = max_lengths(src_pad, options, cfg.max_positions).tolist()
+    memory = model.encode(src, src_pad)
+    # Every beam of a row reads the same source: repeat encoder outputs K times (B*K rows).
+    src_pad = src_pad.repeat_interleave(k, dim=0)
+    cross = model.cross_kv(memory.repeat_interleave(k, dim=0))
+
+    scores = torch.zeros(batch, k, device=src.device)
+    scores[:, 1:] = float("-inf")  # all beams start identical: expand only the first
+    tokens = torch.full((batch * k, 1), cfg.decoder_start_id, dtype=torch.long, device=src.device)
+    history = torch.zeros(batch * k, 0, dtype=torch.long, device=src.device)
+    cache: list[KV] | None = None
+    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    done = [False] * batch
+
+    for step in range(max(limits)):
+        positions = torch.full_like(tokens, step)
+        logits, cache = model.decode_step(tokens, positions, cross, src_pad, cache)
+        log_probs = F.log_softmax(logits[:, -1].float(), dim=-1)
+        vocab = log_probs.shape[-1]
+        candidates = (scores.unsqueeze(-1) + log_probs.view(batch, k, vocab)).view(batch, -1)
+        # 2K candidates guarantee K that do not end here, whatever ends with EOS.
+        top_scores, top_index = candidates.topk(min(2 * k, k * vocab), dim=1)
+        beam_index = top_index // vocab
+        top_tokens = top_index % vocab
+        is_eos = top_tokens.eq(cfg.eos_id)
+        length = step + 1
+        norm = length**options.length_penalty
+
+        for row in range(batch):
+            if done[row]:
+                continue
+            for j in range(k):  # EOS among the best K candidates finishes a hypothesis
+                if is_eos[row, j] and top_scores[row, j] > float("-inf"):
+                    prefix = history[row * k + beam_index[row, j]].tolist()
+                    finished[row].append(
+                        Hypothesis(prefix + [cfg.eos_id], float(top_scores[row, j]) / norm)
+                    )
+        open_scores = top_scores.masked_fill(is_eos, float("-inf"))
+        scores, pick = open_scores.topk(k, dim=1)
+        chosen_beam = beam_index.gather(1, pick)
+        chosen_token = top_tokens.gather(1, pick)
+        flat = (torch.arange(batch, device=src.device).unsqueeze(1) * k + chosen_beam).view(-1)
+        history = torch.cat([history.index_select(0, flat), chosen_token.view(-1, 1)], dim=1)
+        cache = reorder(cache, flat)
+        tokens = chosen_token.view(-1, 1)
+
+        for row in range(batch):
+            if done[row]:
+                continue
+            if length >= limits[row]:  # out of budget: the open beams end here, unfinished
+                for j in range(k):
+                    if scores[row, j] > float("-inf"):
+                        finished[row].append(
+                            Hypothesis(history[row * k + j].tolist(), float(scores[row, j]) / norm)
+                        )
+                done[row] = True
+            elif len(finished[row]) >= k:
+                done[row] = True
+        if all(done):
+            break
+
+    return [sorted(hyps, key=lambda h: h.score, reverse=True)[: options.nbest] for hyps in finished]

@@ -1,0 +1,311 @@
+"""The Transformer encoder-decoder of "Attention Is All You Need" (Vaswani et al., 2017).
+
+Written in the paper's order: attention (§3.2), feed-forward (§3.3), embeddings and positions
+(§3.4-3.5), encoder and decoder layers (§3.1), the full model. It is kept expressible as a Hugging
+Face ``MarianMTModel`` (post-LN, sinusoidal positions laid out as all sines then all cosines,
+embeddings scaled by sqrt(d_model) and shared between encoder, decoder and the output projection,
+an output bias, decoding started from the pad token) so the same weights can later run in
+Transformers and CTranslate2.
+
+``encode`` and ``decode_step`` are separate methods and every cache is an argument and a return
+value, never an attribute: these are the seams the ONNX export traces and the reference it is
+checked against. Shapes: B batch, S source length, T target (new) length, P cached past length,
+D d_model, H heads, Dh head dim, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# One (key, value) pair per layer, each (B, H, L, Dh).
+KV = tuple[Tensor, Tensor]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture sizes and special token ids; saved inside every checkpoint."""
+
+    vocab_size: int
+    d_model: int = 256
+    n_heads: int = 4
+    d_ff: int = 1024
+    encoder_layers: int = 3
+    decoder_layers: int = 3
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    activation_dropout: float = 0.0
+    max_positions: int = 512
+    pad_id: int = 0
+    unk_id: int = 1
+    eos_id: int = 2
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+        if self.vocab_size <= max(self.pad_id, self.unk_id, self.eos_id):
+            raise ValueError(f"vocab_size={self.vocab_size} does not cover the special token ids")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def decoder_start_id(self) -> int:
+        """Marian convention: the decoder starts from the pad token."""
+        return self.pad_id
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        return cls(**data)
+
+
+# --- §3.2 Attention ------------------------------------------------------------------------------
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head scaled dot-product attention; q/k/v/out projections named as in Marian."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.head_dim = d_model // n_heads
+        self.dropout = dropout
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+
+    def split_heads(self, x: Tensor) -> Tensor:
+        b, length, _ = x.shape
+        return x.view(b, length, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, L, Dh)
+
+    def project_kv(self, x: Tensor) -> KV:
+        """Keys and values for ``x`` (B, L, D): used once per request for cross-attention."""
+        return self.split_heads(self.k_proj(x)), self.split_heads(self.v_proj(x))
+
+    def forward(self, query: Tensor, kv: KV, allowed: Tensor | None) -> Tensor:
+        """``query`` (B, T, D); ``kv`` each (B, H, L, Dh); ``allowed`` bool, broadcastable to
+        (B, H, T, L), True where a query may attend a key."""
+        q = self.split_heads(self.q_proj(query))  # (B, H, T, Dh)
+        k, v = kv
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0
+        )  # (B, H, T, Dh)
+        b, _, t, _ = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))
+
+
+# --- §3.3 Position-wise feed-forward networks ----------------------------------------------------
+
+
+class FeedForward(nn.Module):
+    """FFN(x) = max(0, x W1 + b1) W2 + b2."""
+
+    def __init__(self, d_model: int, d_ff: int, activation_dropout: float) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(d_model, d_ff)
+        self.fc2 = nn.Linear(d_ff, d_model)
+        self.activation_dropout = nn.Dropout(activation_dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.activation_dropout(F.relu(self.fc1(x))))
+
+
+# --- §3.4-3.5 Embeddings and positional encoding -------------------------------------------------
+
+
+def sinusoidal_table(max_positions: int, d_model: int) -> Tensor:
+    """(max_positions, D) sinusoids, Marian layout: all sines in the first half, then all cosines.
+
+    The frequencies are the paper's, 1 / 10000^(2i / D) for i < D/2; only the column order differs
+    from the paper's interleaving, which does not change what the model can learn.
+    """
+    half = d_model // 2
+    position = torch.arange(max_positions, dtype=torch.float64).unsqueeze(1)
+    inv_freq = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64) * 2.0 / d_model)
+    angles = position * inv_freq  # (max_positions, D/2)
+    table = torch.zeros(max_positions, d_model, dtype=torch.float64)
+    table[:, :half] = torch.sin(angles)
+    table[:, half : 2 * half] = torch.cos(angles)
+    return table.float()
+
+
+# --- §3.1 Encoder and decoder stacks (post-LN: LayerNorm(x + Sublayer(x))) -----------------------
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.self_attn = MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.attention_dropout)
+        self.self_attn_layer_norm = nn.LayerNorm(cfg.d_model)
+        self.ffn = FeedForward(cfg.d_model, cfg.d_ff, cfg.activation_dropout)
+        self.final_layer_norm = nn.LayerNorm(cfg.d_model)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: Tensor, allowed: Tensor) -> Tensor:
+        x = self.self_attn_layer_norm(
+            x + self.dropout(self.self_attn(x, self.self_attn.project_kv(x), allowed))
+        )
+        return self.final_layer_norm(x + self.dropout(self.ffn(x)))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.self_attn = MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.attention_dropout)
+        self.self_attn_layer_norm = nn.LayerNorm(cfg.d_model)
+        self.encoder_attn = MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.attention_dropout)
+        self.encoder_attn_layer_norm = nn.LayerNorm(cfg.d_model)
+        self.ffn = FeedForward(cfg.d_model, cfg.d_ff, cfg.activation_dropout)
+        self.final_layer_norm = nn.LayerNorm(cfg.d_model)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(
+        self, x: Tensor, past: KV | None, cross: KV, self_allowed: Tensor, cross_allowed: Tensor
+    ) -> tuple[Tensor, KV]:
+        """``x`` (B, T, D) new positions; ``past`` each (B, H, P, Dh) or None. Returns the output
+        and the self-attention cache grown to P + T."""
+        k, v = self.self_attn.project_kv(x)
+        if past is not None:
+            k = torch.cat([past[0], k], dim=2)
+            v = torch.cat([past[1], v], dim=2)
+        x = self.self_attn_layer_norm(x + self.dropout(self.self_attn(x, (k, v), self_allowed)))
+        x = self.encoder_attn_layer_norm(
+            x + self.dropout(self.encoder_attn(x, cross, cross_allowed))
+        )
+        x = self.final_layer_norm(x + self.dropout(self.ffn(x)))
+        return x, (k, v)
+
+
+# --- The model ------------------------------------------------------------------------------------
+
+
+class Transformer(nn.Module):
+    """Encoder-decoder with one joint vocabulary; embeddings tied to the output projection."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed_scale = math.sqrt(cfg.d_model)
+        self.shared = nn.Embedding(cfg.vocab_size, cfg.d_model, padding_idx=cfg.pad_id)
+        self.register_buffer(
+            "positions", sinusoidal_table(cfg.max_positions, cfg.d_model), persistent=False
+        )
+        self.encoder_layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.encoder_layers))
+        self.decoder_layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.decoder_layers))
+        # Marian calls this final_logits_bias; the weight is self.shared.weight (tied).
+        self.final_logits_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for p in self.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+        nn.init.normal_(self.shared.weight, mean=0.0, std=self.cfg.d_model**-0.5)
+        with torch.no_grad():
+            self.shared.weight[self.cfg.pad_id].zero_()
+
+    def embed(self, ids: Tensor, positions: Tensor) -> Tensor:
+        """(B, L) ids and positions -> (B, L, D): scaled token embeddings plus sinusoids (§3.4)."""
+        return self.dropout(self.shared(ids) * self.embed_scale + self.positions[positions])
+
+    # -- encoder ---------------------------------------------------------------------------------
+
+    def encode(self, src: Tensor, src_pad: Tensor) -> Tensor:
+        """``src`` (B, S) ids, ``src_pad`` (B, S) True at padding -> encoder states (B, S, D)."""
+        self.check_length(src.shape[1])
+        positions = torch.arange(src.shape[1], device=src.device).unsqueeze(0)
+        x = self.embed(src, positions)
+        allowed = (~src_pad)[:, None, None, :]  # (B, 1, 1, S): keys that are not padding
+        for layer in self.encoder_layers:
+            x = layer(x, allowed)
+        return x
+
+    def cross_kv(self, memory: Tensor) -> list[KV]:
+        """Cross-attention keys/values of every decoder layer, projected once per request."""
+        return [layer.encoder_attn.project_kv(memory) for layer in self.decoder_layers]
+
+    # -- decoder ---------------------------------------------------------------------------------
+
+    def decode_step(
+        self,
+        tokens: Tensor,
+        positions: Tensor,
+        cross: list[KV],
+        src_pad: Tensor,
+        cache: list[KV] | None = None,
+        cache_pad: Tensor | None = None,
+    ) -> tuple[Tensor, list[KV]]:
+        """Logits (B, T, V) for ``tokens`` and the grown cache; see :meth:`decoder_states`."""
+        states, new_cache = self.decoder_states(tokens, positions, cross, src_pad, cache, cache_pad)
+        return self.project(states), new_cache
+
+    def decoder_states(
+        self,
+        tokens: Tensor,
+        positions: Tensor,
+        cross: list[KV],
+        src_pad: Tensor,
+        cache: list[KV] | None = None,
+        cache_pad: Tensor | None = None,
+    ) -> tuple[Tensor, list[KV]]:
+        """Run the decoder over ``tokens`` (B, T) at ``positions`` (B, T), attending to ``cache``
+        (the P earlier positions of every layer) and to itself causally.
+
+        ``cache_pad`` (B, P + T), True where a cached or new position is padding (rows that joined
+        later than others, or right-padded targets), is optional. Returns decoder states (B, T, D)
+        and the cache grown to P + T. With T = 1 this is one incremental step; with P = 0 and T the
+        full target it is teacher forcing.
+        """
+        self.check_length(int(positions.max()) + 1)
+        past_len = 0 if cache is None else cache[0][0].shape[2]
+        t = tokens.shape[1]
+        # Causal mask over [past ; new]: query i (absolute past_len + i) sees keys <= past_len + i.
+        key_index = torch.arange(past_len + t, device=tokens.device)
+        query_index = torch.arange(t, device=tokens.device).unsqueeze(1) + past_len
+        self_allowed = (key_index.unsqueeze(0) <= query_index)[None, None]  # (1, 1, T, P+T)
+        if cache_pad is not None:
+            self_allowed = self_allowed & (~cache_pad)[:, None, None, :]
+        cross_allowed = (~src_pad)[:, None, None, :]
+
+        x = self.embed(tokens, positions)
+        new_cache: list[KV] = []
+        for i, layer in enumerate(self.decoder_layers):
+            past = None if cache is None else cache[i]
+            x, kv = layer(x, past, cross[i], self_allowed, cross_allowed)
+            new_cache.append(kv)
+        return x, new_cache
+
+    def project(self, x: Tensor) -> Tensor:
+        """Decoder states (..., D) -> logits (..., V) through the tied embedding matrix."""
+        return F.linear(x, self.shared.weight, self.final_logits_bias)
+
+    def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
+        """Teacher-forced decoder states (B, T, D) for training: ``tgt_in`` starts with the start
+        token. States rather than logits, so training projects only the non-padding positions."""
+        src_pad = src.eq(self.cfg.pad_id)
+        memory = self.encode(src, src_pad)
+        positions = torch.arange(tgt_in.shape[1], device=src.device).unsqueeze(0)
+        positions = positions.expand(tgt_in.shape[0], -1)
+        states, _ = self.decoder_states(tgt_in, positions, self.cross_kv(memory), src_pad)
+        return states
+
+    def check_length(self, length: int) -> None:
+        if length > self.cfg.max_positions:
+            raise ValueError(
+                f"sequence of {length} positions exceeds max_positions={self.cfg.max_positions}"
+            )

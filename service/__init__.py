@@ -1,0 +1,1 @@
+"""The HTTP translation service; it never imports torch."""

@@ -1,0 +1,184 @@
+"""The ``tongyeok`` command: one entry point, one subcommand per job.
+
+Subcommands import their heavy dependencies (torch, onnxruntime) only when they run, so that
+``tongyeok --help`` is instant and the serving commands never load torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import typing
+from collections.abc import Sequence
+from dataclasses import fields
+
+from tongyeok import __version__
+
+DESCRIPTION = "Tongyeok (통역): train, evaluate and serve Transformer machine translation."
+
+
+def add_train(sub: argparse._SubParsersAction) -> None:
+    from model.train import TrainConfig  # light: torch is imported only by model.train's deps
+
+    p = sub.add_parser(
+        "train",
+        help="train a model (and its SentencePiece vocabulary) on parallel text",
+        description="Train a Transformer on parallel text. Options come from --config (TOML) and "
+        "are overridden by flags. Re-running with the same --out-dir resumes exactly from "
+        "OUT_DIR/last.pt.",
+        epilog="example: tongyeok train --config configs/en-de.toml "
+        "--train-source data/train.en.gz --train-target data/train.de.gz",
+    )
+    p.add_argument("--config", help="TOML file with any of the options below")
+    hints = typing.get_type_hints(TrainConfig)
+    defaults = TrainConfig()
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        kind = hints[f.name]
+        default = getattr(defaults, f.name)
+        if kind is bool:
+            p.add_argument(
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f"(default {default})",
+            )
+        elif f.name == "adam_betas":
+            p.add_argument(flag, type=float, nargs=2, default=None, help=f"(default {default})")
+        else:
+            p.add_argument(flag, type=kind, default=None, help=f"(default {default!r})")
+    p.set_defaults(run=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from model.train import TrainConfig, train
+
+    config = TrainConfig.from_toml(args.config) if args.config else TrainConfig()
+    overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
+    config = config.updated(overrides)
+    for name in ("train_source",):
+        if not getattr(config, name):
+            raise SystemExit(f"tongyeok train: --{name.replace('_', '-')} is required")
+    result = train(config)
+    print(f"done: {result.steps} steps, checkpoints in {result.out_dir}")
+    return 0
+
+
+def add_search_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="checkpoint (.pt); default: the shipped English→German model")
+    p.add_argument("--beam-size", type=int, default=4, help="1 = greedy (default 4)")
+    p.add_argument("--length-penalty", type=float, default=1.0, help="(default 1.0)")
+    p.add_argument(
+        "--max-length-a",
+        type=float,
+        default=1.5,
+        help="output budget a*source_tokens+b: a (default 1.5)",
+    )
+    p.add_argument("--max-length-b", type=int, default=10, help="... and b (default 10)")
+    p.add_argument("--batch-size", type=int, default=64, help="sentences per batch (default 64)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: all)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+
+
+def search_options(args: argparse.Namespace):
+    from model.search import SearchOptions
+
+    return SearchOptions(
+        beam_size=args.beam_size,
+        length_penalty=args.length_penalty,
+        max_length_a=args.max_length_a,
+        max_length_b=args.max_length_b,
+    )
+
+
+def add_translate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "translate",
+        help="translate sentences given as arguments or on stdin (one per line)",
+        description="Translate each argument, or each line of stdin, and print one line per "
+        "input in the same order. Without --model, uses the shipped English→German model.",
+        epilog='example: echo "A dog runs on the beach." | tongyeok translate',
+    )
+    p.add_argument("texts", nargs="*", help="sentences to translate (default: read stdin)")
+    add_search_flags(p)
+    p.set_defaults(run=run_translate)
+
+
+def run_translate(args: argparse.Namespace) -> int:
+    from model.checkpoint import load_checkpoint
+    from model.translate import set_threads, translate_texts
+
+    set_threads(args.threads)
+    ckpt = load_checkpoint(args.model)
+    texts = args.texts or [line.rstrip("\n") for line in sys.stdin]
+    model = ckpt.build_model(args.device)
+    for line in translate_texts(
+        model, ckpt.tokenizer, texts, search_options(args), args.batch_size
+    ):
+        print(line, flush=False)
+    sys.stdout.flush()
+    return 0
+
+
+def add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="sacreBLEU and chrF of a model on a source/reference pair of files",
+        description="Translate SOURCE and score it against REFERENCE with sacreBLEU (13a, cased, "
+        "detokenized) and chrF; prints the scores with sacrebleu's signatures.",
+        epilog="example: tongyeok evaluate data/test_2016_flickr.en.gz "
+        "data/test_2016_flickr.de.gz --beam-size 4",
+    )
+    p.add_argument("source", help="source sentences, one per line (.gz allowed)")
+    p.add_argument("reference", help="reference translations, line-aligned with SOURCE")
+    p.add_argument("--output", help="also write the translations to this file")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    add_search_flags(p)
+    p.set_defaults(run=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from model.evaluate import evaluate_files
+    from model.translate import set_threads
+
+    set_threads(args.threads)
+    report = evaluate_files(
+        args.model,
+        args.source,
+        args.reference,
+        search_options(args),
+        args.batch_size,
+        args.device,
+        args.output,
+    )
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report.text())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tongyeok", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"tongyeok {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_train(sub)
+    add_evaluate(sub)
+    add_translate(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError) as exc:  # our typed errors carry user-facing messages
+        print(f"tongyeok {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
