@@ -57,6 +57,7 @@ class Tokenizer:
             normalization_rule_name="identity",
             remove_extra_whitespaces=False,
             byte_fallback=True,
+            hard_vocab_limit=False,  # a small corpus may support fewer pieces than asked
             split_digits=True,
             pad_id=PAD_ID,
             unk_id=UNK_ID,

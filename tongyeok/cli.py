@@ -157,6 +157,38 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_release(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "release",
+        help="turn training checkpoints into one lean release checkpoint (averaged, fp16)",
+        description="Average the weights of one or more checkpoints, drop the training state "
+        "(optimizer, RNG) and write a checkpoint for use, optionally in fp16 (half the size; "
+        "computation stays fp32).",
+        epilog="example: tongyeok release runs/en-de/epoch*.pt --half "
+        "--out model/pretrained/en-de.pt",
+    )
+    p.add_argument("checkpoints", nargs="+", help="checkpoints to average (one: copied as is)")
+    p.add_argument("--out", required=True, help="where to write the release checkpoint")
+    p.add_argument("--half", action="store_true", help="store weights in fp16")
+    p.set_defaults(run=run_release)
+
+
+def run_release(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from model.checkpoint import average_checkpoints, load_checkpoint
+
+    paths = [Path(p) for p in args.checkpoints]
+    ckpt = load_checkpoint(paths[-1])
+    if len(paths) > 1:
+        ckpt.state_dict = average_checkpoints(paths)
+        ckpt.metadata["averaged"] = [p.name for p in paths]
+    ckpt.train_state = None
+    ckpt.save(args.out, half=args.half)
+    print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tongyeok", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"tongyeok {__version__}")
@@ -164,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train(sub)
     add_evaluate(sub)
     add_translate(sub)
+    add_release(sub)
     return parser
 
 

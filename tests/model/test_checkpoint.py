@@ -1,0 +1,59 @@
+"""Checkpoints load with clear errors, carry their tokenizer, and shrink to fp16 for release."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from model.checkpoint import CheckpointError, load_checkpoint
+from model.tokenizer import Tokenizer
+
+
+def test_missing_corrupt_and_foreign_files(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match=r"nope\.pt does not exist"):
+        load_checkpoint(tmp_path / "nope.pt")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(CheckpointError, match=r"corrupt\.pt is corrupt or not a torch file"):
+        load_checkpoint(corrupt)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(CheckpointError, match="not a Tongyeok checkpoint"):
+        load_checkpoint(foreign)
+
+
+def test_truncated_checkpoint(toy_checkpoint: Path, tmp_path: Path) -> None:
+    data = toy_checkpoint.read_bytes()
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(cut)
+
+
+def test_tokenizer_that_does_not_match_the_vocabulary(toy_checkpoint: Path, tmp_path: Path) -> None:
+    ckpt = load_checkpoint(toy_checkpoint)
+    other = Tokenizer.train(["ein ganz anderes Vokabular mit anderen Wörtern"] * 50, vocab_size=280)
+    assert other.vocab_size != ckpt.config.vocab_size
+    ckpt.tokenizer = other
+    ckpt.save(tmp_path / "mismatch.pt")
+    with pytest.raises(
+        CheckpointError, match=r"tokenizer has \d+ pieces but the model's vocabulary"
+    ):
+        load_checkpoint(tmp_path / "mismatch.pt")
+
+
+def test_release_checkpoint_in_fp16(toy_checkpoint: Path, tmp_path: Path) -> None:
+    ckpt = load_checkpoint(toy_checkpoint)
+    ckpt.train_state = None
+    ckpt.save(tmp_path / "release.pt", half=True)
+    release = load_checkpoint(tmp_path / "release.pt")
+    assert release.train_state is None
+    assert all(
+        t.dtype == torch.float16 for t in release.state_dict.values() if t.is_floating_point()
+    )
+    assert (tmp_path / "release.pt").stat().st_size < toy_checkpoint.stat().st_size / 2
+    model = release.build_model()
+    assert next(model.parameters()).dtype == torch.float32  # computed in fp32 all the same
+    assert (release.source_lang, release.target_lang) == (ckpt.source_lang, ckpt.target_lang)

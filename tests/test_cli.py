@@ -1,0 +1,86 @@
+"""The ``tongyeok`` command as a user runs it: a real subprocess of the installed entry point."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import copy_pairs, write_tsv
+
+TONGYEOK = str(Path(sys.executable).parent / "tongyeok")
+
+
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [TONGYEOK, *args], input=stdin, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_help_lists_every_subcommand() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("train", "evaluate", "translate", "release"):
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "translate", "release"])
+def test_each_subcommand_has_useful_help(command: str) -> None:
+    result = run(command, "--help")
+    assert result.returncode == 0
+    assert "example:" in result.stdout
+    if command == "train":
+        assert "--label-smoothing" in result.stdout and "--warmup-steps" in result.stdout
+
+
+def test_translate_arguments_and_stdin_keep_order(toy_checkpoint: Path) -> None:
+    sentences = [s for s, _ in copy_pairs(5, seed=7)]
+    args = run("translate", "--model", str(toy_checkpoint), "--beam-size", "1", *sentences)
+    assert args.returncode == 0, args.stderr
+    assert args.stdout.splitlines() == sentences
+    lines = [sentences[0], "", sentences[1]]
+    piped = run("translate", "--model", str(toy_checkpoint), stdin="\n".join(lines) + "\n")
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout.splitlines() == lines  # empty line in, empty line out, same order
+
+
+def test_evaluate_prints_scores_and_signatures(toy_checkpoint: Path, tmp_path: Path) -> None:
+    pairs = copy_pairs(30, seed=8)
+    src = tmp_path / "src.txt"
+    src.write_text("".join(s + "\n" for s, _ in pairs))
+    out = tmp_path / "hyp.txt"
+    result = run(
+        "evaluate", str(src), str(src), "--model", str(toy_checkpoint), "--output", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    assert "BLEU = 100.00" in result.stdout
+    assert "tok:13a" in result.stdout and "case:mixed" in result.stdout
+    assert "chrF = 100.00" in result.stdout
+    assert out.read_text().splitlines() == [s for s, _ in pairs]
+
+
+def test_errors_are_one_clear_line(tmp_path: Path) -> None:
+    missing = run("translate", "--model", str(tmp_path / "none.pt"), "hello")
+    assert missing.returncode == 1
+    assert (
+        missing.stderr.strip()
+        == f"tongyeok translate: error: checkpoint {tmp_path / 'none.pt'} does not exist"
+    )
+    src = write_tsv(tmp_path / "a.txt", [("x", "y")])
+    ref = tmp_path / "b.txt"
+    ref.write_text("one\ntwo\n")
+    mismatch = run("evaluate", str(src), str(ref))
+    assert mismatch.returncode == 1
+    assert "line counts differ" in mismatch.stderr
+    no_data = run("train")
+    assert no_data.returncode != 0 and "--train-source is required" in no_data.stderr
+
+
+def test_release_averages_and_halves(toy_checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "release.pt"
+    result = run("release", str(toy_checkpoint), str(toy_checkpoint), "--half", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    translated = run("translate", "--model", str(out), "red dog runs")
+    assert translated.stdout.strip() == "red dog runs"
