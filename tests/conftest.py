@@ -9,7 +9,26 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-WORDS = "red blue green small big dog cat bird man woman runs jumps sits in on the a park".split()
+WORDS = [
+    "red",
+    "blue",
+    "green",
+    "small",
+    "big",
+    "dog",
+    "cat",
+    "bird",
+    "man",
+    "woman",
+    "runs",
+    "jumps",
+    "sits",
+    "in",
+    "on",
+    "the",
+    "a",
+    "park",
+]
 
 
 def copy_pairs(n: int, seed: int) -> list[tuple[str, str]]:

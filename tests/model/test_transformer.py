@@ -83,8 +83,9 @@ def test_incremental_decoding_equals_full_decoding(model: Transformer) -> None:
 
 
 def test_rows_that_join_later_decode_as_if_alone(model: Transformer) -> None:
-    """Row 1 starts two steps after row 0: its cache slots for those steps are masked padding and its
-    positions start at 0. Its logits must equal decoding it alone (the continuous-batching contract)."""
+    """Row 1 starts two steps after row 0: its cache slots for those steps are masked padding and
+    its positions start at 0. Its logits must equal decoding it alone (the continuous-batching
+    contract)."""
     src, tgt = batch()
     src_pad = src.eq(CFG.pad_id)
     with torch.no_grad():
