@@ -189,6 +189,40 @@ def run_release(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a checkpoint to an ONNX model package (encoder + KV-cached decoder)",
+        description="Write a model package: encoder.onnx, decoder.onnx, tokenizer.model, "
+        "config.json and manifest.json (SHA-256 of every file). The package is what the service "
+        "loads, with ONNX Runtime alone. Then check it against PyTorch on a few sentences.",
+        epilog="example: tongyeok export --out models/en-de  (the shipped model, fp32)",
+    )
+    p.add_argument("checkpoint", nargs="?", help="checkpoint (.pt); default: the shipped model")
+    p.add_argument("--out", required=True, help="package directory to write (replaced if present)")
+    p.add_argument("--precision", default="fp32", help="fp32 (default), fp16 (GPUs) or int8 (CPU)")
+    p.add_argument("--name", help="package name (default: SOURCE-TARGET, e.g. en-de)")
+    p.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="skip the parity check against PyTorch",
+    )
+    p.set_defaults(run=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from export.onnx_export import export_package
+
+    out = export_package(args.checkpoint, args.out, args.precision, args.name)
+    print(f"wrote {out}")
+    if args.verify:
+        from export.verify import check_package
+
+        print(check_package(args.checkpoint, out))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tongyeok", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"tongyeok {__version__}")
@@ -197,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate(sub)
     add_translate(sub)
     add_release(sub)
+    add_export(sub)
     return parser
 
 

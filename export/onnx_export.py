@@ -1,0 +1,229 @@
+"""Checkpoint -> model package: trace both graphs, check them, convert precision, hash, write.
+
+One pipeline (load -> trace -> validate -> convert -> package) for every source of weights: a new
+source only has to produce a ``Checkpoint``. The package is assembled in a sibling ``.partial``
+directory and renamed into place, so a failed export never leaves a package that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+
+import tongyeok
+from export.graphs import TRACE_K, DecoderGraph, EncoderGraph
+from export.package import (
+    CONFIG,
+    DECODER,
+    ENCODER,
+    FORMAT_VERSION,
+    PRECISIONS,
+    TOKENIZER,
+    PackageError,
+    sha256_file,
+    write_manifest,
+)
+from export.spec import OPSET, GraphSpec, decoder_spec, encoder_spec
+from model.checkpoint import Checkpoint, load_checkpoint
+from model.transformer import Transformer
+
+
+def example_encoder_inputs(model: Transformer) -> tuple[torch.Tensor, torch.Tensor]:
+    """A padded batch of 2 rows x 5 positions (sizes distinct from every other traced axis)."""
+    cfg = model.cfg
+    src = torch.tensor([[5, 6, 7, 8, cfg.eos_id], [9, 10, cfg.eos_id, cfg.pad_id, cfg.pad_id]])
+    return src % cfg.vocab_size, src.ne(cfg.pad_id)
+
+
+def example_decoder_inputs(model: Transformer) -> tuple[torch.Tensor, ...]:
+    """Batch 2 continuing rows (1, 0) of a 3-row past of 4 positions with 2 new tokens each,
+    source length 5 (sizes chosen distinct so that no two dynamic axes are confused)."""
+    cfg = model.cfg
+    prev_batch, batch, past, src_len, new = 3, 2, 4, 5, 2
+    shape_past = (prev_batch, cfg.n_heads, past, cfg.head_dim)
+    shape_cross = (batch, cfg.n_heads, src_len, cfg.head_dim)
+    g = torch.Generator().manual_seed(0)
+    caches: list[torch.Tensor] = []
+    for _ in range(cfg.decoder_layers):
+        caches += [torch.randn(shape_past, generator=g), torch.randn(shape_past, generator=g)]
+    for _ in range(cfg.decoder_layers):
+        caches += [torch.randn(shape_cross, generator=g), torch.randn(shape_cross, generator=g)]
+    return (
+        torch.tensor([[11, 13], [12, 14]]) % cfg.vocab_size,
+        torch.tensor([[4, 5], [4, 5]]),
+        torch.tensor([1, 0]),
+        torch.ones(batch, past + new, dtype=torch.bool),
+        torch.tensor([[True] * 5, [True] * 3 + [False] * 2]),
+        torch.tensor([TRACE_K]),
+        *caches,
+    )
+
+
+def trace(
+    module: torch.nn.Module, args: tuple[torch.Tensor, ...], spec: GraphSpec, path: Path
+) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about Python ints in shapes are expected
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            dynamo=False,
+            input_names=spec.input_names,
+            output_names=spec.output_names,
+            dynamic_axes=spec.dynamic_axes(),
+            opset_version=OPSET,
+            do_constant_folding=True,
+        )
+
+
+def wire_top_k(path: Path, spec: GraphSpec) -> None:
+    """Make the traced TopK read k from the ``top_k`` graph input instead of a constant."""
+    graph_model = onnx.load(str(path))
+    graph = graph_model.graph
+    topk = [n for n in graph.node if n.op_type == "TopK"]
+    if len(topk) != 1:
+        raise PackageError(f"expected one TopK node in the decoder, found {len(topk)}")
+    topk[0].input[1] = "top_k"
+    if "top_k" not in {i.name for i in graph.input}:  # the tracer drops inputs it never read
+        graph.input.append(onnx.helper.make_tensor_value_info("top_k", onnx.TensorProto.INT64, [1]))
+    # Order the inputs as the spec declares them (the tracer may have dropped and re-added some).
+    order = spec.input_names
+
+    def rank(i: onnx.ValueInfoProto) -> tuple[int, str]:
+        return (order.index(i.name) if i.name in order else len(order), i.name)
+
+    inputs = sorted(graph.input, key=rank)
+    del graph.input[:]
+    graph.input.extend(inputs)
+    for out in graph.output:  # k is dynamic: make the output shapes say so
+        if out.name in ("topk_logprobs", "topk_ids"):
+            out.type.tensor_type.shape.dim[1].dim_param = "k"
+    onnx.save(graph_model, str(path))
+
+
+def convert_fp16(path: Path) -> None:
+    """Weights and caches in fp16; log-softmax and top-k stay fp32 for stable beam scores."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    fp32 = onnx.load(str(path))
+    fp16 = convert_float_to_float16(
+        fp32, keep_io_types=["topk_logprobs"], op_block_list=["LogSoftmax", "TopK"]
+    )
+    graph = OnnxModel(fp16)
+    graph.topological_sort()  # the converter appends its Cast nodes out of order
+    onnx.save(graph.model, str(path))
+
+
+def convert_int8(path: Path) -> None:
+    """Dynamic int8 quantization of the MatMul weights (activations quantized per call)."""
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    tmp = path.with_suffix(".int8.onnx")
+    logging.getLogger().setLevel(logging.ERROR)  # its pre-processing advice is for CNNs
+    quantize_dynamic(path, tmp, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+    tmp.replace(path)
+
+
+def tool_versions() -> dict[str, str]:
+    import onnxruntime
+
+    return {
+        "tongyeok": tongyeok.__version__,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def package_config(
+    ckpt: Checkpoint, name: str, precision: str, checkpoint_sha: str
+) -> dict[str, Any]:
+    cfg = ckpt.config
+    float_dtype = "float16" if precision == "fp16" else "float32"
+    return {
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "source_lang": ckpt.source_lang,
+        "target_lang": ckpt.target_lang,
+        "precision": precision,
+        "model": cfg.to_dict(),
+        "decoder_start_id": cfg.decoder_start_id,
+        # EOS takes one position; the decoder's first input (start token) takes position 0.
+        "max_source_tokens": cfg.max_positions - 1,
+        "max_target_tokens": cfg.max_positions - 1,
+        "graphs": {
+            "encoder": {"file": ENCODER, **encoder_spec(cfg.decoder_layers, float_dtype).to_dict()},
+            "decoder": {"file": DECODER, **decoder_spec(cfg.decoder_layers, float_dtype).to_dict()},
+        },
+        "tokenizer": TOKENIZER,
+        "opset": OPSET,
+        "made_with": tool_versions(),
+        "checkpoint": {"sha256": checkpoint_sha, "metadata": ckpt.metadata},
+    }
+
+
+def export_package(
+    checkpoint: str | Path | None,
+    out_dir: str | Path,
+    precision: str = "fp32",
+    name: str | None = None,
+) -> Path:
+    """Write the package for ``checkpoint`` (the shipped model if None) to ``out_dir``."""
+    if precision not in PRECISIONS:
+        raise PackageError(f"unsupported precision {precision!r}: choose one of {PRECISIONS}")
+    ckpt = load_checkpoint(checkpoint)
+    checkpoint_path = Path(checkpoint) if checkpoint else None
+    model = ckpt.build_model()
+    cfg = model.cfg
+    out = Path(out_dir)
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+
+    torch.manual_seed(0)
+    with torch.no_grad():
+        trace(
+            EncoderGraph(model),
+            example_encoder_inputs(model),
+            encoder_spec(cfg.decoder_layers),
+            partial / ENCODER,
+        )
+        trace(
+            DecoderGraph(model),
+            example_decoder_inputs(model),
+            decoder_spec(cfg.decoder_layers),
+            partial / DECODER,
+        )
+    wire_top_k(partial / DECODER, decoder_spec(cfg.decoder_layers))
+    for graph in (ENCODER, DECODER):
+        onnx.checker.check_model(str(partial / graph), full_check=True)
+        if precision == "fp16":
+            convert_fp16(partial / graph)
+        elif precision == "int8":
+            convert_int8(partial / graph)
+        onnx.checker.check_model(str(partial / graph))
+
+    ckpt.tokenizer.save(partial / TOKENIZER)
+    from model.checkpoint import DEFAULT_CHECKPOINT
+
+    source = checkpoint_path or DEFAULT_CHECKPOINT
+    pair = f"{ckpt.source_lang}-{ckpt.target_lang}"
+    config = package_config(ckpt, name or pair, precision, sha256_file(source))
+    (partial / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    write_manifest(partial)
+    if out.exists():
+        shutil.rmtree(out)
+    partial.rename(out)
+    return out

@@ -1,0 +1,124 @@
+"""The two graphs' input/output names, dtypes and dynamic axes, declared once.
+
+The exporter traces with these names, writes them into the package's ``config.json``, and the
+engine reads them from there: no tensor name is spelled anywhere else. Per-layer tensors take the
+layer index as a suffix (``past_key.0``).
+
+Decoder design (see docs/decisions.md, "What the decoder graph emits"):
+- it emits the top ``k`` log-probabilities of every row and their token ids (``k`` is an input:
+  1 for greedy, 2 x beam for beam search, the vocabulary size for full distributions), so only
+  B x k numbers leave the device per step instead of B x V;
+- it gathers the rows of the self-attention cache by ``cache_index`` before appending the new
+  position, so beam reordering, finished rows leaving and new rows joining a running batch are all
+  one index vector, applied inside the graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+OPSET = 17  # LayerNormalization is a single op from 17 on, which ORT fuses well
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str  # numpy dtype name
+    axes: tuple[str, ...]  # symbolic names for dynamic axes, numbers as strings for fixed ones
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t.name for t in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.outputs]
+
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        """torch.onnx.export's dynamic_axes: every non-numeric axis is dynamic."""
+        return {
+            t.name: {i: a for i, a in enumerate(t.axes) if not a.isdigit()}
+            for t in (*self.inputs, *self.outputs)
+        }
+
+    def to_dict(self) -> dict[str, list[dict[str, object]]]:
+        """As written to config.json (axes as lists, the way JSON reads them back)."""
+
+        def entry(t: TensorSpec) -> dict[str, object]:
+            return {**asdict(t), "axes": list(t.axes)}
+
+        return {
+            "inputs": [entry(t) for t in self.inputs],
+            "outputs": [entry(t) for t in self.outputs],
+        }
+
+
+def layer_names(prefix: str, layers: int) -> list[str]:
+    return [f"{prefix}.{i}" for i in range(layers)]
+
+
+KV_AXES_SRC = ("batch", "heads", "src_len", "head_dim")
+KV_AXES_PAST = ("prev_batch", "heads", "past_len", "head_dim")
+KV_AXES_PRESENT = ("batch", "heads", "present_len", "head_dim")
+
+
+def encoder_spec(decoder_layers: int, float_dtype: str = "float32") -> GraphSpec:
+    """``float_dtype``: of the states and cross keys/values (float16 in fp16 packages)."""
+    cross = [
+        TensorSpec(name, float_dtype, KV_AXES_SRC)
+        for i in range(decoder_layers)
+        for name in (f"cross_key.{i}", f"cross_value.{i}")
+    ]
+    return GraphSpec(
+        inputs=(
+            TensorSpec("src_ids", "int64", ("batch", "src_len")),
+            TensorSpec("src_mask", "bool", ("batch", "src_len")),  # True at real tokens
+        ),
+        outputs=(
+            TensorSpec("encoder_states", float_dtype, ("batch", "src_len", "d_model")),
+            *cross,
+        ),
+    )
+
+
+def decoder_spec(decoder_layers: int, float_dtype: str = "float32") -> GraphSpec:
+    """``float_dtype``: of the caches; the log-probabilities are float32 in every precision."""
+    past = [
+        TensorSpec(name, float_dtype, KV_AXES_PAST)
+        for i in range(decoder_layers)
+        for name in (f"past_key.{i}", f"past_value.{i}")
+    ]
+    cross = [
+        TensorSpec(name, float_dtype, KV_AXES_SRC)
+        for i in range(decoder_layers)
+        for name in (f"cross_key.{i}", f"cross_value.{i}")
+    ]
+    present = [
+        TensorSpec(name, float_dtype, KV_AXES_PRESENT)
+        for i in range(decoder_layers)
+        for name in (f"present_key.{i}", f"present_value.{i}")
+    ]
+    return GraphSpec(
+        inputs=(
+            # New tokens of every row: 1 per step; a whole prefix at once with an empty past.
+            TensorSpec("input_ids", "int64", ("batch", "new_len")),
+            TensorSpec("positions", "int64", ("batch", "new_len")),  # positions in its own row
+            TensorSpec("cache_index", "int64", ("batch",)),  # row of the past cache it continues
+            TensorSpec("self_mask", "bool", ("batch", "present_len")),  # True at real positions
+            TensorSpec("src_mask", "bool", ("batch", "src_len")),
+            TensorSpec("top_k", "int64", ("1",)),
+            *past,
+            *cross,
+        ),
+        outputs=(
+            TensorSpec("topk_logprobs", "float32", ("batch", "k")),
+            TensorSpec("topk_ids", "int64", ("batch", "k")),
+            *present,
+        ),
+    )

@@ -1,0 +1,108 @@
+"""ONNX Runtime sessions for one model package: the encoder pass and one decoder step, on numpy.
+
+Torch-free. Names, dtypes and layer counts all come from the package's ``config.json``. This is the
+thin layer the engine (search, batching) is built on, and what the export parity checks run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from export.package import PackageConfig, load_package_config
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    intra_op_threads: int = 0  # 0: ONNX Runtime's default (one per physical core)
+    graph_optimization: str = "all"  # disable | basic | extended | all
+
+    def session_options(self) -> ort.SessionOptions:
+        levels = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }
+        if self.graph_optimization not in levels:
+            raise ValueError(
+                f"graph_optimization must be one of {sorted(levels)}, "
+                f"got {self.graph_optimization!r}"
+            )
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = levels[self.graph_optimization]
+        opts.intra_op_num_threads = self.intra_op_threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        return opts
+
+
+@dataclass
+class EncoderOutput:
+    states: np.ndarray  # (B, S, D)
+    cross: list[np.ndarray]  # cross_key.0, cross_value.0, ... each (B, H, S, Dh)
+
+
+@dataclass
+class StepOutput:
+    logprobs: np.ndarray  # (B, k) float32, best first
+    ids: np.ndarray  # (B, k) int64
+    cache: list[np.ndarray]  # present_key.0, present_value.0, ... each (B, H, P + 1, Dh)
+
+
+class PackageRuntime:
+    """The two sessions of a package, with inputs assembled by name from its config."""
+
+    def __init__(self, package: str | Path | PackageConfig, options: RuntimeOptions | None = None):
+        self.config = (
+            package if isinstance(package, PackageConfig) else load_package_config(package)
+        )
+        self.options = options or RuntimeOptions()
+        so = self.options.session_options()
+        providers = list(self.options.providers)
+        self.encoder = ort.InferenceSession(str(self.config.encoder_path), so, providers=providers)
+        self.decoder = ort.InferenceSession(str(self.config.decoder_path), so, providers=providers)
+        dec = self.config.decoder_io
+        self.decoder_inputs = [t["name"] for t in dec["inputs"]]
+        self.decoder_outputs = [t["name"] for t in dec["outputs"]]
+        self.cache_dtype = np.dtype(
+            next(t["dtype"] for t in dec["inputs"] if t["name"] == "past_key.0")
+        )
+        self.layers = self.config.decoder_layers
+
+    def encode(self, src_ids: np.ndarray, src_mask: np.ndarray) -> EncoderOutput:
+        outputs = self.encoder.run(None, {"src_ids": src_ids, "src_mask": src_mask})
+        return EncoderOutput(states=outputs[0], cross=list(outputs[1:]))
+
+    def empty_cache(self, batch: int) -> list[np.ndarray]:
+        shape = (batch, self.config.n_heads, 0, self.config.head_dim)
+        return [np.zeros(shape, dtype=self.cache_dtype) for _ in range(2 * self.layers)]
+
+    def step(
+        self,
+        input_ids: np.ndarray,  # (B, T) int64, T = 1 per incremental step
+        positions: np.ndarray,  # (B, T) int64
+        cache_index: np.ndarray,  # (B,) int64 into the rows of ``past``
+        self_mask: np.ndarray,  # (B, P + T) bool
+        src_mask: np.ndarray,  # (B, S) bool
+        top_k: int,
+        past: list[np.ndarray],
+        cross: list[np.ndarray],
+    ) -> StepOutput:
+        feed: dict[str, np.ndarray] = {
+            "input_ids": input_ids,
+            "positions": positions,
+            "cache_index": cache_index,
+            "self_mask": self_mask,
+            "src_mask": src_mask,
+            "top_k": np.array([top_k], dtype=np.int64),
+        }
+        for i in range(self.layers):
+            feed[f"past_key.{i}"], feed[f"past_value.{i}"] = past[2 * i], past[2 * i + 1]
+            feed[f"cross_key.{i}"], feed[f"cross_value.{i}"] = cross[2 * i], cross[2 * i + 1]
+        outputs = self.decoder.run(self.decoder_outputs, feed)
+        return StepOutput(logprobs=outputs[0], ids=outputs[1], cache=list(outputs[2:]))

@@ -1,0 +1,199 @@
+"""Export: the ONNX package computes what the PyTorch model computes, and refuses to be misused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from export.onnx_export import export_package
+from export.package import PackageError, load_package_config, sha256_file
+from export.spec import decoder_spec, encoder_spec
+from export.verify import onnx_greedy, padded_sources, step_parity
+from model.checkpoint import CheckpointError, load_checkpoint
+from model.search import SearchOptions, max_lengths, search
+from service.runtime import PackageRuntime
+from tests.conftest import copy_pairs
+
+
+@pytest.fixture(scope="module")
+def package(toy_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_package(toy_checkpoint, tmp_path_factory.mktemp("pkg") / "toy")
+
+
+@pytest.fixture(scope="module")
+def runtime(package: Path) -> PackageRuntime:
+    return PackageRuntime(package)
+
+
+@pytest.fixture(scope="module")
+def toy(toy_checkpoint: Path):  # -> (model, tokenizer)
+    ckpt = load_checkpoint(toy_checkpoint)
+    return ckpt.build_model(), ckpt.tokenizer
+
+
+def test_package_contents_names_and_checker(package: Path) -> None:
+    assert sorted(p.name for p in package.iterdir()) == [
+        "config.json",
+        "decoder.onnx",
+        "encoder.onnx",
+        "manifest.json",
+        "tokenizer.model",
+    ]
+    config = load_package_config(package)  # verifies every hash
+    layers = config.decoder_layers
+    for graph, spec in (("encoder", encoder_spec(layers)), ("decoder", decoder_spec(layers))):
+        onnx.checker.check_model(str(package / f"{graph}.onnx"), full_check=True)
+        proto = onnx.load(str(package / f"{graph}.onnx"))
+        assert [i.name for i in proto.graph.input] == spec.input_names
+        assert [o.name for o in proto.graph.output] == spec.output_names
+        assert config.raw["graphs"][graph]["inputs"] == spec.to_dict()["inputs"]
+    assert config.raw["made_with"]["torch"] == torch.__version__
+    assert not (package.parent / "toy.partial").exists()
+
+
+def test_every_step_matches_pytorch_on_a_padded_batch(toy, runtime: PackageRuntime) -> None:
+    model, tokenizer = toy
+    texts = [s for s, _ in copy_pairs(12, seed=5)]  # 2 to 6 words: rows of different lengths
+    sources = tokenizer.encode_batch(texts)
+    assert len({len(s) for s in sources}) > 1
+    report = step_parity(model, runtime, sources, sources, tolerance=1e-4)
+    assert report.steps == max(len(s) for s in sources)
+    assert report.argmax_agreement == 1.0
+
+
+def test_greedy_translations_are_identical(toy, runtime: PackageRuntime) -> None:
+    model, tokenizer = toy
+    sources = tokenizer.encode_batch([s for s, _ in copy_pairs(60, seed=6)])
+    src = padded_sources(model, sources)
+    options = SearchOptions(beam_size=1)
+    reference = [h[0].tokens for h in search(model, torch.from_numpy(src), options)]
+    limits = max_lengths(torch.from_numpy(src == 0), options, model.cfg.max_positions).tolist()
+    assert onnx_greedy(runtime, src, limits) == reference
+
+
+def test_the_cache_is_used_and_changes_nothing(toy, runtime: PackageRuntime) -> None:
+    model, tokenizer = toy
+    src = padded_sources(model, tokenizer.encode_batch(["red dog runs in the park", "a cat"]))
+    src_mask = src != 0
+    enc = runtime.encode(src, src_mask)
+    past, tokens = runtime.empty_cache(2), np.zeros((2, 1), dtype=np.int64)
+    for step in range(5):
+        out = runtime.step(
+            tokens,
+            np.full((2, 1), step),
+            np.arange(2),
+            np.ones((2, step + 1), bool),
+            src_mask,
+            1,
+            past,
+            enc.cross,
+        )
+        assert all(c.shape[2] == step + 1 for c in out.cache)  # past length grows by one
+        past, tokens = out.cache, out.ids[:, :1]
+    with_cache = onnx_greedy(runtime, src, [20, 20], use_cache=True)
+    without = onnx_greedy(runtime, src, [20, 20], use_cache=False)
+    assert with_cache == without
+
+
+@torch.no_grad()
+def test_cache_index_reorders_and_lets_rows_join(toy, runtime: PackageRuntime) -> None:
+    """Beam reordering and a row joining mid-flight are one index vector plus a mask."""
+    model, tokenizer = toy
+    src = padded_sources(model, tokenizer.encode_batch(["red dog", "big cat sits on a park"]))
+    src_mask = src != 0
+    enc = runtime.encode(src, src_mask)
+    # Two steps for row 0 alone.
+    past = runtime.empty_cache(1)
+    for step, tok in enumerate([0, 5]):
+        out = runtime.step(
+            np.array([[tok]]),
+            np.array([[step]]),
+            np.array([0]),
+            np.ones((1, step + 1), bool),
+            src_mask[:1],
+            4,
+            past,
+            [c[:1] for c in enc.cross],
+        )
+        past = out.cache
+    # Row 1 joins: batch (row1, row0). Row 1's gathered past (taken from row 0) is masked out.
+    self_mask = np.array([[False, False, True], [True, True, True]])
+    out = runtime.step(
+        np.array([[0], [7]]),
+        np.array([[0], [2]]),
+        np.array([0, 0]),
+        self_mask,
+        src_mask[[1, 0]],
+        4,
+        past,
+        [c[[1, 0]] for c in enc.cross],
+    )
+    # Reference: each row decoded alone in PyTorch.
+    src_t = torch.from_numpy(src)
+    pad = src_t.eq(0)
+    cross = model.cross_kv(model.encode(src_t, pad))
+    alone1, _ = model.decode_step(
+        torch.tensor([[0]]), torch.tensor([[0]]), [(k[1:], v[1:]) for k, v in cross], pad[1:]
+    )
+    alone0, _ = model.decode_step(
+        torch.tensor([[0, 5, 7]]),
+        torch.tensor([[0, 1, 2]]),
+        [(k[:1], v[:1]) for k, v in cross],
+        pad[:1],
+    )
+    for row, logits in ((0, alone1[0, -1]), (1, alone0[0, -1])):
+        expected = torch.log_softmax(logits, -1).topk(4)
+        assert out.ids[row].tolist() == expected.indices.tolist()
+        assert np.abs(out.logprobs[row] - expected.values.numpy()).max() <= 1e-4
+
+
+# max_diff is over the whole vocabulary, improbable tokens included
+@pytest.mark.parametrize(("precision", "max_diff"), [("fp16", 0.05), ("int8", 1.5)])
+def test_reduced_precision_packages_run_and_agree(
+    toy, toy_checkpoint: Path, tmp_path: Path, precision: str, max_diff: float
+) -> None:
+    model, tokenizer = toy
+    package = export_package(toy_checkpoint, tmp_path / precision, precision=precision)
+    runtime = PackageRuntime(package)
+    assert runtime.config.precision == precision
+    sources = tokenizer.encode_batch([s for s, _ in copy_pairs(12, seed=5)])
+    report = step_parity(model, runtime, sources, sources, tolerance=None)
+    assert report.max_diff < max_diff
+    assert report.argmax_agreement >= 0.95
+    src = padded_sources(model, sources)
+    assert onnx_greedy(runtime, src, [30] * len(sources)) == [[*s, 2] for s in sources]  # copies
+
+
+def test_export_is_reproducible(toy_checkpoint: Path, tmp_path: Path) -> None:
+    a = export_package(toy_checkpoint, tmp_path / "a")
+    b = export_package(toy_checkpoint, tmp_path / "b")
+    for name in ("encoder.onnx", "decoder.onnx", "tokenizer.model", "config.json"):
+        assert sha256_file(a / name) == sha256_file(b / name), name
+
+
+def test_bad_inputs_give_clear_errors(toy_checkpoint: Path, package: Path, tmp_path: Path) -> None:
+    with pytest.raises(PackageError, match=r"unsupported precision 'fp8'"):
+        export_package(toy_checkpoint, tmp_path / "x", precision="fp8")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        export_package(tmp_path / "missing.pt", tmp_path / "x")
+    broken = tmp_path / "broken"
+    shutil.copytree(package, broken)
+    with open(broken / "decoder.onnx", "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00\x01\x02")
+    with pytest.raises(PackageError, match=r"decoder\.onnx: SHA-256 .* does not match"):
+        load_package_config(broken)
+    (broken / "decoder.onnx").unlink()
+    with pytest.raises(PackageError, match=r"decoder\.onnx: listed in the manifest but missing"):
+        load_package_config(broken)
+    (broken / "manifest.json").unlink()
+    with pytest.raises(PackageError, match=r"manifest\.json: missing"):
+        PackageRuntime(broken)
+    config = json.loads((package / "config.json").read_text())
+    assert config["precision"] == "fp32"
