@@ -52,17 +52,30 @@ def evaluate_files(
     batch_size: int = 64,
     device: str = "cpu",
     output: str | Path | None = None,
+    package: str | Path | None = None,
 ) -> Report:
+    """Translate ``source`` with the checkpoint (PyTorch), or with ``package`` (ONNX Runtime,
+    greedy) when given, and score it against ``reference``."""
     sources, references = read_lines(source), read_lines(reference)
     if len(sources) != len(references):
         raise DataError(
             f"line counts differ: {source} has {len(sources)} lines, "
             f"{reference} has {len(references)}"
         )
-    ckpt = load_checkpoint(checkpoint)
-    model = ckpt.build_model(device)
-    started = time.perf_counter()
-    hypotheses = translate_texts(model, ckpt.tokenizer, sources, options, batch_size)
+    if package is not None:
+        if options.beam_size != 1:
+            raise ValueError("packages are evaluated greedily for now: pass --beam-size 1")
+        from export.verify import package_translate
+
+        started = time.perf_counter()
+        hypotheses = package_translate(
+            package, sources, options.max_length_a, options.max_length_b, batch_size
+        )
+    else:
+        ckpt = load_checkpoint(checkpoint)
+        model = ckpt.build_model(device)
+        started = time.perf_counter()
+        hypotheses = translate_texts(model, ckpt.tokenizer, sources, options, batch_size)
     seconds = time.perf_counter() - started
     if output:
         Path(output).write_text("".join(h + "\n" for h in hypotheses), encoding="utf-8")

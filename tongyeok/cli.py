@@ -133,6 +133,7 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("reference", help="reference translations, line-aligned with SOURCE")
     p.add_argument("--output", help="also write the translations to this file")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--package", help="evaluate an exported ONNX package instead (greedy)")
     add_search_flags(p)
     p.set_defaults(run=run_evaluate)
 
@@ -152,6 +153,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         args.batch_size,
         args.device,
         args.output,
+        args.package,
     )
     print(json.dumps(report.as_dict(), indent=2) if args.json else report.text())
     return 0
@@ -223,6 +225,54 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="benchmarks (side-by-side ratios in one run)",
+        description="Benchmarks that print ratios against a baseline run side by side.",
+    )
+    which = p.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
+    e = which.add_parser(
+        "export",
+        help="KV cache vs none, graph optimization levels, fp32 vs int8/fp16 (greedy, ONNX)",
+        description="Export the checkpoint in every precision to a temporary directory and time "
+        "greedy decoding over the packages: with and without the KV cache, at each ONNX Runtime "
+        "graph optimization level, and per precision.",
+        epilog="example: tongyeok bench export --source data/test_2016_flickr.en.gz "
+        "--sentences 256 --output docs/bench-export.md",
+    )
+    e.add_argument("checkpoint", nargs="?", help="checkpoint (.pt); default: the shipped model")
+    e.add_argument("--source", help="sentences to translate, one per line (default: built-in)")
+    e.add_argument("--sentences", type=int, default=256, help="how many (default 256)")
+    e.add_argument("--batch-size", type=int, default=32, help="(default 32)")
+    e.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
+    e.add_argument("--repeats", type=int, default=3, help="timed runs, best kept (default 3)")
+    e.add_argument("--output", help="also write the markdown table to this file")
+    e.set_defaults(run=run_bench_export)
+
+
+def run_bench_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from export.bench import markdown, run_bench
+    from export.verify import SAMPLE_SOURCES
+    from model.checkpoint import load_checkpoint
+    from model.data import read_lines
+
+    texts = read_lines(args.source) if args.source else SAMPLE_SOURCES
+    texts = (texts * (args.sentences // len(texts) + 1))[: args.sentences]
+    ckpt = load_checkpoint(args.checkpoint)
+    sources = ckpt.tokenizer.encode_batch(texts)
+    rows = run_bench(
+        args.checkpoint, sources, ckpt.config.eos_id, args.batch_size, args.threads, args.repeats
+    )
+    table = markdown(rows, len(texts), args.batch_size, args.threads)
+    print(table)
+    if args.output:
+        Path(args.output).write_text(table + "\n", encoding="utf-8")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tongyeok", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"tongyeok {__version__}")
@@ -232,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_translate(sub)
     add_release(sub)
     add_export(sub)
+    add_bench(sub)
     return parser
 
 
