@@ -151,21 +151,11 @@ def onnx_greedy(
     return out
 
 
-SAMPLE_SOURCES = [
-    "A man in an orange hat starring at something.",
-    "A Boston Terrier is running on lush green grass in front of a white fence.",
-    "A girl in karate uniform breaking a stick with a front kick.",
-    "Five people wearing winter jackets and helmets stand in the snow, with snowmobiles in the "
-    "background.",
-    "People are fixing the roof of a house.",
-    "Dogs",
-]
-
-
 def check_package(checkpoint: str | Path | None, package: str | Path) -> str:
     """A short parity report of ``package`` against ``checkpoint`` on built-in sentences: greedy
     translations compared, and (fp32 only) every step's log-probabilities within 1e-4."""
     from model.checkpoint import load_checkpoint
+    from model.evaluate import SAMPLE_SOURCES
     from model.search import SearchOptions, max_lengths, search
 
     ckpt = load_checkpoint(checkpoint)

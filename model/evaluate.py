@@ -13,6 +13,34 @@ from model.data import DataError, read_lines
 from model.search import SearchOptions
 from model.translate import translate_texts
 
+# A few sentences of test_2016_flickr to spot-check a model (the test set is not shipped).
+SAMPLE_SOURCES = [
+    "A man in an orange hat starring at something.",
+    "A Boston Terrier is running on lush green grass in front of a white fence.",
+    "A girl in karate uniform breaking a stick with a front kick.",
+    "Five people wearing winter jackets and helmets stand in the snow, with snowmobiles in the "
+    "background.",
+    "People are fixing the roof of a house.",
+    "Dogs",
+]
+
+
+def record_samples(checkpoint: str | Path) -> dict[str, object]:
+    """Translations of SAMPLE_SOURCES, greedy and beam 4, to ship beside a released checkpoint:
+    a test checks that the checkpoint still produces them."""
+    ckpt = load_checkpoint(checkpoint)
+    model = ckpt.build_model()
+    greedy = translate_texts(model, ckpt.tokenizer, SAMPLE_SOURCES, SearchOptions(beam_size=1))
+    beam = translate_texts(model, ckpt.tokenizer, SAMPLE_SOURCES, SearchOptions(beam_size=4))
+    return {
+        "source_lang": ckpt.source_lang,
+        "target_lang": ckpt.target_lang,
+        "samples": [
+            {"source": s, "greedy": g, "beam4": b}
+            for s, g, b in zip(SAMPLE_SOURCES, greedy, beam, strict=True)
+        ],
+    }
+
 
 @dataclass(frozen=True)
 class Report:

@@ -172,6 +172,12 @@ def add_release(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoints", nargs="+", help="checkpoints to average (one: copied as is)")
     p.add_argument("--out", required=True, help="where to write the release checkpoint")
     p.add_argument("--half", action="store_true", help="store weights in fp16")
+    p.add_argument(
+        "--samples",
+        action="store_true",
+        help="also record translations of a few sample sentences in OUT.samples.json "
+        "(the shipped model's tests check them)",
+    )
     p.set_defaults(run=run_release)
 
 
@@ -188,6 +194,16 @@ def run_release(args: argparse.Namespace) -> int:
     ckpt.train_state = None
     ckpt.save(args.out, half=args.half)
     print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1e6:.1f} MB)")
+    if args.samples:
+        import json
+
+        from model.evaluate import record_samples
+
+        samples = Path(args.out).with_suffix(".samples.json")
+        samples.write_text(
+            json.dumps(record_samples(args.out), indent=2, ensure_ascii=False) + "\n"
+        )
+        print(f"wrote {samples}")
     return 0
 
 
