@@ -6,36 +6,14 @@ speed: every row of the batch keeps running until the whole batch is done.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from model.options import Hypothesis, SearchOptions
 from model.transformer import KV, Transformer
 
-
-@dataclass(frozen=True)
-class SearchOptions:
-    beam_size: int = 1
-    length_penalty: float = 1.0  # hypothesis score = sum log p / length ** length_penalty
-    max_length_a: float = 1.5  # a hypothesis has at most a * source_tokens + b tokens
-    max_length_b: int = 10
-    nbest: int = 1
-
-    def __post_init__(self) -> None:
-        if self.beam_size < 1:
-            raise ValueError(f"beam_size must be >= 1, got {self.beam_size}")
-        if not 1 <= self.nbest <= self.beam_size:
-            raise ValueError(f"nbest must be in [1, beam_size={self.beam_size}], got {self.nbest}")
-        if self.max_length_a < 0 or self.max_length_b < 1:
-            raise ValueError("max_length_a must be >= 0 and max_length_b >= 1")
-
-
-@dataclass(frozen=True)
-class Hypothesis:
-    tokens: list[int]  # generated ids, ending with EOS unless the length limit cut it
-    score: float  # log-probability / length ** length_penalty
+__all__ = ["Hypothesis", "SearchOptions", "max_lengths", "search"]
 
 
 def max_lengths(src_pad: Tensor, options: SearchOptions, max_positions: int) -> Tensor:

@@ -1,0 +1,39 @@
+"""Decoding options and hypotheses: shared by the PyTorch reference and the ONNX engine.
+
+Torch-free, so that the service can import it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How to decode one sentence; invalid values raise ValueError (the API maps it to 422)."""
+
+    beam_size: int = 1
+    length_penalty: float = 1.0  # hypothesis score = sum log p / length ** length_penalty
+    max_length_a: float = 1.5  # a hypothesis has at most a * source_tokens + b tokens
+    max_length_b: int = 10
+    nbest: int = 1
+
+    def __post_init__(self) -> None:
+        if self.beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1, got {self.beam_size}")
+        if not 1 <= self.nbest <= self.beam_size:
+            raise ValueError(f"nbest must be in [1, beam_size={self.beam_size}], got {self.nbest}")
+        if self.max_length_a < 0 or self.max_length_b < 1:
+            raise ValueError("max_length_a must be >= 0 and max_length_b >= 1")
+
+    def max_length(self, source_tokens: int, cap: int) -> int:
+        """Output budget for a source of ``source_tokens`` ids (EOS included)."""
+        return max(1, min(int(self.max_length_a * source_tokens + self.max_length_b), cap))
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One output sentence as token ids, with its score."""
+
+    tokens: list[int]  # generated ids, ending with EOS unless the length limit cut it
+    score: float  # log-probability / length ** length_penalty
