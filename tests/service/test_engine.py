@@ -1,0 +1,113 @@
+"""The engine decodes exactly like the PyTorch reference, whoever shares its batch and whenever."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from export.onnx_export import export_package
+from model.checkpoint import load_checkpoint
+from model.options import SearchOptions
+from model.translate import translate_ids
+from service.engine import Engine
+from service.runtime import PackageRuntime
+from tests.conftest import copy_pairs
+
+
+@pytest.fixture(scope="module")
+def toy(toy_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
+    """(reference model, tokenizer, runtime) of the toy model."""
+    ckpt = load_checkpoint(toy_checkpoint)
+    package = export_package(toy_checkpoint, tmp_path_factory.mktemp("engine") / "toy")
+    return ckpt.build_model(), ckpt.tokenizer, PackageRuntime(package)
+
+
+def sources(tokenizer, n: int, seed: int) -> list[list[int]]:
+    return tokenizer.encode_batch([s for s, _ in copy_pairs(n, seed=seed)])
+
+
+@pytest.mark.parametrize("beam", [1, 4])
+def test_engine_equals_reference_search(toy, beam: int) -> None:
+    model, tokenizer, runtime = toy
+    src = sources(tokenizer, 30, seed=11)
+    options = SearchOptions(beam_size=beam, nbest=beam, length_penalty=0.6)
+    engine = Engine(runtime)
+    got = engine.run(src, options, max_batch=7)  # 30 sentences through 7 slots: many joins
+    want = translate_ids(model, src, options)
+    for g, w in zip(got, want, strict=True):
+        assert [h.tokens for h in g] == [h.tokens for h in w]
+        assert [h.score for h in g] == pytest.approx([h.score for h in w], abs=1e-4)
+    assert len(engine) == 0 and engine.rows == 0  # everything finished and was compacted away
+
+
+def test_translation_does_not_depend_on_join_time_or_neighbours(toy) -> None:
+    _, tokenizer, runtime = toy
+    src = sources(tokenizer, 6, seed=12)
+    options = SearchOptions(beam_size=3, nbest=3)
+    alone = {i: Engine(runtime).run([s], options)[0] for i, s in enumerate(src)}
+    engine = Engine(runtime)
+    results = {}
+    engine.add([0, 1], src[:2], options)
+    for join_after, i in ((1, 2), (2, 3), (0, 4), (3, 5)):  # rows join at various steps
+        for _ in range(join_after):
+            results.update({r.seq_id: r.hypotheses for r in engine.step()})
+        engine.add([i], [src[i]], options)
+    while len(engine):
+        results.update({r.seq_id: r.hypotheses for r in engine.step()})
+    for i in range(6):
+        assert [h.tokens for h in results[i]] == [h.tokens for h in alone[i]]
+        assert [h.score for h in results[i]] == pytest.approx([h.score for h in alone[i]], abs=1e-5)
+
+
+def test_greedy_and_beam_sequences_share_a_batch(toy) -> None:
+    _, tokenizer, runtime = toy
+    src = sources(tokenizer, 8, seed=13)
+    greedy, beam = SearchOptions(beam_size=1), SearchOptions(beam_size=4, nbest=2)
+    engine = Engine(runtime)
+    engine.add(list(range(4)), src[:4], greedy)
+    engine.add(list(range(4, 8)), src[4:], beam)
+    results = {}
+    while len(engine):
+        results.update({r.seq_id: r.hypotheses for r in engine.step()})
+    assert [results[i] for i in range(4)] == Engine(runtime).run(src[:4], greedy)
+    assert [results[i] for i in range(4, 8)] == Engine(runtime).run(src[4:], beam)
+
+
+def test_cancel_frees_rows_and_leaves_others_alone(toy) -> None:
+    _, tokenizer, runtime = toy
+    src = sources(tokenizer, 3, seed=14)
+    options = SearchOptions(beam_size=2)
+    engine = Engine(runtime)
+    engine.add(["a", "b", "c"], src, options)
+    engine.step()
+    engine.cancel(["b"])
+    assert engine.active_rows == 4 and len(engine) == 2
+    results = {}
+    while len(engine):
+        results.update({r.seq_id: r.hypotheses for r in engine.step()})
+    assert set(results) == {"a", "c"}  # b never answers; a and c are unaffected
+    assert results["a"] == Engine(runtime).run([src[0]], options)[0]
+
+
+def test_bad_sources_are_refused(toy) -> None:
+    _, _, runtime = toy
+    engine = Engine(runtime)
+    too_long = [5] * runtime.config.max_source_tokens
+    with pytest.raises(ValueError, match=r"source has \d+ tokens; the model takes at most"):
+        engine.add(["x"], [too_long], SearchOptions())
+    engine.add(["x"], [[5, 6]], SearchOptions())
+    with pytest.raises(ValueError, match="already active"):
+        engine.add(["x"], [[5]], SearchOptions())
+
+
+def test_service_never_imports_torch() -> None:
+    code = (
+        "import sys, service.engine, service.runtime, export.package; print('torch' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
