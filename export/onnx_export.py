@@ -227,3 +227,25 @@ def export_package(
         shutil.rmtree(out)
     partial.rename(out)
     return out
+
+
+def cache_dir() -> Path:
+    import os
+
+    return Path(os.environ.get("TONGYEOK_CACHE_DIR", Path.home() / ".cache" / "tongyeok"))
+
+
+def ensure_package(checkpoint: str | Path | None, precision: str = "fp32") -> Path:
+    """The package of ``checkpoint``, exported once into the cache and reused while it verifies."""
+    from export.package import load_package_config
+    from model.checkpoint import DEFAULT_CHECKPOINT
+
+    source = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
+    if not source.is_file():
+        load_checkpoint(source)  # raises the usual clear error
+    target = cache_dir() / "packages" / f"{source.stem}-{sha256_file(source)[:12]}-{precision}"
+    try:
+        load_package_config(target)
+        return target
+    except PackageError:
+        return export_package(source, target, precision)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,11 +13,19 @@ import pytest
 from tests.conftest import copy_pairs, write_tsv
 
 TONGYEOK = str(Path(sys.executable).parent / "tongyeok")
+CACHE = tempfile.mkdtemp(prefix="tongyeok-cache-")  # exported packages, private to this session
 
 
 def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TONGYEOK_CACHE_DIR": CACHE}
     return subprocess.run(
-        [TONGYEOK, *args], input=stdin, capture_output=True, text=True, timeout=300, check=False
+        [TONGYEOK, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
     )
 
 
@@ -44,6 +54,20 @@ def test_translate_arguments_and_stdin_keep_order(toy_checkpoint: Path) -> None:
     piped = run("translate", "--model", str(toy_checkpoint), stdin="\n".join(lines) + "\n")
     assert piped.returncode == 0, piped.stderr
     assert piped.stdout.splitlines() == lines  # empty line in, empty line out, same order
+
+
+def test_onnx_engine_and_torch_reference_agree(toy_checkpoint: Path, tmp_path: Path) -> None:
+    sentences = [s for s, _ in copy_pairs(8, seed=9)]
+    outputs = {}
+    for engine in ("onnx", "torch"):
+        result = run("translate", "--model", str(toy_checkpoint), "--engine", engine, *sentences)
+        assert result.returncode == 0, result.stderr
+        outputs[engine] = result.stdout
+    assert outputs["onnx"] == outputs["torch"]
+    assert any(Path(CACHE, "packages").iterdir())  # exported once into the cache
+    package = next(Path(CACHE, "packages").iterdir())
+    direct = run("translate", "--package", str(package), *sentences)
+    assert direct.stdout == outputs["onnx"]
 
 
 def test_evaluate_prints_scores_and_signatures(toy_checkpoint: Path, tmp_path: Path) -> None:

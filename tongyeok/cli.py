@@ -96,27 +96,50 @@ def add_translate(sub: argparse._SubParsersAction) -> None:
         "translate",
         help="translate sentences given as arguments or on stdin (one per line)",
         description="Translate each argument, or each line of stdin, and print one line per "
-        "input in the same order. Without --model, uses the shipped English→German model.",
+        "input in the same order, with the ONNX Runtime engine. Without --model or --package, "
+        "uses the shipped English→German model.",
         epilog='example: echo "A dog runs on the beach." | tongyeok translate',
     )
     p.add_argument("texts", nargs="*", help="sentences to translate (default: read stdin)")
     add_search_flags(p)
+    p.add_argument("--package", help="an exported model package to use instead of --model")
+    p.add_argument(
+        "--engine",
+        choices=("onnx", "torch"),
+        default="onnx",
+        help="onnx: the ONNX Runtime engine (default; a checkpoint is exported once into "
+        "$TONGYEOK_CACHE_DIR, default ~/.cache/tongyeok); torch: the PyTorch reference",
+    )
     p.set_defaults(run=run_translate)
 
 
 def run_translate(args: argparse.Namespace) -> int:
-    from model.checkpoint import load_checkpoint
-    from model.translate import set_threads, translate_texts
-
-    set_threads(args.threads)
-    ckpt = load_checkpoint(args.model)
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin]
-    model = ckpt.build_model(args.device)
-    for line in translate_texts(
-        model, ckpt.tokenizer, texts, search_options(args), args.batch_size
-    ):
-        print(line, flush=False)
-    sys.stdout.flush()
+    if args.engine == "torch":
+        from model.checkpoint import load_checkpoint
+        from model.translate import set_threads, translate_texts
+
+        set_threads(args.threads)
+        ckpt = load_checkpoint(args.model)
+        model = ckpt.build_model(args.device)
+        lines = translate_texts(model, ckpt.tokenizer, texts, search_options(args), args.batch_size)
+    else:
+        from service.runtime import RuntimeOptions
+        from service.translator import Translator
+
+        if args.package:
+            package = args.package
+        else:
+            from export.onnx_export import ensure_package
+
+            package = ensure_package(args.model)
+        providers = ("CUDAExecutionProvider",) if args.device == "cuda" else ()
+        runtime = RuntimeOptions(
+            providers=(*providers, "CPUExecutionProvider"), intra_op_threads=args.threads
+        )
+        translator = Translator(package, runtime)
+        lines = translator.translate(texts, search_options(args), args.batch_size)
+    sys.stdout.write("".join(line + "\n" for line in lines))
     return 0
 
 
