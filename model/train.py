@@ -239,6 +239,7 @@ class Trainer:
         self.best: list[tuple[float, int]] = []  # (bleu, epoch), best first
         if self.resumed:
             self.restore(ckpt)
+            self.model.zero_pad_embedding()  # checkpoints from before the rule was kept
         n_params = sum(p.numel() for p in self.model.parameters())
         self.log(
             f"model: {n_params / 1e6:.1f}M parameters, {model_cfg}, device {self.device}"
@@ -349,6 +350,7 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+        self.model.zero_pad_embedding()
         self.scheduler.step()
         self.step += 1
         self.losses.append(total)

@@ -216,6 +216,13 @@ class Transformer(nn.Module):
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
         nn.init.normal_(self.shared.weight, mean=0.0, std=self.cfg.d_model**-0.5)
+        self.zero_pad_embedding()
+
+    def zero_pad_embedding(self) -> None:
+        """Keep the pad row of the shared embedding at zero, as Marian does: the decoder starts
+        from the pad token, i.e. from a zero embedding (CTranslate2's Marian converter relies on
+        it). ``padding_idx`` alone does not ensure it, because the tied output projection trains
+        that row too; training calls this after every optimizer step."""
         with torch.no_grad():
             self.shared.weight[self.cfg.pad_id].zero_()
 

@@ -264,6 +264,28 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_export_hf(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export-hf",
+        help="export a checkpoint as a Hugging Face MarianMTModel directory (for Transformers, "
+        "CTranslate2)",
+        description="Write the same weights as a MarianMTModel directory with MarianTokenizer "
+        "files. Transformers loads it (from_pretrained) and CTranslate2 converts it "
+        "(ct2-transformers-converter --model DIR --output_dir CT2_DIR). Needs the 'hf' extra.",
+        epilog="example: tongyeok export-hf --out hf/en-de",
+    )
+    p.add_argument("checkpoint", nargs="?", help="checkpoint (.pt); default: the shipped model")
+    p.add_argument("--out", required=True, help="directory to write")
+    p.set_defaults(run=run_export_hf)
+
+
+def run_export_hf(args: argparse.Namespace) -> int:
+    from export.hf import export_hf
+
+    print(f"wrote {export_hf(args.checkpoint, args.out)}")
+    return 0
+
+
 def add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench",
@@ -321,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_translate(sub)
     add_release(sub)
     add_export(sub)
+    add_export_hf(sub)
     add_bench(sub)
     return parser
 

@@ -24,6 +24,14 @@ def test_tiny_model_learns_the_copy_task_exactly(toy_checkpoint: Path) -> None:
     assert beam == held_out[:10]
 
 
+def test_pad_embedding_stays_zero_for_a_zero_decoder_start(toy_checkpoint: Path) -> None:
+    """Marian's contract (CTranslate2 relies on it): the start token, pad, embeds to zero, even
+    though the tied output projection sends gradient to that row."""
+    ckpt = load_checkpoint(toy_checkpoint)
+    assert ckpt.state_dict["shared.weight"][ckpt.config.pad_id].abs().max() == 0
+    assert ckpt.state_dict["shared.weight"][ckpt.config.eos_id].abs().max() > 0
+
+
 def test_resume_continues_with_identical_losses(tmp_path: Path) -> None:
     """Dropout on, so the RNG state must be restored too, not only weights and optimizer."""
     common = dict(max_steps=8, save_every=4, dropout=0.1, d_model=32, d_ff=64, max_tokens=256)
