@@ -17,12 +17,15 @@ class SearchOptions:
     max_length_a: float = 1.5  # a hypothesis has at most a * source_tokens + b tokens
     max_length_b: int = 10
     nbest: int = 1
+    min_length: int = 0  # EOS is not allowed before this many tokens (benchmarks force lengths)
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, got {self.beam_size}")
         if not 1 <= self.nbest <= self.beam_size:
             raise ValueError(f"nbest must be in [1, beam_size={self.beam_size}], got {self.nbest}")
+        if self.min_length < 0:
+            raise ValueError(f"min_length must be >= 0, got {self.min_length}")
         if self.max_length_a < 0 or self.max_length_b < 1:
             raise ValueError("max_length_a must be >= 0 and max_length_b >= 1")
 

@@ -51,6 +51,8 @@ def search(model: Transformer, src: Tensor, options: SearchOptions) -> list[list
         positions = torch.full_like(tokens, step)
         logits, cache = model.decode_step(tokens, positions, cross, src_pad, cache)
         log_probs = F.log_softmax(logits[:, -1].float(), dim=-1)
+        if step + 1 < options.min_length:
+            log_probs[:, cfg.eos_id] = float("-inf")
         vocab = log_probs.shape[-1]
         candidates = (scores.unsqueeze(-1) + log_probs.view(batch, k, vocab)).view(batch, -1)
         # 2K candidates guarantee K that do not end here, whatever ends with EOS.

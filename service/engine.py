@@ -202,10 +202,7 @@ class Engine:
         """Run the decoder once over every row; return the sequences that finished."""
         if not self.sequences:
             return []
-        k = max(
-            1 if s.options.beam_size == 1 else 2 * s.options.beam_size
-            for s in self.sequences.values()
-        )
+        k = max(self._width(s) for s in self.sequences.values())
         k = min(k, self.config.vocab_size)
         mask = np.concatenate([self.self_mask, np.ones((self.rows, 1), dtype=bool)], axis=1)
         out = self.runtime.step(
@@ -243,6 +240,14 @@ class Engine:
             self._compact()
         return results
 
+    @staticmethod
+    def _width(seq: ActiveSequence) -> int:
+        """Candidates needed per row: the best 2K (K beams), or 1 for greedy, plus one to step
+        over EOS while ``min_length`` forbids it."""
+        beam = seq.options.beam_size
+        width = 1 if beam == 1 else 2 * beam
+        return width + 1 if seq.options.min_length and beam == 1 else width
+
     def _advance(
         self,
         seq: ActiveSequence,
@@ -255,10 +260,12 @@ class Engine:
         cfg, opts = self.config, seq.options
         beam = opts.beam_size
         slots = seq.slots
-        width = 1 if beam == 1 else min(2 * beam, ids.shape[1])
+        width = min(self._width(seq), ids.shape[1])
         cand = (self.scores[slots][:, None] + logprobs[slots, :width]).reshape(-1)  # (K*width,)
         cand_slot = np.repeat(slots, width)
         cand_tok = ids[slots, :width].reshape(-1)
+        if seq.length + 1 < opts.min_length:  # EOS not allowed yet
+            cand = np.where(cand_tok == cfg.eos_id, NEG_INF, cand)
         n_top = min(2 * beam, beam * cfg.vocab_size, cand.size)
         order = np.argsort(-cand, kind="stable")[:n_top]
         seq.length += 1

@@ -43,6 +43,18 @@ def test_engine_equals_reference_search(toy, beam: int) -> None:
     assert len(engine) == 0 and engine.rows == 0  # everything finished and was compacted away
 
 
+@pytest.mark.parametrize("beam", [1, 4])
+def test_forced_lengths_match_the_reference(toy, beam: int) -> None:
+    """min_length = max_length forces every hypothesis to that many tokens (as benchmarks do)."""
+    model, tokenizer, runtime = toy
+    src = sources(tokenizer, 6, seed=15)
+    options = SearchOptions(beam_size=beam, min_length=12, max_length_a=0, max_length_b=12)
+    got = Engine(runtime).run(src, options)
+    want = translate_ids(model, src, options)
+    assert [len(h[0].tokens) for h in got] == [12] * 6
+    assert [h[0].tokens for h in got] == [h[0].tokens for h in want]
+
+
 def test_translation_does_not_depend_on_join_time_or_neighbours(toy) -> None:
     _, tokenizer, runtime = toy
     src = sources(tokenizer, 6, seed=12)
