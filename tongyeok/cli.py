@@ -311,6 +311,30 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--output", help="also write the markdown table to this file")
     e.set_defaults(run=run_bench_export)
 
+    g = which.add_parser(
+        "engine",
+        help="target tokens/s: Tongyeok fp32/int8 vs CTranslate2 float32/int8 vs PyTorch",
+        description="Decode the same sentences with the same weights, threads and forced output "
+        "length in every engine, at several batch sizes, greedy and beam; for the shipped model "
+        "and a Transformer-base-sized one with random weights. Needs the 'hf' extra "
+        "(transformers, ctranslate2).",
+        epilog="example: tongyeok bench engine --source data/test_2016_flickr.en.gz "
+        "--output docs/bench-engine.md",
+    )
+    g.add_argument("checkpoint", nargs="?", help="checkpoint (.pt); default: the shipped model")
+    g.add_argument("--source", help="sentences, one per line (default: built-in samples)")
+    g.add_argument("--sentences", type=int, default=64, help="per configuration (default 64)")
+    g.add_argument(
+        "--sentences-batch1", type=int, default=16, help="sentences at batch size 1 (default 16)"
+    )
+    g.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32, 64])
+    g.add_argument("--beams", type=int, nargs="+", default=[1, 4])
+    g.add_argument("--tokens", type=int, default=32, help="forced output length (default 32)")
+    g.add_argument("--threads", type=int, default=2, help="(default 2)")
+    g.add_argument("--sizes", nargs="+", default=["shipped", "base"], choices=["shipped", "base"])
+    g.add_argument("--output", help="also write the markdown table to this file")
+    g.set_defaults(run=run_bench_engine)
+
 
 def run_bench_export(args: argparse.Namespace) -> int:
     from pathlib import Path
@@ -328,6 +352,34 @@ def run_bench_export(args: argparse.Namespace) -> int:
         args.checkpoint, sources, ckpt.config.eos_id, args.batch_size, args.threads, args.repeats
     )
     table = markdown(rows, len(texts), args.batch_size, args.threads)
+    print(table)
+    if args.output:
+        Path(args.output).write_text(table + "\n", encoding="utf-8")
+    return 0
+
+
+def run_bench_engine(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from export.bench_engine import markdown, run_bench
+    from model.checkpoint import load_checkpoint
+    from model.data import read_lines
+    from model.evaluate import SAMPLE_SOURCES
+
+    texts = read_lines(args.source) if args.source else SAMPLE_SOURCES
+    texts = (texts * (args.sentences // len(texts) + 1))[: args.sentences]
+    sources = load_checkpoint(args.checkpoint).tokenizer.encode_batch(texts)
+    results = run_bench(
+        sources,
+        args.checkpoint,
+        args.batches,
+        args.beams,
+        args.tokens,
+        args.threads,
+        args.sentences_batch1,
+        args.sizes,
+    )
+    table = markdown(results, args.threads, args.tokens)
     print(table)
     if args.output:
         Path(args.output).write_text(table + "\n", encoding="utf-8")
