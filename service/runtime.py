@@ -20,6 +20,9 @@ class RuntimeOptions:
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     intra_op_threads: int = 0  # 0: ONNX Runtime's default (one per physical core)
     graph_optimization: str = "all"  # disable | basic | extended | all
+    # ONNX Runtime's CPU arena keeps every peak it ever saw and grows with each new shape; with
+    # decoding's ever-changing shapes that reads as a leak. Off by default (tests hold the line).
+    cpu_arena: bool = False
 
     def session_options(self) -> ort.SessionOptions:
         levels = {
@@ -38,6 +41,8 @@ class RuntimeOptions:
         opts.intra_op_num_threads = self.intra_op_threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        opts.enable_cpu_mem_arena = self.cpu_arena
+        opts.enable_mem_pattern = False  # shapes change every step: patterns never repeat
         return opts
 
 

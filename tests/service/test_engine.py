@@ -123,3 +123,28 @@ def test_service_never_imports_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def resident_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+def test_memory_stays_flat_over_10000_sentences(toy) -> None:
+    """Varying lengths make every step a new shape; resident memory after warm-up must not creep
+    (ONNX Runtime's arena growing with shapes is a known complaint)."""
+    import random
+
+    from tests.conftest import WORDS
+
+    _, tokenizer, runtime = toy
+    rng = random.Random(0)
+    texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 30))) for _ in range(10_000)]
+    src = tokenizer.encode_batch(texts)
+    options = SearchOptions(beam_size=1, max_length_a=1.0, max_length_b=5)
+    engine = Engine(runtime)
+    engine.run(src[:1000], options, max_batch=64)  # warm-up over representative shapes
+    before = resident_bytes()
+    engine.run(src[1000:], options, max_batch=64)
+    after = resident_bytes()
+    assert after < before * 1.05, f"resident memory grew {after / before - 1:.1%}"
