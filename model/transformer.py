@@ -98,12 +98,20 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, query: Tensor, kv: KV, allowed: Tensor | None) -> Tensor:
         """``query`` (B, T, D); ``kv`` each (B, H, L, Dh); ``allowed`` bool, broadcastable to
-        (B, H, T, L), True where a query may attend a key."""
-        q = self.split_heads(self.q_proj(query))  # (B, H, T, Dh)
+        (B, H, T, L), True where a query may attend a key.
+
+        Written out rather than through F.scaled_dot_product_attention: traced, SDPA scales K^T
+        (a transpose of the whole cache materialized every step) and guards fully masked rows
+        with IsNaN/Where; this form exports as MatMul(q, K^T), which ONNX Runtime fuses into one
+        transposing matmul (see docs/decisions.md #10).
+        """
+        q = self.split_heads(self.q_proj(query)) * self.head_dim**-0.5  # (B, H, T, Dh)
         k, v = kv
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0
-        )  # (B, H, T, Dh)
+        scores = torch.matmul(q, k.transpose(-1, -2))  # (B, H, T, L)
+        if allowed is not None:
+            scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+        weights = F.dropout(scores.softmax(dim=-1), self.dropout, self.training)
+        out = torch.matmul(weights, v)  # (B, H, T, Dh)
         b, _, t, _ = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))
 
