@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from model.options import Hypothesis, SearchOptions
-from service.runtime import PackageRuntime
+from service.runtime import PackageRuntime, as_array, as_value, rows_of
 
 NEG_INF = np.float32(-np.inf)
 
@@ -77,6 +77,7 @@ class Engine:
             for _ in range(2 * cfg.decoder_layers)
         ]
         self.src_mask = np.zeros((0, 0), dtype=bool)
+        self._cross_values: list | None = None  # OrtValues of self.cross, made at the next step
 
     @property
     def rows(self) -> int:
@@ -135,13 +136,15 @@ class Engine:
         self.src_mask = np.concatenate(
             [pad_axis(self.src_mask[keep], 1, s_max), pad_axis(new_mask[repeat], 1, s_max)]
         )
+        self._cross_values = None
         # Self-attention: existing rows keep their past; new rows gather any row (0) and mask it.
         past = self.self_mask.shape[1]
         first_used = first_valid_column(self.self_mask[keep]) if start else past
-        self.cache = [c[:, :, first_used:] for c in self.cache]
+        if first_used:  # columns no kept row attends to: drop them (a copy, so only when needed)
+            self.cache = [as_array(c)[:, :, first_used:] for c in self.cache]
         past -= first_used
         self.cache_index = np.concatenate([self.cache_index[keep], np.zeros(n_new, dtype=np.int64)])
-        if self.cache[0].shape[0] == 0:  # nothing to gather from: give new rows an empty past
+        if rows_of(self.cache[0]) == 0:  # nothing to gather from: give new rows an empty past
             self.cache = self.runtime.empty_cache(1)
         self.self_mask = np.concatenate(
             [self.self_mask[keep][:, first_used:], np.zeros((n_new, past), dtype=bool)]
@@ -187,7 +190,9 @@ class Engine:
         used_src = int(self.src_mask[keep].any(axis=0).nonzero()[0].max()) + 1
         self.cross = [c[:, :, :used_src] for c in self.cross]
         self.src_mask = self.src_mask[keep][:, :used_src]
-        self.cache = [c[:, :, first_used:] for c in self.cache]
+        self._cross_values = None
+        if first_used:
+            self.cache = [as_array(c)[:, :, first_used:] for c in self.cache]
         self.self_mask = self.self_mask[keep][:, first_used:]
         self.cache_index = self.cache_index[keep]
         self.tokens, self.positions = self.tokens[keep], self.positions[keep]
@@ -205,6 +210,8 @@ class Engine:
         k = max(self._width(s) for s in self.sequences.values())
         k = min(k, self.config.vocab_size)
         mask = np.concatenate([self.self_mask, np.ones((self.rows, 1), dtype=bool)], axis=1)
+        if self._cross_values is None:  # rebuilt at joins and compactions only
+            self._cross_values = [as_value(c) for c in self.cross]
         out = self.runtime.step(
             self.tokens[:, None],
             self.positions[:, None],
@@ -213,7 +220,7 @@ class Engine:
             self.src_mask,
             k,
             self.cache,
-            self.cross,
+            self._cross_values,
         )
         self.cache, self.self_mask = out.cache, mask
         parent = np.arange(self.rows)  # row each slot continues next step

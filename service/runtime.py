@@ -52,11 +52,30 @@ class EncoderOutput:
     cross: list[np.ndarray]  # cross_key.0, cross_value.0, ... each (B, H, S, Dh)
 
 
+# A tensor the runtime accepts: a numpy array, or an OrtValue already owned by ONNX Runtime (the
+# caches stay OrtValues between steps: handing them back costs no copy, unlike numpy outputs).
+Tensor = np.ndarray | ort.OrtValue
+
+
+def as_value(x: Tensor) -> ort.OrtValue:
+    if isinstance(x, ort.OrtValue):
+        return x
+    return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(x))
+
+
+def as_array(x: Tensor) -> np.ndarray:
+    return x.numpy() if isinstance(x, ort.OrtValue) else x
+
+
+def rows_of(x: Tensor) -> int:
+    return x.shape()[0] if isinstance(x, ort.OrtValue) else x.shape[0]
+
+
 @dataclass
 class StepOutput:
     logprobs: np.ndarray  # (B, k) float32, best first
     ids: np.ndarray  # (B, k) int64
-    cache: list[np.ndarray]  # present_key.0, present_value.0, ... each (B, H, P + 1, Dh)
+    cache: list[ort.OrtValue]  # present_key.0, present_value.0, ... each (B, H, P + 1, Dh)
 
 
 class PackageRuntime:
@@ -95,10 +114,10 @@ class PackageRuntime:
         self_mask: np.ndarray,  # (B, P + T) bool
         src_mask: np.ndarray,  # (B, S) bool
         top_k: int,
-        past: list[np.ndarray],
-        cross: list[np.ndarray],
+        past: list[Tensor],
+        cross: list[Tensor],
     ) -> StepOutput:
-        feed: dict[str, np.ndarray] = {
+        feed: dict[str, Tensor] = {
             "input_ids": input_ids,
             "positions": positions,
             "cache_index": cache_index,
@@ -109,5 +128,8 @@ class PackageRuntime:
         for i in range(self.layers):
             feed[f"past_key.{i}"], feed[f"past_value.{i}"] = past[2 * i], past[2 * i + 1]
             feed[f"cross_key.{i}"], feed[f"cross_value.{i}"] = cross[2 * i], cross[2 * i + 1]
-        outputs = self.decoder.run(self.decoder_outputs, feed)
-        return StepOutput(logprobs=outputs[0], ids=outputs[1], cache=list(outputs[2:]))
+        values = {name: as_value(x) for name, x in feed.items()}  # holds the arrays alive
+        outputs = self.decoder.run_with_ort_values(self.decoder_outputs, values)
+        return StepOutput(
+            logprobs=outputs[0].numpy(), ids=outputs[1].numpy(), cache=list(outputs[2:])
+        )

@@ -94,7 +94,7 @@ def test_the_cache_is_used_and_changes_nothing(toy, runtime: PackageRuntime) -> 
             past,
             enc.cross,
         )
-        assert all(c.shape[2] == step + 1 for c in out.cache)  # past length grows by one
+        assert all(c.shape()[2] == step + 1 for c in out.cache)  # past length grows by one
         past, tokens = out.cache, out.ids[:, :1]
     with_cache = onnx_greedy(runtime, src, [20, 20], use_cache=True)
     without = onnx_greedy(runtime, src, [20, 20], use_cache=False)
