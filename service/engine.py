@@ -79,6 +79,11 @@ class Engine:
         self.src_mask = np.zeros((0, 0), dtype=bool)
         self._cross_values: list | None = None  # OrtValues of self.cross, made at the next step
 
+    def reset(self) -> None:
+        """Forget every sequence and row (after a failed step)."""
+        self.sequences.clear()
+        self._reset_rows()
+
     @property
     def rows(self) -> int:
         return len(self.tokens)

@@ -1,0 +1,77 @@
+"""Every Prometheus metric of the service, defined once, on a registry passed in (tests isolate)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+import tongyeok
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+STEP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
+ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.request_duration = Histogram(
+            "tongyeok_request_duration_seconds",
+            "HTTP request latency by route and outcome",
+            ["route", "status_class"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.requests_rejected = Counter(
+            "tongyeok_requests_rejected_total",
+            "Requests refused or failed, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "tongyeok_queue_depth", "Sentences waiting to join the batch", ["model"], registry=r
+        )
+        self.active_rows = Gauge(
+            "tongyeok_active_rows", "Decoder rows in the running batch", ["model"], registry=r
+        )
+        self.batch_rows = Histogram(
+            "tongyeok_batch_rows",
+            "Decoder rows per step",
+            ["model"],
+            buckets=ROW_BUCKETS,
+            registry=r,
+        )
+        self.decoder_step = Histogram(
+            "tongyeok_decoder_step_duration_seconds",
+            "One decoder step over the batch",
+            ["model"],
+            buckets=STEP_BUCKETS,
+            registry=r,
+        )
+        self.encoder = Histogram(
+            "tongyeok_encoder_duration_seconds",
+            "Encoder pass for sentences joining",
+            ["model"],
+            buckets=STEP_BUCKETS,
+            registry=r,
+        )
+        self.generated_tokens = Counter(
+            "tongyeok_generated_tokens_total", "Target tokens generated", ["model"], registry=r
+        )
+        self.sentences = Counter(
+            "tongyeok_sentences_total",
+            "Sentences translated, by finish reason",
+            ["model", "finish_reason"],
+            registry=r,
+        )
+        self.cache_lookups = Counter(
+            "tongyeok_cache_lookups_total", "Translation cache lookups", ["result"], registry=r
+        )
+        self.model_load = Gauge(
+            "tongyeok_model_load_seconds",
+            "Seconds to load and warm a model",
+            ["model"],
+            registry=r,
+        )
+        self.build = Info("tongyeok_build", "Version of the running service", registry=r)
+        self.build.info({"version": tongyeok.__version__})

@@ -1,0 +1,126 @@
+"""The model repository: every package in a directory, loaded, warmed and scheduled; routing by
+(source, target). A broken package is refused with its reason; the others still load."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from export.package import MANIFEST, PackageError, load_package_config
+from model.options import SearchOptions
+from model.tokenizer import Tokenizer
+from service.engine import Engine
+from service.errors import UnsupportedPair
+from service.metrics import Metrics
+from service.runtime import PackageRuntime, RuntimeOptions
+from service.scheduler import Scheduler
+from service.settings import Settings
+
+log = logging.getLogger("tongyeok.models")
+
+WARMUP_TEXTS = [
+    "A dog.",
+    "Two children are playing with a ball in the park.",
+    "A man in a blue shirt and a woman in a red dress are walking down a busy street while a "
+    "street musician plays the guitar next to a fountain.",
+]
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    source: str
+    target: str
+    tokenizer: Tokenizer
+    engine: Engine
+    scheduler: Scheduler
+    max_source_tokens: int
+    load_seconds: float
+
+
+def runtime_options(settings: Settings) -> RuntimeOptions:
+    import onnxruntime as ort
+
+    cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    use_cuda = settings.device == "cuda" or (settings.device == "auto" and cuda)
+    providers = (
+        ("CUDAExecutionProvider", "CPUExecutionProvider") if use_cuda else ("CPUExecutionProvider",)
+    )
+    return RuntimeOptions(providers=providers, intra_op_threads=settings.threads)
+
+
+class ModelRepository:
+    def __init__(self, settings: Settings, metrics: Metrics, policy: str = "continuous") -> None:
+        self.settings, self.metrics, self.policy = settings, metrics, policy
+        self.models: dict[tuple[str, str], LoadedModel] = {}
+        self.failures: dict[str, str] = {}
+
+    def load(self) -> None:
+        root = self.settings.model_repository
+        if not root.is_dir():
+            raise PackageError(f"model repository {root} is not a directory")
+        for directory in sorted(p for p in root.iterdir() if p.is_dir()):
+            if not (directory / MANIFEST).exists():
+                continue
+            try:
+                model = self._load_one(directory)
+            except (PackageError, ValueError, OSError) as exc:
+                self.failures[directory.name] = str(exc)
+                log.error("model package %s refused: %s", directory, exc)
+                continue
+            pair = (model.source, model.target)
+            if pair in self.models:
+                self.failures[directory.name] = f"duplicate language pair {pair}"
+                model.scheduler.stop()
+                continue
+            self.models[pair] = model
+            log.info("loaded %s (%s→%s) in %.2f s", model.name, *pair, model.load_seconds)
+        if not self.models:
+            raise PackageError(f"no loadable model package in {root}: {self.failures or 'none'}")
+
+    def _load_one(self, directory: Path) -> LoadedModel:
+        started = time.perf_counter()
+        config = load_package_config(directory)
+        runtime = PackageRuntime(config, runtime_options(self.settings))
+        tokenizer = Tokenizer.load(config.tokenizer_path)
+        engine = Engine(runtime)
+        for beam in (1, 4):  # warm-up over representative shapes: the first request is not slow
+            engine.run(tokenizer.encode_batch(WARMUP_TEXTS), SearchOptions(beam_size=beam))
+        scheduler = Scheduler(
+            config.name,
+            engine,
+            self.metrics,
+            self.settings.max_batch_rows,
+            self.settings.max_queue_sentences,
+            self.policy,
+        )
+        scheduler.start()
+        seconds = time.perf_counter() - started
+        self.metrics.model_load.labels(config.name).set(seconds)
+        return LoadedModel(
+            config.name,
+            config.source_lang,
+            config.target_lang,
+            tokenizer,
+            engine,
+            scheduler,
+            config.max_source_tokens,
+            seconds,
+        )
+
+    def route(self, source: str, target: str) -> LoadedModel:
+        model = self.models.get((source, target))
+        if model is None:
+            pairs = ", ".join(f"{s}→{t}" for s, t in sorted(self.models))
+            raise UnsupportedPair(f"no model translates {source}→{target}; available: {pairs}")
+        return model
+
+    @property
+    def idle(self) -> bool:
+        return all(m.scheduler.idle for m in self.models.values())
+
+    def stop(self, timeout: float | None = None) -> None:
+        for model in self.models.values():
+            model.scheduler.stop(timeout)

@@ -1,0 +1,53 @@
+"""One settings object for the service, from ``TONGYEOK_*`` environment variables (or a .env file).
+
+Validated at start-up, printed with secrets masked, passed to ``create_app`` — never read at import.
+The README's settings table is checked against this class by a test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TONGYEOK_", env_file=None, extra="ignore")
+
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(8000, ge=0, le=65535, description="port to listen on")
+    model_repository: Path = Field(
+        Path("models"), description="directory of model packages, one per language pair"
+    )
+    device: str = Field("auto", description="auto (CUDA if available), cuda or cpu")
+    threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads (0: one per core)")
+    max_batch_rows: int = Field(
+        256, ge=1, description="decoder rows per step (a beam-4 sentence takes 4)"
+    )
+    max_queue_sentences: int = Field(
+        4096, ge=1, description="sentences waiting beyond which requests get 429"
+    )
+    request_timeout: float = Field(30.0, gt=0, description="seconds before a request gets 504")
+    max_texts: int = Field(128, ge=1, description="texts per request")
+    max_text_chars: int = Field(5000, ge=1, description="characters per text")
+    max_body_bytes: int = Field(1_000_000, ge=1, description="request body size")
+    max_beam_size: int = Field(8, ge=1, description="largest beam a request may ask for")
+    cache_entries: int = Field(
+        20_000, ge=0, description="sentence translations kept in the LRU cache (0: off)"
+    )
+    api_keys: list[SecretStr] = Field(
+        default_factory=list, description="accepted API keys (JSON list); empty: no auth"
+    )
+    drain_seconds: float = Field(
+        20.0, ge=0, description="grace period for in-flight requests on SIGTERM"
+    )
+    log_texts: bool = Field(False, description="log request texts (off: never logged)")
+
+    def masked(self) -> dict[str, Any]:
+        """Every setting, secrets replaced by ***, for the start-up log line."""
+        data = self.model_dump()
+        data["api_keys"] = ["***"] * len(self.api_keys)
+        data["model_repository"] = str(self.model_repository)
+        return data
