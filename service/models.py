@@ -40,10 +40,22 @@ class LoadedModel:
     load_seconds: float
 
 
+def cuda_driver_present() -> bool:
+    """Whether an NVIDIA driver is loadable: onnxruntime-gpu lists its CUDA provider everywhere,
+    and trying it on a machine without a GPU only logs errors before falling back to the CPU."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    return True
+
+
 def runtime_options(settings: Settings) -> RuntimeOptions:
     import onnxruntime as ort
 
-    cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    cuda = "CUDAExecutionProvider" in ort.get_available_providers() and cuda_driver_present()
     use_cuda = settings.device == "cuda" or (settings.device == "auto" and cuda)
     providers = (
         ("CUDAExecutionProvider", "CPUExecutionProvider") if use_cuda else ("CPUExecutionProvider",)
@@ -86,8 +98,11 @@ class ModelRepository:
         runtime = PackageRuntime(config, runtime_options(self.settings))
         tokenizer = Tokenizer.load(config.tokenizer_path)
         engine = Engine(runtime)
+        warmup = [
+            ids[: config.max_source_tokens - 1] for ids in tokenizer.encode_batch(WARMUP_TEXTS)
+        ]
         for beam in (1, 4):  # warm-up over representative shapes: the first request is not slow
-            engine.run(tokenizer.encode_batch(WARMUP_TEXTS), SearchOptions(beam_size=beam))
+            engine.run(warmup, SearchOptions(beam_size=beam))
         scheduler = Scheduler(
             config.name,
             engine,

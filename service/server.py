@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 from typing import Any
 
 import uvicorn
@@ -22,6 +23,12 @@ class DrainingServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: Any) -> None:
         self.tongyeok_app.state.draining = True
         super().handle_exit(sig, frame)
+        if sig == signal.SIGTERM:
+            # uvicorn re-raises captured signals after shutting down, so the process would die
+            # "killed by SIGTERM"; a completed drain is a clean exit, status 0.
+            captured = getattr(self, "_captured_signals", [])
+            while signal.SIGTERM in captured:
+                captured.remove(signal.SIGTERM)
 
 
 def serve(settings: Settings) -> None:

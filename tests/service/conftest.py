@@ -1,0 +1,106 @@
+"""A real uvicorn server on loopback, serving the toy model from a real model repository."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from export.onnx_export import export_package
+from service.api import create_app
+from service.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def toy_repository(toy_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = tmp_path_factory.mktemp("repository")
+    export_package(toy_checkpoint, repo / "en-de")
+    return repo
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Reply:
+    status: int
+    body: dict
+    headers: dict[str, str]
+
+
+@dataclass
+class Server:
+    url: str
+    app: object
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        payload: object = None,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+    ) -> Reply:
+        data = (
+            raw
+            if raw is not None
+            else (json.dumps(payload).encode() if payload is not None else None)
+        )
+        req = urllib.request.Request(
+            self.url + path,
+            data=data,
+            method=method,
+            headers={"content-type": "application/json", **(headers or {})},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                body, status, hdrs = resp.read(), resp.status, dict(resp.headers)
+        except urllib.error.HTTPError as err:
+            body, status, hdrs = err.read(), err.code, dict(err.headers)
+        text = body.decode()
+        parsed = json.loads(text) if text.startswith(("{", "[")) else {"text": text}
+        return Reply(status, parsed, {k.lower(): v for k, v in hdrs.items()})
+
+    def translate(self, texts: list[str], **options: object) -> Reply:
+        return self.request(
+            "POST", "/v1/translate", {"texts": texts, "source": "en", "target": "de", **options}
+        )
+
+
+@contextmanager
+def running_server(repository: Path, **settings: object) -> Iterator[Server]:
+    port = free_port()
+    config = Settings(model_repository=repository, port=port, threads=1, **settings)
+    app = create_app(config)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("server did not start")
+        time.sleep(0.05)
+    try:
+        yield Server(f"http://127.0.0.1:{port}", app)
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def server(toy_repository: Path) -> Iterator[Server]:
+    with running_server(toy_repository) as s:
+        yield s

@@ -1,0 +1,127 @@
+"""The HTTP API against a real uvicorn on loopback: answers, batching, and every error path."""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from export.package import load_package_config
+from model.options import SearchOptions
+from model.tokenizer import Tokenizer
+from service.engine import Engine
+from service.runtime import PackageRuntime
+from tests.conftest import copy_pairs
+from tests.service.conftest import Server, running_server
+
+
+def metric(server: Server, name: str) -> float:
+    text = server.request("GET", "/metrics").body["text"]
+    return sum(
+        float(v)
+        for v in re.findall(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", text, re.MULTILINE)
+    )
+
+
+def test_translate_health_and_models(server: Server) -> None:
+    assert server.request("GET", "/healthz").body == {"status": "ok"}
+    assert server.request("GET", "/readyz").body == {"ready": True}
+    reply = server.translate(["red dog runs", "", "a cat sits"], beam_size=2, nbest=2)
+    assert reply.status == 200
+    texts = [t["text"] for t in reply.body["translations"]]
+    assert texts == ["red dog runs", "", "a cat sits"]
+    assert [t["finish_reason"] for t in reply.body["translations"]] == ["eos", "empty", "eos"]
+    assert reply.body["translations"][0]["tokens"] > 0
+    assert len(reply.body["translations"][0]["alternatives"]) == 1
+    assert reply.body["model"] == "en-de"
+    assert "x-request-id" in reply.headers
+    models = server.request("GET", "/v1/models").body["models"]
+    assert [(m["source"], m["target"]) for m in models] == [("en", "de")]
+
+
+def test_concurrent_requests_batch_together_and_match_the_engine(
+    server: Server, toy_repository: Path
+) -> None:
+    texts = [s for s, _ in copy_pairs(48, seed=31)]
+    chunks = [texts[i : i + 3] for i in range(0, len(texts), 3)]
+    steps_before = metric(server, "tongyeok_batch_rows_count")
+    rows_before = metric(server, "tongyeok_batch_rows_sum")
+    with ThreadPoolExecutor(16) as pool:
+        replies = list(pool.map(lambda c: server.translate(c, beam_size=1), chunks))
+    got = [t["text"] for r in replies for t in r.body["translations"]]
+    package = load_package_config(toy_repository / "en-de")
+    tokenizer = Tokenizer.load(package.tokenizer_path)
+    alone = Engine(PackageRuntime(package)).run(tokenizer.encode_batch(texts), SearchOptions())
+    assert got == [tokenizer.decode(h[0].tokens) for h in alone]
+    steps = metric(server, "tongyeok_batch_rows_count") - steps_before
+    rows = metric(server, "tongyeok_batch_rows_sum") - rows_before
+    assert rows / steps > 1.5, f"{rows / steps:.2f} rows per step: requests were not batched"
+
+
+def test_bad_requests_get_clear_4xx(server: Server) -> None:
+    unknown = server.request(
+        "POST", "/v1/translate", {"texts": ["x"], "source": "en", "target": "fr"}
+    )
+    assert unknown.status == 400
+    assert unknown.body == {
+        "error": "no model translates en→fr; available: en→de",
+        "error_type": "unsupported_language_pair",
+    }
+    cases = [
+        ({"texts": [], "source": "en", "target": "de"}, "texts"),
+        ({"texts": ["x"] * 129, "source": "en", "target": "de"}, "max_texts=128"),
+        ({"texts": ["x" * 5001], "source": "en", "target": "de"}, "max_text_chars=5000"),
+        ({"texts": ["x"], "source": "en", "target": "de", "beam_size": 9}, "max_beam_size=8"),
+        ({"texts": ["x"], "source": "en", "target": "de", "beam_size": 2, "nbest": 3}, "nbest"),
+        ({"texts": ["red dog"] * 1 + ["red " * 70], "source": "en", "target": "de"}, "tokens"),
+        ({"texts": "not a list", "source": "en", "target": "de"}, "texts"),
+    ]
+    for payload, says in cases:
+        reply = server.request("POST", "/v1/translate", payload)
+        assert reply.status == 422, payload
+        assert reply.body["error_type"] == "invalid_request"
+        assert says in reply.body["error"], reply.body
+    broken = server.request("POST", "/v1/translate", raw=b'{"texts": [')
+    assert broken.status == 422
+    assert server.translate(["red dog"]).status == 200  # and it keeps serving
+
+
+def test_limits_timeouts_and_auth(toy_repository: Path) -> None:
+    settings = dict(
+        max_queue_sentences=2, max_body_bytes=2000, request_timeout=0.0001, api_keys=["s3cret"]
+    )
+    with running_server(toy_repository, **settings) as server:
+        key = {"authorization": "Bearer s3cret"}
+        assert server.translate(["red dog"]).status == 401
+        assert (
+            server.request(
+                "POST",
+                "/v1/translate",
+                {"texts": ["x"], "source": "en", "target": "de"},
+                headers={"authorization": "Bearer wrong"},
+            ).status
+            == 401
+        )
+        full = server.request(
+            "POST",
+            "/v1/translate",
+            {"texts": ["a", "b", "c"], "source": "en", "target": "de"},
+            headers=key,
+        )
+        assert full.status == 429 and full.headers["retry-after"] == "1"
+        assert "max_queue_sentences" not in full.body["error"] and "limit 2" in full.body["error"]
+        big = server.request(
+            "POST",
+            "/v1/translate",
+            {"texts": ["x" * 3000], "source": "en", "target": "de"},
+            headers=key,
+        )
+        assert big.status == 413 and "max_body_bytes=2000" in big.body["error"]
+        late = server.request(
+            "POST",
+            "/v1/translate",
+            {"texts": ["red dog runs"], "source": "en", "target": "de"},
+            headers=key,
+        )
+        assert late.status == 504 and late.body["error_type"] == "deadline_exceeded"
+        assert metric(server, "tongyeok_requests_rejected_total") >= 5
