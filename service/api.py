@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from model.options import SearchOptions
+from service.cache import LRUCache
 from service.errors import (
     Cancelled,
     DeadlineExceeded,
@@ -68,6 +69,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None, policy: str =
     """The application for ``settings``; models load (and warm up) in its lifespan."""
     metrics = metrics or Metrics()
     repository = ModelRepository(settings, metrics, policy)
+    cache: LRUCache[Translation] = LRUCache(settings.cache_entries)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -175,20 +177,29 @@ def create_app(settings: Settings, metrics: Metrics | None = None, policy: str =
             raise InvalidRequest(str(exc)) from None
         model = repository.route(body.source, body.target)
         started = time.perf_counter()
-        nonblank = [i for i, t in enumerate(body.texts) if t.strip()]
-        sources = model.tokenizer.encode_batch([body.texts[i] for i in nonblank])
-        for i, ids in zip(nonblank, sources, strict=True):
+        translations = [
+            Translation(text="", score=0.0, tokens=0, finish_reason="empty") for _ in body.texts
+        ]
+        todo: list[int] = []  # texts neither blank nor cached
+        for i, text in enumerate(body.texts):
+            if not text.strip():
+                continue
+            cached = cache.get((model.name, options, text))
+            metrics.cache_lookups.labels("hit" if cached else "miss").inc()
+            if cached:
+                translations[i] = cached
+            else:
+                todo.append(i)
+        sources = model.tokenizer.encode_batch([body.texts[i] for i in todo])
+        for i, ids in zip(todo, sources, strict=True):
             if len(ids) + 1 > model.max_source_tokens:
                 raise InvalidRequest(
                     f"texts[{i}] is {len(ids)} tokens long; the model takes at "
                     f"most {model.max_source_tokens - 1}"
                 )
         results = await run_job(request, model.scheduler, sources, options) if sources else []
-        translations = [
-            Translation(text="", score=0.0, tokens=0, finish_reason="empty") for _ in body.texts
-        ]
         eos = model.engine.config.eos_id
-        for i, hyps in zip(nonblank, results, strict=True):
+        for i, hyps in zip(todo, results, strict=True):
             best = hyps[0]
             translations[i] = Translation(
                 text=model.tokenizer.decode(best.tokens),
@@ -197,6 +208,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None, policy: str =
                 finish_reason="eos" if best.tokens and best.tokens[-1] == eos else "length",
                 alternatives=[model.tokenizer.decode(h.tokens) for h in hyps[1:]],
             )
+            cache.put((model.name, options, body.texts[i]), translations[i])
         return TranslateResponse(
             translations=translations,
             model=model.name,

@@ -43,7 +43,6 @@ class Settings(BaseSettings):
     drain_seconds: float = Field(
         20.0, ge=0, description="grace period for in-flight requests on SIGTERM"
     )
-    log_texts: bool = Field(False, description="log request texts (off: never logged)")
 
     def masked(self) -> dict[str, Any]:
         """Every setting, secrets replaced by ***, for the start-up log line."""

@@ -39,6 +39,17 @@ def test_translate_health_and_models(server: Server) -> None:
     assert [(m["source"], m["target"]) for m in models] == [("en", "de")]
 
 
+def test_repeated_sentences_come_from_the_cache(server: Server) -> None:
+    hits = metric(server, 'tongyeok_cache_lookups_total{result="hit"}')
+    first = server.translate(["big bird jumps on a park"], beam_size=3)
+    second = server.translate(["big bird jumps on a park", "small cat"], beam_size=3)
+    assert second.body["translations"][0] == first.body["translations"][0]
+    assert metric(server, 'tongyeok_cache_lookups_total{result="hit"}') == hits + 1
+    other_options = server.translate(["big bird jumps on a park"], beam_size=2)
+    assert other_options.status == 200
+    assert metric(server, 'tongyeok_cache_lookups_total{result="hit"}') == hits + 1
+
+
 def test_concurrent_requests_batch_together_and_match_the_engine(
     server: Server, toy_repository: Path
 ) -> None:

@@ -1,0 +1,35 @@
+"""Settings come from TONGYEOK_* variables, are validated, masked when printed, and documented."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from service.settings import Settings
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_environment_variables_and_validation(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TONGYEOK_PORT", "9001")
+    monkeypatch.setenv("TONGYEOK_API_KEYS", '["k1", "k2"]')
+    settings = Settings()
+    assert settings.port == 9001
+    assert [k.get_secret_value() for k in settings.api_keys] == ["k1", "k2"]
+    assert settings.masked()["api_keys"] == ["***", "***"]
+    assert "k1" not in str(settings.masked()) and "k1" not in repr(settings)
+    monkeypatch.setenv("TONGYEOK_MAX_BATCH_ROWS", "0")
+    with pytest.raises(ValidationError, match="max_batch_rows"):
+        Settings()
+
+
+def test_readme_documents_every_setting_with_its_default() -> None:
+    rows = re.findall(r"^\| `TONGYEOK_([A-Z_]+)` \| `([^`]*)` \|", README.read_text(), re.MULTILINE)
+    documented = {name.lower(): default for name, default in rows}
+    assert set(documented) == set(Settings.model_fields)
+    for name, field in Settings.model_fields.items():
+        default = field.default_factory() if field.default_factory else field.default
+        assert documented[name] == str(default), name
