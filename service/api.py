@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from model.options import SearchOptions
 from service.cache import LRUCache
+from service.compat import add_compat_routes
 from service.errors import (
     Cancelled,
     DeadlineExceeded,
@@ -141,16 +142,22 @@ def create_app(settings: Settings, metrics: Metrics | None = None, policy: str =
             error_body(problems or "invalid request", InvalidRequest.error_type), 422
         )
 
-    def authorize(request: Request) -> None:
+    def authorize(request: Request, api_key: str | None = None) -> None:
+        """Accepts ``Authorization: Bearer KEY``, ``DeepL-Auth-Key KEY``, ``X-API-Key`` or a key
+        given in the body (LibreTranslate's ``api_key``)."""
         if not settings.api_keys:
             return
         header = request.headers.get("authorization", "")
-        given = header.removeprefix("Bearer ").strip() or request.headers.get("x-api-key", "")
+        for scheme in ("Bearer ", "DeepL-Auth-Key "):
+            header = header.removeprefix(scheme)
+        given = api_key or header.strip() or request.headers.get("x-api-key", "")
         if not any(given == key.get_secret_value() for key in settings.api_keys):
             raise Unauthorized("missing or invalid API key (Authorization: Bearer KEY)")
 
-    async def translate_texts(request: Request, body: TranslateRequest) -> TranslateResponse:
-        authorize(request)
+    async def translate_texts(
+        request: Request, body: TranslateRequest, api_key: str | None = None
+    ) -> TranslateResponse:
+        authorize(request, api_key)
         if app.state.draining:
             raise ShuttingDown("the server is shutting down")
         if len(body.texts) > settings.max_texts:
@@ -263,6 +270,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None, policy: str =
             ],
             "refused": repository.failures,
         }
+
+    add_compat_routes(app, translate_texts, authorize, repository)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
