@@ -32,6 +32,7 @@ from service.errors import (
 from service.metrics import Metrics
 from service.models import ModelRepository
 from service.scheduler import Job
+from service.segment import Segmented, split
 from service.settings import Settings
 
 log = logging.getLogger("tongyeok.api")
@@ -60,6 +61,19 @@ class TranslateResponse(BaseModel):
     translations: list[Translation]
     model: str
     timings: dict[str, float]
+
+
+def joined(segmented: Segmented, parts: list[Translation]) -> Translation:
+    """One text's translation from its sentences', with the text's own spacing."""
+    if not parts:
+        return Translation(text=segmented.join([]), score=0.0, tokens=0, finish_reason="empty")
+    return Translation(
+        text=segmented.join([p.text for p in parts]),
+        score=sum(p.score for p in parts) / len(parts),
+        tokens=sum(p.tokens for p in parts),
+        finish_reason="length" if any(p.finish_reason == "length" for p in parts) else "eos",
+        alternatives=parts[0].alternatives if len(parts) == 1 else [],
+    )
 
 
 def error_body(error: str, error_type: str) -> dict[str, str]:
@@ -184,38 +198,41 @@ def create_app(settings: Settings, metrics: Metrics | None = None, policy: str =
             raise InvalidRequest(str(exc)) from None
         model = repository.route(body.source, body.target)
         started = time.perf_counter()
-        translations = [
-            Translation(text="", score=0.0, tokens=0, finish_reason="empty") for _ in body.texts
-        ]
-        todo: list[int] = []  # texts neither blank nor cached
-        for i, text in enumerate(body.texts):
-            if not text.strip():
-                continue
-            cached = cache.get((model.name, options, text))
-            metrics.cache_lookups.labels("hit" if cached else "miss").inc()
-            if cached:
-                translations[i] = cached
-            else:
-                todo.append(i)
-        sources = model.tokenizer.encode_batch([body.texts[i] for i in todo])
-        for i, ids in zip(todo, sources, strict=True):
+        # Every text is split into sentences; all sentences of the request go in one job.
+        segmented = [split(text) for text in body.texts]
+        done: dict[tuple[int, int], Translation] = {}
+        todo: list[tuple[int, int]] = []  # (text, sentence) neither cached nor translated yet
+        for i, seg in enumerate(segmented):
+            for j, sentence in enumerate(seg.sentences):
+                cached = cache.get((model.name, options, sentence))
+                metrics.cache_lookups.labels("hit" if cached else "miss").inc()
+                if cached:
+                    done[i, j] = cached
+                else:
+                    todo.append((i, j))
+        sources = model.tokenizer.encode_batch([segmented[i].sentences[j] for i, j in todo])
+        for (i, _), ids in zip(todo, sources, strict=True):
             if len(ids) + 1 > model.max_source_tokens:
                 raise InvalidRequest(
-                    f"texts[{i}] is {len(ids)} tokens long; the model takes at "
-                    f"most {model.max_source_tokens - 1}"
+                    f"texts[{i}] has a sentence of {len(ids)} tokens; the model takes at "
+                    f"most {model.max_source_tokens - 1} per sentence"
                 )
         results = await run_job(request, model.scheduler, sources, options) if sources else []
         eos = model.engine.config.eos_id
-        for i, hyps in zip(todo, results, strict=True):
+        for (i, j), hyps in zip(todo, results, strict=True):
             best = hyps[0]
-            translations[i] = Translation(
+            done[i, j] = Translation(
                 text=model.tokenizer.decode(best.tokens),
                 score=best.score,
                 tokens=len(best.tokens),
                 finish_reason="eos" if best.tokens and best.tokens[-1] == eos else "length",
                 alternatives=[model.tokenizer.decode(h.tokens) for h in hyps[1:]],
             )
-            cache.put((model.name, options, body.texts[i]), translations[i])
+            cache.put((model.name, options, segmented[i].sentences[j]), done[i, j])
+        translations = [
+            joined(seg, [done[i, j] for j in range(len(seg.sentences))])
+            for i, seg in enumerate(segmented)
+        ]
         return TranslateResponse(
             translations=translations,
             model=model.name,

@@ -39,6 +39,18 @@ def test_translate_health_and_models(server: Server) -> None:
     assert [(m["source"], m["target"]) for m in models] == [("en", "de")]
 
 
+def test_long_texts_are_split_into_sentences_and_rejoined(server: Server) -> None:
+    """Each line is a sentence for the toy copy model; the layout around them survives."""
+    text = "  red dog runs\n\nbig bird jumps on a park\na cat sits  "
+    reply = server.translate([text, "small cat"], beam_size=1)
+    assert reply.status == 200
+    first = reply.body["translations"][0]
+    assert first["text"] == text  # three sentences translated (copied) and rejoined exactly
+    assert first["tokens"] > reply.body["translations"][1]["tokens"] * 2
+    long_sentence = server.translate(["red " * 70])
+    assert long_sentence.status == 422 and "per sentence" in long_sentence.body["error"]
+
+
 def test_repeated_sentences_come_from_the_cache(server: Server) -> None:
     hits = metric(server, 'tongyeok_cache_lookups_total{result="hit"}')
     first = server.translate(["big bird jumps on a park"], beam_size=3)
