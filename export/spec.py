@@ -59,8 +59,13 @@ class GraphSpec:
         }
 
 
-def layer_names(prefix: str, layers: int) -> list[str]:
-    return [f"{prefix}.{i}" for i in range(layers)]
+def kv_pair(prefix: str, layer: int) -> tuple[str, str]:
+    """Names of one layer's key and value tensors: ("past_key.0", "past_value.0")."""
+    return f"{prefix}_key.{layer}", f"{prefix}_value.{layer}"
+
+
+def kv_specs(prefix: str, layers: int, dtype: str, axes: tuple[str, ...]) -> list[TensorSpec]:
+    return [TensorSpec(name, dtype, axes) for i in range(layers) for name in kv_pair(prefix, i)]
 
 
 KV_AXES_SRC = ("batch", "heads", "src_len", "head_dim")
@@ -70,11 +75,7 @@ KV_AXES_PRESENT = ("batch", "heads", "present_len", "head_dim")
 
 def encoder_spec(decoder_layers: int, float_dtype: str = "float32") -> GraphSpec:
     """``float_dtype``: of the states and cross keys/values (float16 in fp16 packages)."""
-    cross = [
-        TensorSpec(name, float_dtype, KV_AXES_SRC)
-        for i in range(decoder_layers)
-        for name in (f"cross_key.{i}", f"cross_value.{i}")
-    ]
+    cross = kv_specs("cross", decoder_layers, float_dtype, KV_AXES_SRC)
     return GraphSpec(
         inputs=(
             TensorSpec("src_ids", "int64", ("batch", "src_len")),
@@ -89,21 +90,9 @@ def encoder_spec(decoder_layers: int, float_dtype: str = "float32") -> GraphSpec
 
 def decoder_spec(decoder_layers: int, float_dtype: str = "float32") -> GraphSpec:
     """``float_dtype``: of the caches; the log-probabilities are float32 in every precision."""
-    past = [
-        TensorSpec(name, float_dtype, KV_AXES_PAST)
-        for i in range(decoder_layers)
-        for name in (f"past_key.{i}", f"past_value.{i}")
-    ]
-    cross = [
-        TensorSpec(name, float_dtype, KV_AXES_SRC)
-        for i in range(decoder_layers)
-        for name in (f"cross_key.{i}", f"cross_value.{i}")
-    ]
-    present = [
-        TensorSpec(name, float_dtype, KV_AXES_PRESENT)
-        for i in range(decoder_layers)
-        for name in (f"present_key.{i}", f"present_value.{i}")
-    ]
+    past = kv_specs("past", decoder_layers, float_dtype, KV_AXES_PAST)
+    cross = kv_specs("cross", decoder_layers, float_dtype, KV_AXES_SRC)
+    present = kv_specs("present", decoder_layers, float_dtype, KV_AXES_PRESENT)
     return GraphSpec(
         inputs=(
             # New tokens of every row: 1 per step; a whole prefix at once with an empty past.

@@ -13,6 +13,7 @@ import numpy as np
 import onnxruntime as ort
 
 from export.package import PackageConfig, load_package_config
+from export.spec import kv_pair
 
 
 @dataclass(frozen=True)
@@ -93,8 +94,9 @@ class PackageRuntime:
         dec = self.config.decoder_io
         self.decoder_inputs = [t["name"] for t in dec["inputs"]]
         self.decoder_outputs = [t["name"] for t in dec["outputs"]]
+        past_key = kv_pair("past", 0)[0]
         self.cache_dtype = np.dtype(
-            next(t["dtype"] for t in dec["inputs"] if t["name"] == "past_key.0")
+            next(t["dtype"] for t in dec["inputs"] if t["name"] == past_key)
         )
         self.layers = self.config.decoder_layers
 
@@ -126,8 +128,8 @@ class PackageRuntime:
             "top_k": np.array([top_k], dtype=np.int64),
         }
         for i in range(self.layers):
-            feed[f"past_key.{i}"], feed[f"past_value.{i}"] = past[2 * i], past[2 * i + 1]
-            feed[f"cross_key.{i}"], feed[f"cross_value.{i}"] = cross[2 * i], cross[2 * i + 1]
+            for (key, value), source in ((kv_pair("past", i), past), (kv_pair("cross", i), cross)):
+                feed[key], feed[value] = source[2 * i], source[2 * i + 1]
         values = {name: as_value(x) for name, x in feed.items()}  # holds the arrays alive
         outputs = self.decoder.run_with_ort_values(self.decoder_outputs, values)
         return StepOutput(
