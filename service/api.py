@@ -80,10 +80,10 @@ def error_body(error: str, error_type: str) -> dict[str, str]:
     return {"error": error, "error_type": error_type}
 
 
-def create_app(settings: Settings, metrics: Metrics | None = None, policy: str = "continuous"):
+def create_app(settings: Settings, metrics: Metrics | None = None):
     """The application for ``settings``; models load (and warm up) in its lifespan."""
     metrics = metrics or Metrics()
-    repository = ModelRepository(settings, metrics, policy)
+    repository = ModelRepository(settings, metrics)
     cache: LRUCache[Translation] = LRUCache(settings.cache_entries)
 
     @asynccontextmanager

@@ -64,8 +64,8 @@ def runtime_options(settings: Settings) -> RuntimeOptions:
 
 
 class ModelRepository:
-    def __init__(self, settings: Settings, metrics: Metrics, policy: str = "continuous") -> None:
-        self.settings, self.metrics, self.policy = settings, metrics, policy
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings, self.metrics = settings, metrics
         self.models: dict[tuple[str, str], LoadedModel] = {}
         self.failures: dict[str, str] = {}
 
@@ -109,7 +109,7 @@ class ModelRepository:
             self.metrics,
             self.settings.max_batch_rows,
             self.settings.max_queue_sentences,
-            self.policy,
+            self.settings.batching,
         )
         scheduler.start()
         seconds = time.perf_counter() - started

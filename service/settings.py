@@ -7,7 +7,7 @@ The README's settings table is checked against this class by a test.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,6 +25,11 @@ class Settings(BaseSettings):
     threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads (0: one per core)")
     max_batch_rows: int = Field(
         256, ge=1, description="decoder rows per step (a beam-4 sentence takes 4)"
+    )
+    batching: Literal["continuous", "request", "none"] = Field(
+        "continuous",
+        description="continuous (sentences join and leave at every step); request and none "
+        "exist to benchmark against",
     )
     max_queue_sentences: int = Field(
         4096, ge=1, description="sentences waiting beyond which requests get 429"

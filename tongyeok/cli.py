@@ -335,6 +335,25 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--output", help="also write the markdown table to this file")
     g.set_defaults(run=run_bench_engine)
 
+    v = which.add_parser(
+        "serve",
+        help="closed-loop HTTP load: continuous vs request-level vs no batching",
+        description="Start 'tongyeok serve' on loopback once per batching policy and drive it "
+        "with N concurrent clients sending real sentences; print throughput and p50/p95/p99 "
+        "latency, and the engine's own throughput for the HTTP + scheduler overhead.",
+        epilog="example: tongyeok bench serve --model-repository models "
+        "--source data/test_2016_flickr.en.gz --output docs/bench-serve.md",
+    )
+    v.add_argument("--model-repository", default="models", help="(default models)")
+    v.add_argument("--source", help="sentences, one per line (default: built-in samples)")
+    v.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    v.add_argument("--seconds", type=float, default=15.0, help="per run (default 15)")
+    v.add_argument("--beam", type=int, default=1, help="(default 1)")
+    v.add_argument("--threads", type=int, default=2, help="server threads (default 2)")
+    v.add_argument("--policies", nargs="+", default=["continuous", "request", "none"])
+    v.add_argument("--output", help="also write the markdown table to this file")
+    v.set_defaults(run=run_bench_serve)
+
 
 def run_bench_export(args: argparse.Namespace) -> int:
     from pathlib import Path
@@ -418,6 +437,30 @@ def run_serve(args: argparse.Namespace) -> int:
         if v
     }
     serve(Settings(**overrides))
+    return 0
+
+
+def run_bench_serve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from model.data import read_lines
+    from model.evaluate import SAMPLE_SOURCES
+    from service.bench import engine_throughput, markdown, run_bench
+
+    texts = read_lines(args.source) if args.source else SAMPLE_SOURCES
+    repository = Path(args.model_repository)
+    results = run_bench(
+        repository, texts, args.clients, args.seconds, args.beam, args.threads, args.policies
+    )
+    engine = {
+        n: engine_throughput(repository, texts[:512], n, args.beam, args.threads)
+        for n in args.clients
+        if n > 1
+    }
+    table = markdown(results, engine, args.threads, args.beam)
+    print(table)
+    if args.output:
+        Path(args.output).write_text(table + "\n", encoding="utf-8")
     return 0
 
 

@@ -1,0 +1,245 @@
+"""``tongyeok bench serve``: closed-loop load against real servers, batching policies side by side.
+
+For each policy (continuous, request-level, none) a ``tongyeok serve`` process is started on
+loopback; N client threads each send one request after another (one sentence per request, drawn
+from real text) for a fixed time, and every latency is recorded. The same sentences also go
+through the engine alone at the batch size the service reached, for the HTTP + scheduler overhead.
+Torch-free: it drives the service exactly as users do.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+POLICIES = ("continuous", "request", "none")
+
+
+@dataclass(frozen=True)
+class Sample:
+    seconds: float
+    words: int
+    ok: bool
+
+
+@dataclass(frozen=True)
+class RunResult:
+    policy: str
+    clients: int
+    duration: float
+    samples: list[Sample]
+    rows_per_step: float
+
+    @property
+    def ok(self) -> list[Sample]:
+        return [s for s in self.samples if s.ok]
+
+    @property
+    def throughput(self) -> float:
+        return len(self.ok) / self.duration
+
+    def percentile(self, q: float, short_only: bool = False) -> float:
+        values = sorted(s.seconds for s in self.ok if not short_only or s.words <= SHORT_WORDS)
+        if not values:
+            return float("nan")
+        return values[min(len(values) - 1, int(q * len(values)))]
+
+
+SHORT_WORDS = 8
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(repository: Path, policy: str, threads: int, port: int) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "TONGYEOK_BATCHING": policy,
+        "TONGYEOK_THREADS": str(threads),
+        "TONGYEOK_PORT": str(port),
+        "TONGYEOK_CACHE_ENTRIES": "0",
+        "TONGYEOK_REQUEST_TIMEOUT": "300",
+        "TONGYEOK_MAX_QUEUE_SENTENCES": "100000",
+    }
+    tongyeok = str(Path(sys.executable).parent / "tongyeok")
+    proc = subprocess.Popen(
+        [tongyeok, "serve", "--model-repository", str(repository)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/readyz")
+            if conn.getresponse().status == 200:
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("server did not become ready")
+
+
+def rows_per_step(port: int) -> tuple[float, float]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    total = count = 0.0
+    for line in text.splitlines():
+        if line.startswith("tongyeok_batch_rows_sum"):
+            total += float(line.split()[-1])
+        elif line.startswith("tongyeok_batch_rows_count"):
+            count += float(line.split()[-1])
+    return total, count
+
+
+def load(
+    port: int,
+    sentences: Sequence[str],
+    clients: int,
+    seconds: float,
+    beam: int,
+    pair: tuple[str, str],
+) -> list[Sample]:
+    samples: list[Sample] = []
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+
+    def client(seed: int) -> None:
+        rng = random.Random(seed)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+        while time.monotonic() < stop_at:
+            text = rng.choice(sentences)
+            body = json.dumps(
+                {"texts": [text], "source": pair[0], "target": pair[1], "beam_size": beam}
+            )
+            started = time.perf_counter()
+            conn.request("POST", "/v1/translate", body, {"content-type": "application/json"})
+            response = conn.getresponse()
+            response.read()
+            sample = Sample(
+                time.perf_counter() - started, len(text.split()), response.status == 200
+            )
+            with lock:
+                samples.append(sample)
+
+    workers = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return samples
+
+
+def run_bench(
+    repository: Path,
+    sentences: Sequence[str],
+    clients: Sequence[int] = (1, 8, 32),
+    seconds: float = 15.0,
+    beam: int = 1,
+    threads: int = 2,
+    policies: Sequence[str] = POLICIES,
+    pair: tuple[str, str] = ("en", "de"),
+    log: Callable[[str], None] = print,
+) -> list[RunResult]:
+    results = []
+    for policy in policies:
+        port = free_port()
+        proc = start_server(repository, policy, threads, port)
+        try:
+            load(port, sentences, 4, 2.0, beam, pair)  # warm-up
+            for n in clients:
+                before = rows_per_step(port)
+                started = time.perf_counter()
+                samples = load(port, sentences, n, seconds, beam, pair)
+                duration = time.perf_counter() - started
+                after = rows_per_step(port)
+                steps = after[1] - before[1]
+                rows = (after[0] - before[0]) / steps if steps else 0.0
+                result = RunResult(policy, n, duration, samples, rows)
+                results.append(result)
+                log(
+                    f"{policy:<11} {n:>3} clients {result.throughput:7.1f} req/s  "
+                    f"p50 {result.percentile(0.5) * 1000:7.1f} ms  "
+                    f"p99 {result.percentile(0.99) * 1000:7.1f} ms  rows/step {rows:5.1f}"
+                )
+        finally:
+            proc.terminate()
+            proc.wait(60)
+    return results
+
+
+def engine_throughput(
+    repository: Path, sentences: Sequence[str], batch: int, beam: int, threads: int
+) -> float:
+    """Sentences/s of the engine alone, ``batch`` sentences in flight, no HTTP, no scheduler."""
+    from export.package import load_package_config
+    from model.options import SearchOptions
+    from model.tokenizer import Tokenizer
+    from service.engine import Engine
+    from service.runtime import PackageRuntime, RuntimeOptions
+
+    package = next(p for p in sorted(repository.iterdir()) if (p / "manifest.json").exists())
+    config = load_package_config(package)
+    tokenizer = Tokenizer.load(config.tokenizer_path)
+    engine = Engine(PackageRuntime(config, RuntimeOptions(intra_op_threads=threads)))
+    ids = tokenizer.encode_batch(list(sentences))
+    engine.run(ids[:8], SearchOptions(beam_size=beam), batch)
+    started = time.perf_counter()
+    engine.run(ids, SearchOptions(beam_size=beam), max(1, batch))
+    return len(ids) / (time.perf_counter() - started)
+
+
+def markdown(results: list[RunResult], engine: dict[int, float], threads: int, beam: int) -> str:
+    by = {(r.policy, r.clients): r for r in results}
+    lines = [
+        f"Closed loop, one sentence per request, beam {beam}, server with {threads} ONNX Runtime "
+        f"threads on the same 2-core machine as the clients. 'short' = at most {SHORT_WORDS} "
+        "words. Ratios: throughput over no batching at the same client count.",
+        "",
+        "| batching | clients | req/s | × none | p50 ms | p95 ms | p99 ms | p50 short ms "
+        "| rows/step |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        none = by.get(("none", r.clients))
+        ratio = f"{r.throughput / none.throughput:.2f}×" if none and none.throughput else "–"
+        lines.append(
+            f"| {r.policy} | {r.clients} | {r.throughput:.1f} | {ratio} | "
+            f"{r.percentile(0.5) * 1000:.0f} | {r.percentile(0.95) * 1000:.0f} | "
+            f"{r.percentile(0.99) * 1000:.0f} | {r.percentile(0.5, True) * 1000:.0f} | "
+            f"{r.rows_per_step:.1f} |"
+        )
+    if engine:
+        lines += [
+            "",
+            "Engine alone (no HTTP, no scheduler), same sentences:",
+            "",
+            "| sentences in flight | sentences/s | service (continuous) / engine |",
+            "| ---: | ---: | ---: |",
+        ]
+        for batch, rate in sorted(engine.items()):
+            service = by.get(("continuous", batch))
+            share = f"{service.throughput / rate:.0%}" if service else "–"
+            lines.append(f"| {batch} | {rate:.1f} | {share} |")
+    lines.append("")
+    lines.append(
+        f"failed requests: {sum(len(r.samples) - len(r.ok) for r in results)}; "
+        f"median of all p50s {statistics.median(r.percentile(0.5) for r in results):.3f} s"
+    )
+    return "\n".join(lines)
