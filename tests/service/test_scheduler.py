@@ -1,0 +1,131 @@
+"""The scheduler's decisions: fairness, policies, deadlines, and failures that stay contained."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from pathlib import Path
+
+import pytest
+
+from export.package import load_package_config
+from model.options import SearchOptions
+from model.tokenizer import Tokenizer
+from service.engine import Engine
+from service.errors import DeadlineExceeded, EngineFailure
+from service.metrics import Metrics
+from service.runtime import PackageRuntime
+from service.scheduler import Job, JobState, Scheduler
+from tests.conftest import copy_pairs
+
+
+@pytest.fixture(scope="module")
+def parts(toy_repository: Path):  # -> (runtime, tokenizer)
+    config = load_package_config(toy_repository / "en-de")
+    return PackageRuntime(config), Tokenizer.load(config.tokenizer_path)
+
+
+def make_scheduler(parts, **kwargs) -> tuple[Scheduler, Engine, Metrics]:
+    runtime, _ = parts
+    engine, metrics = Engine(runtime), Metrics()
+    scheduler = Scheduler("toy", engine, metrics, **kwargs)
+    scheduler.start()
+    return scheduler, engine, metrics
+
+
+def sources(parts, n: int, seed: int) -> list[list[int]]:
+    return parts[1].encode_batch([s for s, _ in copy_pairs(n, seed=seed)])
+
+
+async def submit(scheduler: Scheduler, src, timeout: float = 30.0) -> Job:
+    loop = asyncio.get_running_loop()
+    job = Job(src, SearchOptions(), time.monotonic() + timeout, loop, loop.create_future())
+    scheduler.submit(job)
+    return job
+
+
+def test_a_small_request_is_not_starved_by_a_huge_one(parts) -> None:
+    scheduler, _, _ = make_scheduler(parts, max_rows=8)
+
+    async def scenario() -> tuple[float, float]:
+        big = await submit(scheduler, sources(parts, 200, seed=1))
+        small = await submit(scheduler, sources(parts, 2, seed=2))
+        done = {}
+        for name, job in (("big", big), ("small", small)):
+            job.future.add_done_callback(lambda _, n=name: done.setdefault(n, time.monotonic()))
+        await asyncio.gather(big.future, small.future)
+        return done["small"], done["big"]
+
+    small_done, big_done = asyncio.run(scenario())
+    scheduler.stop(10)
+    assert small_done < big_done  # round-robin admission let the small request through
+
+
+@pytest.mark.parametrize("policy", ["none", "request", "continuous"])
+def test_policies_decide_who_joins(parts, policy: str) -> None:
+    scheduler, engine, _ = make_scheduler(parts, max_rows=16, policy=policy)
+    steps: list[tuple[int, int]] = []  # active rows before and after each step
+    original = engine.step
+
+    def step():
+        before = engine.active_rows
+        result = original()
+        steps.append((before, engine.active_rows))
+        return result
+
+    engine.step = step  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        jobs = [await submit(scheduler, sources(parts, 10, seed=s)) for s in range(3)]
+        await asyncio.gather(*(j.future for j in jobs))
+
+    asyncio.run(scenario())
+    scheduler.stop(10)
+    joined_mid_flight = any(
+        b[0] > a[1] > 0 for a, b in itertools.pairwise(steps)
+    )  # rows were added while others were still running
+    assert max(before for before, _ in steps) <= (1 if policy == "none" else 16)
+    assert joined_mid_flight is (policy == "continuous")
+
+
+def test_expired_requests_get_504_and_others_continue(parts) -> None:
+    scheduler, _, _ = make_scheduler(parts)
+
+    async def scenario():
+        late = await submit(scheduler, sources(parts, 50, seed=3), timeout=0.0)
+        fine = await submit(scheduler, sources(parts, 3, seed=4))
+        results = await asyncio.gather(late.future, fine.future, return_exceptions=True)
+        return late, results
+
+    late, (late_result, fine_result) = asyncio.run(scenario())
+    scheduler.stop(10)
+    assert isinstance(late_result, DeadlineExceeded)
+    assert late.state is JobState.EXPIRED
+    assert len(fine_result) == 3
+    assert scheduler.idle
+
+
+def test_a_failing_step_fails_only_its_requests(parts) -> None:
+    scheduler, engine, _ = make_scheduler(parts)
+    original, calls = engine.step, []
+
+    def flaky_step():
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("injected failure")
+        return original()
+
+    engine.step = flaky_step  # type: ignore[method-assign]
+
+    async def scenario():
+        first = await submit(scheduler, sources(parts, 4, seed=5))
+        failed = await asyncio.gather(first.future, return_exceptions=True)
+        second = await submit(scheduler, sources(parts, 4, seed=6))
+        return failed[0], await second.future
+
+    failed, later = asyncio.run(scenario())
+    scheduler.stop(10)
+    assert isinstance(failed, EngineFailure)
+    assert len(later) == 4 and all(h for h in later)  # the loop kept going
+    assert len(engine) == 0
