@@ -110,10 +110,10 @@ class Engine:
         """Encode ``sources`` (token ids without EOS) and let them join at the next step."""
         if not sources:
             return
-        for seq_id, src in zip(seq_ids, sources, strict=True):
+        for seq_id, source in zip(seq_ids, sources, strict=True):
             if seq_id in self.sequences:
                 raise ValueError(f"sequence {seq_id!r} is already active")
-            self.check_source(src)
+            self.check_source(source)
         cfg = self.config
         rows = [list(s) + [cfg.eos_id] for s in sources]
         width = max(len(r) for r in rows)
@@ -192,7 +192,7 @@ class Engine:
         remap = {int(old): new for new, old in enumerate(keep)}
         first_used = first_valid_column(self.self_mask[keep])
         self.cross = [c[keep] for c in self.cross]
-        used_src = int(self.src_mask[keep].any(axis=0).nonzero()[0].max()) + 1
+        used_src = int(np.flatnonzero(self.src_mask[keep].any(axis=0)).max()) + 1
         self.cross = [c[:, :, :used_src] for c in self.cross]
         self.src_mask = self.src_mask[keep][:, :used_src]
         self._cross_values = None
@@ -313,14 +313,16 @@ class Engine:
         order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
         results: list[list[Hypothesis]] = [[] for _ in sources]
         pending = list(order)
-        base = object()  # ids private to this call
+        index_of: dict[Hashable, int] = {}  # ids private to this call
         while pending or self.sequences:
             room = max_batch - len(self.sequences)
             if room > 0 and pending:
                 batch, pending = pending[:room], pending[room:]
-                self.add([(base, i) for i in batch], [sources[i] for i in batch], options)
+                ids = [object() for _ in batch]
+                index_of.update(zip(ids, batch, strict=True))
+                self.add(ids, [sources[i] for i in batch], options)
             for result in self.step():
-                results[result.seq_id[1]] = result.hypotheses
+                results[index_of.pop(result.seq_id)] = result.hypotheses
         return results
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
 import onnxruntime as ort
@@ -55,7 +56,7 @@ class EncoderOutput:
 
 # A tensor the runtime accepts: a numpy array, or an OrtValue already owned by ONNX Runtime (the
 # caches stay OrtValues between steps: handing them back costs no copy, unlike numpy outputs).
-Tensor = np.ndarray | ort.OrtValue
+Tensor: TypeAlias = np.ndarray | ort.OrtValue
 
 
 def as_value(x: Tensor) -> ort.OrtValue:
