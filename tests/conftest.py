@@ -91,6 +91,16 @@ def toy_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def toy_repository(toy_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model repository holding the toy model's package (en-de)."""
+    from export.onnx_export import export_package
+
+    repo = tmp_path_factory.mktemp("repository")
+    export_package(toy_checkpoint, repo / "en-de")
+    return repo
+
+
+@pytest.fixture(scope="session")
 def multi30k() -> Path:
     """The Multi30k data beside the repository (../shared/data/multi30k) or $TONGYEOK_DATA."""
     path = Path(os.environ.get("TONGYEOK_DATA", REPO.parent / "shared" / "data" / "multi30k"))

@@ -16,16 +16,8 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from export.onnx_export import export_package
 from service.api import create_app
 from service.settings import Settings
-
-
-@pytest.fixture(scope="session")
-def toy_repository(toy_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = tmp_path_factory.mktemp("repository")
-    export_package(toy_checkpoint, repo / "en-de")
-    return repo
 
 
 def free_port() -> int:
