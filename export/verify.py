@@ -177,28 +177,3 @@ def check_package(checkpoint: str | Path | None, package: str | Path) -> str:
         f"{len(reference)} sentences; log-probabilities max |diff| {parity.max_diff:.2e} over "
         f"{parity.steps} steps, best token agrees {parity.argmax_agreement:.1%}"
     )
-
-
-def package_translate(
-    package: str | Path,
-    texts: Sequence[str],
-    max_length_a: float = 1.5,
-    max_length_b: int = 10,
-    batch_size: int = 64,
-) -> list[str]:
-    """Greedy translations of ``texts`` through a package (ONNX Runtime only), in input order."""
-    from model.tokenizer import Tokenizer
-
-    runtime = PackageRuntime(package)
-    tokenizer = Tokenizer.load(runtime.config.tokenizer_path)
-    eos, pad_id = runtime.config.eos_id, runtime.config.pad_id
-    rows = [ids + [eos] for ids in tokenizer.encode_batch(list(texts))]
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-    out = [""] * len(rows)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        src = pad([rows[i] for i in chunk], pad_id).numpy()
-        limits = (max_length_a * (src != pad_id).sum(axis=1) + max_length_b).astype(int)
-        for i, ids in zip(chunk, onnx_greedy(runtime, src, limits.tolist()), strict=True):
-            out[i] = tokenizer.decode(ids) if texts[i].strip() else ""
-    return out

@@ -82,8 +82,8 @@ def evaluate_files(
     output: str | Path | None = None,
     package: str | Path | None = None,
 ) -> Report:
-    """Translate ``source`` with the checkpoint (PyTorch), or with ``package`` (ONNX Runtime,
-    greedy) when given, and score it against ``reference``."""
+    """Translate ``source`` with the checkpoint (PyTorch reference), or with ``package`` (the ONNX
+    engine) when given, and score it against ``reference``."""
     sources, references = read_lines(source), read_lines(reference)
     if len(sources) != len(references):
         raise DataError(
@@ -91,14 +91,11 @@ def evaluate_files(
             f"{reference} has {len(references)}"
         )
     if package is not None:
-        if options.beam_size != 1:
-            raise ValueError("packages are evaluated greedily for now: pass --beam-size 1")
-        from export.verify import package_translate
+        from service.translator import Translator
 
+        translator = Translator(package)
         started = time.perf_counter()
-        hypotheses = package_translate(
-            package, sources, options.max_length_a, options.max_length_b, batch_size
-        )
+        hypotheses = translator.translate(sources, options, batch_size)
     else:
         ckpt = load_checkpoint(checkpoint)
         model = ckpt.build_model(device)

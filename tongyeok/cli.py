@@ -156,7 +156,7 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("reference", help="reference translations, line-aligned with SOURCE")
     p.add_argument("--output", help="also write the translations to this file")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    p.add_argument("--package", help="evaluate an exported ONNX package instead (greedy)")
+    p.add_argument("--package", help="evaluate an exported package with the ONNX engine instead")
     add_search_flags(p)
     p.set_defaults(run=run_evaluate)
 
