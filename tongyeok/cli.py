@@ -359,9 +359,9 @@ def run_bench_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from export.bench import markdown, run_bench
-    from export.verify import SAMPLE_SOURCES
     from model.checkpoint import load_checkpoint
     from model.data import read_lines
+    from model.evaluate import SAMPLE_SOURCES
 
     texts = read_lines(args.source) if args.source else SAMPLE_SOURCES
     texts = (texts * (args.sentences // len(texts) + 1))[: args.sentences]
