@@ -105,5 +105,7 @@ def multi30k() -> Path:
     """The Multi30k data beside the repository (../shared/data/multi30k) or $TONGYEOK_DATA."""
     path = Path(os.environ.get("TONGYEOK_DATA", REPO.parent / "shared" / "data" / "multi30k"))
     if not (path / "test_2016_flickr.en.gz").exists():
+        if os.environ.get("CI"):  # CI has shared/ beside the clone: missing data is a failure
+            pytest.fail(f"Multi30k not found at {path} in CI")
         pytest.skip(f"Multi30k not found at {path} (set TONGYEOK_DATA)")
     return path
