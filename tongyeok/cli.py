@@ -300,7 +300,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
         "greedy decoding over the packages: with and without the KV cache, at each ONNX Runtime "
         "graph optimization level, and per precision.",
         epilog="example: tongyeok bench export --source data/test_2016_flickr.en.gz "
-        "--sentences 256 --output docs/bench-export.md",
+        "--sentences 256 --output docs/bench/export-cpu.md",
     )
     e.add_argument("checkpoint", nargs="?", help="checkpoint (.pt); default: the shipped model")
     e.add_argument("--source", help="sentences to translate, one per line (default: built-in)")
@@ -319,7 +319,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
         "and a Transformer-base-sized one with random weights. Needs the 'hf' extra "
         "(transformers, ctranslate2).",
         epilog="example: tongyeok bench engine --source data/test_2016_flickr.en.gz "
-        "--output docs/bench-engine.md",
+        "--output docs/bench/engine-cpu.md",
     )
     g.add_argument("checkpoint", nargs="?", help="checkpoint (.pt); default: the shipped model")
     g.add_argument("--source", help="sentences, one per line (default: built-in samples)")
@@ -342,7 +342,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
         "with N concurrent clients sending real sentences; print throughput and p50/p95/p99 "
         "latency, and the engine's own throughput for the HTTP + scheduler overhead.",
         epilog="example: tongyeok bench serve --model-repository models "
-        "--source data/test_2016_flickr.en.gz --output docs/bench-serve.md",
+        "--source data/test_2016_flickr.en.gz --output docs/bench/serve-cpu.md",
     )
     v.add_argument("--model-repository", default="models", help="(default models)")
     v.add_argument("--source", help="sentences, one per line (default: built-in samples)")
@@ -355,38 +355,42 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     v.set_defaults(run=run_bench_serve)
 
 
-def run_bench_export(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from export.bench import markdown, run_bench
-    from model.checkpoint import load_checkpoint
+def bench_texts(source: str | None, count: int | None = None) -> list[str]:
+    """Benchmark sentences: the file's lines (or the built-in samples), cycled to ``count``."""
     from model.data import read_lines
     from model.evaluate import SAMPLE_SOURCES
 
-    texts = read_lines(args.source) if args.source else SAMPLE_SOURCES
-    texts = (texts * (args.sentences // len(texts) + 1))[: args.sentences]
+    texts = read_lines(source) if source else SAMPLE_SOURCES
+    return texts if count is None else (texts * (count // len(texts) + 1))[:count]
+
+
+def print_table(table: str, output: str | None) -> None:
+    from pathlib import Path
+
+    print(table)
+    if output:
+        Path(output).write_text(table + "\n", encoding="utf-8")
+
+
+def run_bench_export(args: argparse.Namespace) -> int:
+    from export.bench import markdown, run_bench
+    from model.checkpoint import load_checkpoint
+
+    texts = bench_texts(args.source, args.sentences)
     ckpt = load_checkpoint(args.checkpoint)
     sources = ckpt.tokenizer.encode_batch(texts)
     rows = run_bench(
         args.checkpoint, sources, ckpt.config.eos_id, args.batch_size, args.threads, args.repeats
     )
-    table = markdown(rows, len(texts), args.batch_size, args.threads)
-    print(table)
-    if args.output:
-        Path(args.output).write_text(table + "\n", encoding="utf-8")
+    print_table(markdown(rows, len(texts), args.batch_size, args.threads), args.output)
     return 0
 
 
 def run_bench_engine(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from export.bench_engine import markdown, run_bench
     from model.checkpoint import load_checkpoint
-    from model.data import read_lines
-    from model.evaluate import SAMPLE_SOURCES
 
-    texts = read_lines(args.source) if args.source else SAMPLE_SOURCES
-    texts = (texts * (args.sentences // len(texts) + 1))[: args.sentences]
+    texts = bench_texts(args.source, args.sentences)
     sources = load_checkpoint(args.checkpoint).tokenizer.encode_batch(texts)
     results = run_bench(
         sources,
@@ -398,10 +402,7 @@ def run_bench_engine(args: argparse.Namespace) -> int:
         args.sentences_batch1,
         args.sizes,
     )
-    table = markdown(results, args.threads, args.tokens)
-    print(table)
-    if args.output:
-        Path(args.output).write_text(table + "\n", encoding="utf-8")
+    print_table(markdown(results, args.threads, args.tokens), args.output)
     return 0
 
 
@@ -443,11 +444,9 @@ def run_serve(args: argparse.Namespace) -> int:
 def run_bench_serve(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from model.data import read_lines
-    from model.evaluate import SAMPLE_SOURCES
     from service.bench import engine_throughput, markdown, run_bench
 
-    texts = read_lines(args.source) if args.source else SAMPLE_SOURCES
+    texts = bench_texts(args.source)
     repository = Path(args.model_repository)
     results = run_bench(
         repository, texts, args.clients, args.seconds, args.beam, args.threads, args.policies
@@ -457,10 +456,7 @@ def run_bench_serve(args: argparse.Namespace) -> int:
         for n in args.clients
         if n > 1
     }
-    table = markdown(results, engine, args.threads, args.beam)
-    print(table)
-    if args.output:
-        Path(args.output).write_text(table + "\n", encoding="utf-8")
+    print_table(markdown(results, engine, args.threads, args.beam), args.output)
     return 0
 
 
