@@ -46,8 +46,14 @@ class ActiveSequence:
     options: SearchOptions
     max_length: int
     slots: np.ndarray  # row indices owned by this sequence (beam_size of them)
+    source_tokens: int = 0  # EOS included
     finished: list[Hypothesis] = field(default_factory=list)
     length: int = 0  # tokens generated so far
+
+    @property
+    def reserved_tokens(self) -> int:
+        """Cache positions this sequence may hold at its longest: beams x (source + output)."""
+        return self.options.beam_size * (self.source_tokens + self.max_length)
 
 
 class Engine:
@@ -83,6 +89,15 @@ class Engine:
         """Forget every sequence and row (after a failed step)."""
         self.sequences.clear()
         self._reset_rows()
+
+    @property
+    def reserved_tokens(self) -> int:
+        return sum(seq.reserved_tokens for seq in self.sequences.values())
+
+    def tokens_for(self, source: Sequence[int], options: SearchOptions) -> int:
+        """What ``reserved_tokens`` would grow by if ``source`` joined with ``options``."""
+        n = len(source) + 1
+        return options.beam_size * (n + options.max_length(n, self.config.max_target_tokens))
 
     @property
     def rows(self) -> int:
@@ -167,7 +182,7 @@ class Engine:
         for i, (seq_id, row) in enumerate(zip(seq_ids, rows, strict=True)):
             slots = np.arange(start + i * k, start + (i + 1) * k)
             limit = options.max_length(len(row), cfg.max_target_tokens)
-            self.sequences[seq_id] = ActiveSequence(seq_id, options, limit, slots)
+            self.sequences[seq_id] = ActiveSequence(seq_id, options, limit, slots, len(row))
 
     # -- leaving -----------------------------------------------------------------------------------
 

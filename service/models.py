@@ -107,9 +107,10 @@ class ModelRepository:
             config.name,
             engine,
             self.metrics,
-            self.settings.max_batch_rows,
-            self.settings.max_queue_sentences,
-            self.settings.batching,
+            max_rows=self.settings.max_batch_rows,
+            max_queue=self.settings.max_queue_sentences,
+            max_tokens=self.settings.max_batch_tokens,
+            policy=self.settings.batching,
         )
         scheduler.start()
         seconds = time.perf_counter() - started

@@ -81,6 +81,7 @@ class Scheduler:
         metrics: Metrics,
         max_rows: int = 256,
         max_queue: int = 4096,
+        max_tokens: int = 1 << 30,
         policy: str = "continuous",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -88,6 +89,7 @@ class Scheduler:
             raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
         self.name, self.engine, self.metrics = name, engine, metrics
         self.max_rows, self.max_queue, self.policy, self.clock = max_rows, max_queue, policy, clock
+        self.max_tokens = max_tokens
         self.waiting: deque[Job] = deque()
         self.running: dict[int, Job] = {}
         self.queued_sentences = 0
@@ -174,21 +176,25 @@ class Scheduler:
         self.metrics.queue_depth.labels(self.name).set(self.queued_sentences)
 
     def _admit(self) -> list[tuple[Job, int]]:
-        """Sentences to join now: round-robin over waiting requests within the row budget."""
+        """Sentences to join now: round-robin over waiting requests, within the budgets of rows
+        and of reserved cache tokens (beams x (source + longest output))."""
         busy = self.engine.active_rows
         if self.policy != "continuous" and busy:
             return []  # request-level and no batching wait for the batch to drain
         budget = self.max_rows - busy
+        tokens = self.max_tokens - self.engine.reserved_tokens
         limit = 1 if self.policy == "none" else len(self.waiting) + self.queued_sentences
         chosen: list[tuple[Job, int]] = []
         while self.waiting and len(chosen) < limit:
             job = self.waiting[0]
-            if job.rows_per_sentence > budget and (chosen or busy):
-                break  # keeps arrival order; an oversized beam still runs alone
+            cost = self.engine.tokens_for(job.sources[job.admitted], job.options)
+            if (job.rows_per_sentence > budget or cost > tokens) and (chosen or busy):
+                break  # keeps arrival order; an oversized sentence still runs alone
             self.waiting.popleft()
             chosen.append((job, job.admitted))
             job.admitted += 1
             budget -= job.rows_per_sentence
+            tokens -= cost
             self.queued_sentences -= 1
             self.running[job.id] = job
             if job.admitted < len(job.sources):

@@ -26,6 +26,12 @@ class Settings(BaseSettings):
     max_batch_rows: int = Field(
         256, ge=1, description="decoder rows per step (a beam-4 sentence takes 4)"
     )
+    max_batch_tokens: int = Field(
+        65536,
+        ge=1,
+        description="cache positions the running batch may reserve: beams x (source + longest "
+        "output) summed over its sentences",
+    )
     batching: Literal["continuous", "request", "none"] = Field(
         "continuous",
         description="continuous (sentences join and leave at every step); request and none "

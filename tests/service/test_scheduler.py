@@ -89,6 +89,30 @@ def test_policies_decide_who_joins(parts, policy: str) -> None:
     assert joined_mid_flight is (policy == "continuous")
 
 
+def test_the_token_budget_limits_what_runs_together(parts) -> None:
+    src = sources(parts, 12, seed=8)
+    probe = Engine(parts[0])
+    one = max(probe.tokens_for(s, SearchOptions()) for s in src)
+    scheduler, engine, _ = make_scheduler(parts, max_tokens=2 * one)
+    most = []
+    original = engine.step
+
+    def step():
+        most.append(len(engine))
+        return original()
+
+    engine.step = step  # type: ignore[method-assign]
+
+    async def scenario():
+        job = await submit(scheduler, src)
+        return await job.future
+
+    results = asyncio.run(scenario())
+    scheduler.stop(10)
+    assert len(results) == 12
+    assert max(most) <= 2  # never more sentences than the budget of two longest ones
+
+
 def test_expired_requests_get_504_and_others_continue(parts) -> None:
     scheduler, _, _ = make_scheduler(parts)
 
