@@ -116,31 +116,21 @@ def onnx_greedy(
     rows = np.arange(batch)
     limits = np.asarray(max_lengths)
     for step in range(int(limits.max())):
+        # With the cache: the last token at its position. Without: the whole prefix, empty past.
+        new_tokens = tokens if use_cache else prefix
+        positions = np.arange(step + 1 - new_tokens.shape[1], step + 1, dtype=np.int64)
+        result = runtime.step(
+            new_tokens,
+            np.tile(positions, (batch, 1)),
+            rows,
+            np.ones((batch, step + 1), bool),
+            src_mask,
+            1,
+            past if use_cache else runtime.empty_cache(batch),
+            enc.cross,
+        )
         if use_cache:
-            positions = np.full((batch, 1), step, dtype=np.int64)
-            result = runtime.step(
-                tokens,
-                positions,
-                rows,
-                np.ones((batch, step + 1), bool),
-                src_mask,
-                1,
-                past,
-                enc.cross,
-            )
             past = result.cache
-        else:
-            positions = np.tile(np.arange(step + 1, dtype=np.int64), (batch, 1))
-            result = runtime.step(
-                prefix,
-                positions,
-                rows,
-                np.ones((batch, step + 1), bool),
-                src_mask,
-                1,
-                runtime.empty_cache(batch),
-                enc.cross,
-            )
         tokens = result.ids[:, :1]
         prefix = np.concatenate([prefix, tokens], axis=1)
         for row in np.flatnonzero(~done):

@@ -103,20 +103,14 @@ class TrainConfig:
         return TrainConfig(**merged)
 
     def model_config(self, vocab_size: int) -> ModelConfig:
+        """The architecture options of this run, with the tokenizer's vocabulary and ids."""
+        shared = {f.name for f in fields(ModelConfig)} & {f.name for f in fields(self)}
         return ModelConfig(
             vocab_size=vocab_size,
-            d_model=self.d_model,
-            n_heads=self.n_heads,
-            d_ff=self.d_ff,
-            encoder_layers=self.encoder_layers,
-            decoder_layers=self.decoder_layers,
-            dropout=self.dropout,
-            attention_dropout=self.attention_dropout,
-            activation_dropout=self.activation_dropout,
-            max_positions=self.max_positions,
             pad_id=PAD_ID,
             unk_id=UNK_ID,
             eos_id=EOS_ID,
+            **{name: getattr(self, name) for name in shared if name != "vocab_size"},
         )
 
 
