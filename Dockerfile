@@ -1,31 +1,42 @@
 # syntax=docker/dockerfile:1
 # Tongyeok's serving image: ONNX Runtime, the service and the model repository; no torch.
 #
-#   tongyeok export --out models/en-de                      # on the host: the model package
-#   docker build -t tongyeok:gpu .                          # onnxruntime-gpu + CUDA/cuDNN libs
-#   docker build --build-arg RUNTIME=cpu -t tongyeok:cpu .  # onnxruntime, no CUDA libraries
-#   docker run -p 8000:8000 tongyeok:cpu
+#   tongyeok export --out models/en-de                        # on the host: the model package
+#   docker build -t tongyeok:gpu .                            # onnxruntime-gpu + CUDA/cuDNN wheels
+#   docker build --build-arg RUNTIME=cpu -t tongyeok:cpu .    # onnxruntime only, no CUDA libraries
+#   docker run --gpus all -p 8000:8000 tongyeok:gpu
 #
-# Model packages are exported on the host first (tongyeok export), so no stage needs torch. The
-# model repository is /models; mount a volume there to serve other packages.
+# Model packages are exported on the host first (tongyeok export), so no stage needs torch and the
+# image carries exactly the package that was verified. The model repository is /models; mount a
+# volume there to serve other packages. Without a registry or index (air-gapped, or CI here):
+# deploy/container/build.sh makes the base image with debootstrap and builds from a wheelhouse.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-# --- stage 1: wheels for everything the service runs on ------------------------------------------
+# --- stage 1: a closed set of wheels for everything the service runs on ---------------------------
 FROM ${PYTHON_IMAGE} AS wheels
+# gpu: onnxruntime-gpu with CUDA and cuDNN from their Python packages (only the driver comes from
+# the host, through the NVIDIA container toolkit). cpu: onnxruntime alone, a fraction of the size.
 ARG RUNTIME=gpu
+# A folder of pre-downloaded wheels (deploy/container/wheelhouse.sh) mounted into the build: pip
+# then never touches an index.
+ARG WHEELHOUSE=
 WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
 COPY tongyeok ./tongyeok
 COPY model ./model
 COPY export ./export
 COPY service ./service
-# The project itself without its onnxruntime-gpu requirement, then the runtime for this target:
-# CUDA and cuDNN come from their Python packages; only the driver comes from the host.
-RUN pip wheel --no-deps --wheel-dir /wheels . \
- && pip wheel -c constraints.txt --wheel-dir /wheels fastapi uvicorn pydantic pydantic-settings \
-        python-multipart prometheus-client sentencepiece numpy \
- && if [ "$RUNTIME" = cpu ]; then pip wheel --wheel-dir /wheels onnxruntime==1.31.1; \
-    else pip wheel -c constraints.txt --wheel-dir /wheels "onnxruntime-gpu[cuda,cudnn]"; fi
+# The project without its own onnxruntime-gpu requirement (--no-deps), then the runtime's wheels.
+# hadolint ignore=SC2086
+RUN set -eu; \
+    offline="${WHEELHOUSE:+--no-index --find-links $WHEELHOUSE}"; \
+    ort_version="$(sed -n 's/^onnxruntime-gpu==//p' constraints.txt)"; \
+    if [ "$RUNTIME" = cpu ]; then ort="onnxruntime==$ort_version"; \
+    else ort="onnxruntime-gpu[cuda,cudnn]"; fi; \
+    pip wheel --no-cache-dir $offline --no-deps --wheel-dir /wheels . \
+ && pip wheel --no-cache-dir $offline -c constraints.txt --wheel-dir /wheels \
+        fastapi uvicorn pydantic pydantic-settings python-multipart prometheus-client \
+        sentencepiece numpy "$ort"
 
 # --- stage 2: the runtime (the wheel set is closed, so --no-deps installs exactly it) ---------------
 FROM ${PYTHON_IMAGE}
@@ -37,13 +48,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TONGYEOK_DRAIN_SECONDS=20
 RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --no-deps /wheels/*.whl \
- && useradd --system --uid 10001 --create-home --home-dir /home/tongyeok tongyeok
-COPY --chown=10001:10001 models /models
+ && useradd --system --uid 10001 --no-create-home --home-dir /nonexistent tongyeok
+COPY --chown=root:root models /models
+# Non-root, and nothing to write: the root filesystem can be mounted read-only.
 USER 10001
 EXPOSE 8000
 # SIGTERM starts the drain: readiness turns false, in-flight requests finish within
-# TONGYEOK_DRAIN_SECONDS, then the process exits 0 (give the runtime a longer stop timeout).
+# TONGYEOK_DRAIN_SECONDS (20 s), then the process exits 0. Give the runtime a longer stop timeout:
+# docker stop -t 30, podman stop -t 30, Kubernetes terminationGracePeriodSeconds: 30.
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"TONGYEOK_PORT\"]}/healthz', timeout=2)"]
 CMD ["tongyeok", "serve"]

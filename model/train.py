@@ -13,9 +13,8 @@ import math
 import random
 import shutil
 import time
-import tomllib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,84 +33,10 @@ from model.data import (
     token_batches,
 )
 from model.search import SearchOptions
-from model.tokenizer import EOS_ID, PAD_ID, UNK_ID, Tokenizer
-from model.transformer import ModelConfig, Transformer
+from model.tokenizer import EOS_ID, PAD_ID, Tokenizer
+from model.train_config import TrainConfig
+from model.transformer import Transformer
 from model.translate import translate_ids
-
-
-@dataclass
-class TrainConfig:
-    """Every knob of a run; read from a TOML file, then overridden by command-line flags."""
-
-    train_source: str = ""
-    train_target: str = ""
-    valid_source: str = ""
-    valid_target: str = ""
-    source_lang: str = "en"
-    target_lang: str = "de"
-    out_dir: str = "runs/en-de"
-    # tokenizer
-    vocab_size: int = 8000
-    tokenizer_type: str = "unigram"
-    # model
-    d_model: int = 256
-    n_heads: int = 4
-    d_ff: int = 1024
-    encoder_layers: int = 3
-    decoder_layers: int = 3
-    dropout: float = 0.1
-    attention_dropout: float = 0.0
-    activation_dropout: float = 0.0
-    max_positions: int = 512
-    # data
-    max_sentence_tokens: int = 200
-    max_tokens: int = 4096  # per batch: rows x longest side
-    # optimisation
-    lr: float = 1e-3
-    warmup_steps: int = 1000
-    label_smoothing: float = 0.1
-    accumulate: int = 1
-    clip_norm: float = 0.0
-    adam_betas: tuple[float, float] = (0.9, 0.98)
-    weight_decay: float = 0.0
-    epochs: int = 20
-    max_steps: int = 0  # 0: no limit
-    seed: int = 1
-    # bookkeeping
-    save_every: int = 500  # steps between last.pt rewrites
-    valid_bleu: bool = True
-    valid_beam: int = 1
-    average_last: int = 5
-    device: str = "auto"
-    threads: int = 0  # 0: torch's default
-    amp: bool = True  # mixed precision on CUDA
-    progress: bool = True
-
-    @classmethod
-    def from_toml(cls, path: str | Path) -> TrainConfig:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-        return cls().updated(data)
-
-    def updated(self, values: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(self)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown training options: {sorted(unknown)}")
-        merged = {**asdict(self), **{k: v for k, v in values.items() if v is not None}}
-        merged["adam_betas"] = tuple(merged["adam_betas"])
-        return TrainConfig(**merged)
-
-    def model_config(self, vocab_size: int) -> ModelConfig:
-        """The architecture options of this run, with the tokenizer's vocabulary and ids."""
-        shared = {f.name for f in fields(ModelConfig)} & {f.name for f in fields(self)}
-        return ModelConfig(
-            vocab_size=vocab_size,
-            pad_id=PAD_ID,
-            unk_id=UNK_ID,
-            eos_id=EOS_ID,
-            **{name: getattr(self, name) for name in shared if name != "vocab_size"},
-        )
 
 
 @dataclass

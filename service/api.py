@@ -94,6 +94,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None):
         yield
         app.state.ready = False
         await asyncio.to_thread(repository.stop, settings.drain_seconds)
+        log.info(json.dumps({"event": "stopped"}))
 
     app = FastAPI(
         title="Tongyeok",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,11 @@ class ModelRepository:
         root = self.settings.model_repository
         if not root.is_dir():
             raise PackageError(f"model repository {root} is not a directory")
+        if not os.access(root, os.R_OK | os.X_OK):
+            raise PackageError(
+                f"model repository {root} is not readable by uid {os.getuid()}: "
+                "make it readable (a mounted volume keeps its owner and mode)"
+            )
         for directory in sorted(p for p in root.iterdir() if p.is_dir()):
             if not (directory / MANIFEST).exists():
                 continue

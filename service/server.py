@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 from typing import Any
@@ -21,6 +22,9 @@ class DrainingServer(uvicorn.Server):
         self.tongyeok_app = app
 
     def handle_exit(self, sig: int, frame: Any) -> None:
+        if not self.tongyeok_app.state.draining:
+            name = signal.Signals(sig).name
+            logging.getLogger("tongyeok").info(json.dumps({"event": "draining", "signal": name}))
         self.tongyeok_app.state.draining = True
         super().handle_exit(sig, frame)
         if sig == signal.SIGTERM:

@@ -108,3 +108,26 @@ def test_release_averages_and_halves(toy_checkpoint: Path, tmp_path: Path) -> No
     assert result.returncode == 0, result.stderr
     translated = run("translate", "--model", str(out), "red dog runs")
     assert translated.stdout.strip() == "red dog runs"
+
+
+def test_serving_needs_no_training_packages() -> None:
+    """The serving image installs only the runtime dependencies: the CLI (every sub-command's
+    flags included) and the server must import with torch, onnx, sacrebleu and tqdm absent."""
+    code = """
+import sys
+TRAINING_ONLY = {"torch", "onnx", "sacrebleu", "tqdm", "transformers", "ctranslate2"}
+class NotInstalled:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in TRAINING_ONLY:
+            raise ImportError(f"{name} is not installed in the serving image")
+sys.meta_path.insert(0, NotInstalled())
+import service.api, service.models, service.server
+from tongyeok.cli import build_parser
+args = build_parser().parse_args(["serve", "--port", "8123"])
+print(args.port)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "8123"

