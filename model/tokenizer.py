@@ -18,6 +18,10 @@ PAD_ID, UNK_ID, EOS_ID = 0, 1, 2
 PAD_PIECE, UNK_PIECE, EOS_PIECE = "<pad>", "<unk>", "</s>"
 
 
+# Batches larger than this are worth SentencePiece's per-call thread pool.
+THREADED_ENCODE_MIN = 256
+
+
 class Tokenizer:
     """Thin typed wrapper over a SentencePiece processor; its serialized model travels as bytes."""
 
@@ -97,6 +101,10 @@ class Tokenizer:
         return self.processor.EncodeAsIds(text)
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        # SentencePiece encodes a list on a thread pool it builds per call: ~90 µs alone and over
+        # a millisecond on a busy 2-core server, against ~2 µs per short sentence encoded singly.
+        if len(texts) <= THREADED_ENCODE_MIN:
+            return [self.processor.Encode(t, out_type=int) for t in texts]
         return self.processor.Encode(list(texts), out_type=int)
 
     def decode(self, ids: Sequence[int]) -> str:

@@ -1,8 +1,9 @@
 """``tongyeok bench serve``: closed-loop load against real servers, batching policies side by side.
 
 For each policy (continuous, request-level, none) a ``tongyeok serve`` process is started on
-loopback; N client threads each send one request after another (one sentence per request, drawn
-from real text) for a fixed time, and every latency is recorded. The same sentences also go
+loopback; N clients (service.loadgen, in a process of their own) each send one request after
+another (one sentence per request, drawn from real text) for a fixed time, and every latency is
+recorded. The same sentences also go
 through the engine alone at the batch size the service reached, for the HTTP + scheduler overhead.
 Torch-free: it drives the service exactly as users do.
 """
@@ -12,12 +13,11 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import random
 import socket
 import statistics
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -108,6 +108,29 @@ def rows_per_step(port: int) -> tuple[float, float]:
     return total, count
 
 
+def loadgen(
+    port: int,
+    sentences: Sequence[str],
+    seconds: float,
+    beam: int,
+    pair: tuple[str, str],
+    *shape: str,
+) -> tuple[list[Sample], float]:
+    """Run service.loadgen in its own process (``shape``: its --mode and --clients/--rate
+    flags); returns every request's sample and the run's duration."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+        json.dump(list(sentences), f)
+        f.flush()
+        command = [
+            sys.executable, "-m", "service.loadgen", "--port", str(port), "--sentences", f.name,
+            "--seconds", str(seconds), "--beam-size", str(beam), "--pair", *pair, *shape,
+        ]  # fmt: skip
+        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    report = json.loads(out)
+    samples = [Sample(t, words, status == 200) for t, words, status in report["samples"]]
+    return samples, report["duration"]
+
+
 def load(
     port: int,
     sentences: Sequence[str],
@@ -115,35 +138,11 @@ def load(
     seconds: float,
     beam: int,
     pair: tuple[str, str],
-) -> list[Sample]:
-    samples: list[Sample] = []
-    lock = threading.Lock()
-    stop_at = time.monotonic() + seconds
-
-    def client(seed: int) -> None:
-        rng = random.Random(seed)
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
-        while time.monotonic() < stop_at:
-            text = rng.choice(sentences)
-            body = json.dumps(
-                {"texts": [text], "source": pair[0], "target": pair[1], "beam_size": beam}
-            )
-            started = time.perf_counter()
-            conn.request("POST", "/v1/translate", body, {"content-type": "application/json"})
-            response = conn.getresponse()
-            response.read()
-            sample = Sample(
-                time.perf_counter() - started, len(text.split()), response.status == 200
-            )
-            with lock:
-                samples.append(sample)
-
-    workers = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    return samples
+) -> tuple[list[Sample], float]:
+    """Closed loop: ``clients`` concurrent clients, one request after another each."""
+    return loadgen(
+        port, sentences, seconds, beam, pair, "--mode", "closed", "--clients", str(clients)
+    )
 
 
 def run_bench(
@@ -165,9 +164,7 @@ def run_bench(
             load(port, sentences, 4, 2.0, beam, pair)  # warm-up
             for n in clients:
                 before = rows_per_step(port)
-                started = time.perf_counter()
-                samples = load(port, sentences, n, seconds, beam, pair)
-                duration = time.perf_counter() - started
+                samples, duration = load(port, sentences, n, seconds, beam, pair)
                 after = rows_per_step(port)
                 steps = after[1] - before[1]
                 rows = (after[0] - before[0]) / steps if steps else 0.0

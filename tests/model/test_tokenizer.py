@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from model.tokenizer import EOS_ID, PAD_ID, UNK_ID, Tokenizer
+from model.tokenizer import EOS_ID, PAD_ID, THREADED_ENCODE_MIN, UNK_ID, Tokenizer
 
 CORPUS = [
     "Two young, White males are outside near many bushes.",
@@ -46,6 +46,15 @@ def test_special_ids_and_batch_encoding(tokenizer: Tokenizer) -> None:
     assert ids == [tokenizer.encode(CORPUS[0]), tokenizer.encode(CORPUS[1])]
     assert all(i > EOS_ID for row in ids for i in row)  # specials never come from text
     assert tokenizer.decode(ids[0] + [EOS_ID, PAD_ID]) == CORPUS[0]  # trailing specials dropped
+
+
+def test_batch_encoding_is_the_same_singly_and_on_sentencepieces_thread_pool(
+    tokenizer: Tokenizer,
+) -> None:
+    texts = [f"{i} dogs run, {'very ' * (i % 7)}fast. ☃" for i in range(THREADED_ENCODE_MIN + 5)]
+    singly = [tokenizer.encode(t) for t in texts]
+    assert tokenizer.encode_batch(texts) == singly  # the pooled path
+    assert tokenizer.encode_batch(texts[:3]) == singly[:3]  # one by one
 
 
 def test_save_and_load(tokenizer: Tokenizer, tmp_path: Path) -> None:
