@@ -6,8 +6,6 @@ import asyncio
 import json
 import logging
 import time
-import uuid
-from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -24,13 +22,13 @@ from service.errors import (
     Cancelled,
     DeadlineExceeded,
     InvalidRequest,
-    PayloadTooLarge,
     ServiceError,
     ShuttingDown,
     Unauthorized,
 )
 from service.metrics import Metrics
 from service.models import ModelRepository
+from service.observe import ObserveMiddleware, error_body
 from service.scheduler import Job
 from service.segment import Segmented, split
 from service.settings import Settings
@@ -76,10 +74,6 @@ def joined(segmented: Segmented, parts: list[Translation]) -> Translation:
     )
 
 
-def error_body(error: str, error_type: str) -> dict[str, str]:
-    return {"error": error, "error_type": error_type}
-
-
 def create_app(settings: Settings, metrics: Metrics | None = None):
     """The application for ``settings``; models load (and warm up) in its lifespan."""
     metrics = metrics or Metrics()
@@ -107,39 +101,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None):
     app.state.repository = repository
     app.state.metrics = metrics
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]):
-        started = time.perf_counter()
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_body_bytes:
-            response: Response = JSONResponse(
-                error_body(
-                    f"request body of {length} bytes exceeds max_body_bytes="
-                    f"{settings.max_body_bytes}",
-                    PayloadTooLarge.error_type,
-                ),
-                status_code=413,
-            )
-            metrics.requests_rejected.labels(PayloadTooLarge.error_type).inc()
-        else:
-            response = await call_next(request)
-        response.headers["x-request-id"] = request_id
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        seconds = time.perf_counter() - started
-        metrics.request_duration.labels(path, f"{response.status_code // 100}xx").observe(seconds)
-        log.info(
-            json.dumps(
-                {
-                    "request_id": request_id,
-                    "route": path,
-                    "status": response.status_code,
-                    "seconds": round(seconds, 4),
-                }
-            )
-        )
-        return response
+    app.add_middleware(ObserveMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:

@@ -57,6 +57,36 @@ class RunResult:
 
 
 SHORT_WORDS = 8
+LONG_WORDS = 20
+
+
+def mixed(sentences: Sequence[str]) -> list[str]:
+    """Half short (<= SHORT_WORDS words), half long (>= LONG_WORDS) sentences: a long one keeps a
+    request-level batch busy long after the short ones beside it are done."""
+    short = [s for s in sentences if len(s.split()) <= SHORT_WORDS]
+    long = [s for s in sentences if len(s.split()) >= LONG_WORDS]
+    if not short or not long:
+        raise ValueError(f"need sentences of <= {SHORT_WORDS} and >= {LONG_WORDS} words")
+    n = max(len(short), len(long))
+    return [short[i % len(short)] for i in range(n)] + [long[i % len(long)] for i in range(n)]
+
+
+@dataclass(frozen=True)
+class MixedResult:
+    """Open-loop load at a fixed rate over the mixed set: equal offered throughput per policy."""
+
+    policy: str
+    rate: float
+    duration: float
+    samples: list[Sample]
+
+    def percentile(self, q: float, long: bool) -> float:
+        values = sorted(s.seconds for s in self.samples if s.ok and (s.words >= LONG_WORDS) == long)
+        return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+    @property
+    def throughput(self) -> float:
+        return sum(s.ok for s in self.samples) / self.duration
 
 
 def free_port() -> int:
@@ -155,8 +185,11 @@ def run_bench(
     policies: Sequence[str] = POLICIES,
     pair: tuple[str, str] = ("en", "de"),
     log: Callable[[str], None] = print,
-) -> list[RunResult]:
-    results = []
+    mixed_rate: float = 0.0,
+) -> tuple[list[RunResult], list[MixedResult]]:
+    """Closed-loop runs per policy and client count; with ``mixed_rate``, also an open-loop run
+    of short and long sentences at that rate per policy (skipped for "none")."""
+    results, mixed_results = [], []
     for policy in policies:
         port = free_port()
         proc = start_server(repository, policy, threads, port)
@@ -175,10 +208,22 @@ def run_bench(
                     f"p50 {result.percentile(0.5) * 1000:7.1f} ms  "
                     f"p99 {result.percentile(0.99) * 1000:7.1f} ms  rows/step {rows:5.1f}"
                 )
+            if mixed_rate and policy != "none":
+                samples, duration = loadgen(
+                    port, mixed(sentences), seconds, beam, pair, "--mode", "open",
+                    "--rate", str(mixed_rate),
+                )  # fmt: skip
+                m = MixedResult(policy, mixed_rate, duration, samples)
+                mixed_results.append(m)
+                log(
+                    f"{policy:<11} open loop {mixed_rate:.0f} req/s: {m.throughput:6.1f} done/s, "
+                    f"p50 short {m.percentile(0.5, False) * 1000:6.1f} ms, "
+                    f"long {m.percentile(0.5, True) * 1000:6.1f} ms"
+                )
         finally:
             proc.terminate()
             proc.wait(60)
-    return results
+    return results, mixed_results
 
 
 def engine_throughput(
@@ -194,7 +239,7 @@ def engine_throughput(
     package = next(p for p in sorted(repository.iterdir()) if (p / "manifest.json").exists())
     config = load_package_config(package)
     tokenizer = Tokenizer.load(config.tokenizer_path)
-    engine = Engine(PackageRuntime(config, RuntimeOptions(intra_op_threads=threads)))
+    engine = Engine(PackageRuntime(config, RuntimeOptions(intra_op_threads=threads)))  # as served
     ids = tokenizer.encode_batch(list(sentences))
     engine.run(ids[:8], SearchOptions(beam_size=beam), batch)
     started = time.perf_counter()
@@ -202,7 +247,13 @@ def engine_throughput(
     return len(ids) / (time.perf_counter() - started)
 
 
-def markdown(results: list[RunResult], engine: dict[int, float], threads: int, beam: int) -> str:
+def markdown(
+    results: list[RunResult],
+    engine: dict[int, float],
+    threads: int,
+    beam: int,
+    mixed_results: Sequence[MixedResult] = (),
+) -> str:
     by = {(r.policy, r.clients): r for r in results}
     lines = [
         f"Closed loop, one sentence per request, beam {beam}, server with {threads} ONNX Runtime "
@@ -234,6 +285,26 @@ def markdown(results: list[RunResult], engine: dict[int, float], threads: int, b
             service = by.get(("continuous", batch))
             share = f"{service.throughput / rate:.0%}" if service else "–"
             lines.append(f"| {batch} | {rate:.1f} | {share} |")
+    if mixed_results:
+        request = next((m for m in mixed_results if m.policy == "request"), None)
+        lines += [
+            "",
+            f"Mixed load, open loop (Poisson arrivals at {mixed_results[0].rate:.0f} req/s for "
+            f"every policy): half short sentences (<= {SHORT_WORDS} words), half long "
+            f"(>= {LONG_WORDS}). Latency counts from the scheduled arrival.",
+            "",
+            "| batching | done/s | p50 short ms | × request-level | p50 long ms | p99 ms |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for m in mixed_results:
+            short = m.percentile(0.5, False)
+            ratio = f"{short / request.percentile(0.5, False):.2f}×" if request else "–"
+            p99 = sorted(s.seconds for s in m.samples if s.ok)
+            p99_ms = p99[min(len(p99) - 1, int(0.99 * len(p99)))] * 1000 if p99 else float("nan")
+            lines.append(
+                f"| {m.policy} | {m.throughput:.1f} | {short * 1000:.0f} | {ratio} | "
+                f"{m.percentile(0.5, True) * 1000:.0f} | {p99_ms:.0f} |"
+            )
     lines.append("")
     lines.append(
         f"failed requests: {sum(len(r.samples) - len(r.ok) for r in results)}; "

@@ -61,7 +61,9 @@ def runtime_options(settings: Settings) -> RuntimeOptions:
     providers = (
         ("CUDAExecutionProvider", "CPUExecutionProvider") if use_cuda else ("CPUExecutionProvider",)
     )
-    return RuntimeOptions(providers=providers, intra_op_threads=settings.threads)
+    return RuntimeOptions(
+        providers=providers, intra_op_threads=settings.threads, spin_wait=settings.spin_wait
+    )
 
 
 class ModelRepository:
@@ -117,6 +119,7 @@ class ModelRepository:
             max_queue=self.settings.max_queue_sentences,
             max_tokens=self.settings.max_batch_tokens,
             policy=self.settings.batching,
+            join_interval=self.settings.join_interval,
         )
         scheduler.start()
         seconds = time.perf_counter() - started

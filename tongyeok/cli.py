@@ -351,6 +351,13 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--beam", type=int, default=1, help="(default 1)")
     v.add_argument("--threads", type=int, default=2, help="server threads (default 2)")
     v.add_argument("--policies", nargs="+", default=["continuous", "request", "none"])
+    v.add_argument(
+        "--mixed-rate",
+        type=float,
+        default=0.0,
+        help="also offer half short, half long sentences open-loop at this many req/s to each "
+        "policy, for short-sentence latency at equal throughput (default: off)",
+    )
     v.add_argument("--output", help="also write the markdown table to this file")
     v.set_defaults(run=run_bench_serve)
 
@@ -448,15 +455,22 @@ def run_bench_serve(args: argparse.Namespace) -> int:
 
     texts = bench_texts(args.source)
     repository = Path(args.model_repository)
-    results = run_bench(
-        repository, texts, args.clients, args.seconds, args.beam, args.threads, args.policies
+    results, mixed_results = run_bench(
+        repository,
+        texts,
+        args.clients,
+        args.seconds,
+        args.beam,
+        args.threads,
+        args.policies,
+        mixed_rate=args.mixed_rate,
     )
     engine = {
         n: engine_throughput(repository, texts[:512], n, args.beam, args.threads)
         for n in args.clients
         if n > 1
     }
-    print_table(markdown(results, engine, args.threads, args.beam), args.output)
+    print_table(markdown(results, engine, args.threads, args.beam, mixed_results), args.output)
     return 0
 
 
