@@ -321,11 +321,18 @@ class Engine:
     # -- convenience -------------------------------------------------------------------------------
 
     def run(
-        self, sources: Sequence[Sequence[int]], options: SearchOptions, max_batch: int = 64
+        self,
+        sources: Sequence[Sequence[int]],
+        options: SearchOptions,
+        max_batch: int = 64,
+        sort: bool = True,
     ) -> list[list[Hypothesis]]:
         """Decode ``sources`` to completion, ``max_batch`` sentences at a time, sorted by length to
-        limit padding; results in input order. New sentences join as others finish."""
-        order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+        limit padding (unless ``sort`` is False: in the given order, as a server meets them);
+        results in input order. New sentences join as others finish."""
+        order = list(range(len(sources)))
+        if sort:
+            order.sort(key=lambda i: len(sources[i]))
         results: list[list[Hypothesis]] = [[] for _ in sources]
         pending = list(order)
         index_of: dict[Hashable, int] = {}  # ids private to this call

@@ -80,13 +80,14 @@ async def closed_loop(
     pair: tuple[str, str],
     beam: int,
     seed: int = 0,
+    host: str = "127.0.0.1",
 ) -> list[Sample]:
     samples: list[Sample] = []
     stop_at = time.perf_counter() + seconds
 
     async def client(index: int) -> None:
         rng = random.Random(seed * 1000 + index)
-        conn = await Connection.open("127.0.0.1", port)
+        conn = await Connection.open(host, port)
         try:
             while time.perf_counter() < stop_at:
                 text = rng.choice(sentences)
@@ -108,6 +109,7 @@ async def open_loop(
     pair: tuple[str, str],
     beam: int,
     seed: int = 0,
+    host: str = "127.0.0.1",
 ) -> list[Sample]:
     rng = random.Random(seed)
     idle: list[Connection] = []
@@ -116,7 +118,7 @@ async def open_loop(
     async def one(scheduled: float, text: str) -> None:
         conn = idle.pop() if idle else None
         try:
-            conn = conn or await Connection.open("127.0.0.1", port)
+            conn = conn or await Connection.open(host, port)
             status = await conn.post("/v1/translate", request_body(text, pair, beam))
         except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
             samples.append((time.perf_counter() - scheduled, len(text.split()), 0))
@@ -142,6 +144,7 @@ async def open_loop(
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--sentences", required=True, help="a JSON list of source sentences")
     p.add_argument("--mode", choices=["closed", "open"], default="closed")
@@ -157,13 +160,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     pair = (args.pair[0], args.pair[1])
     started = time.perf_counter()
     if args.mode == "closed":
-        run = closed_loop(
-            args.port, sentences, args.clients, args.seconds, pair, args.beam_size, args.seed
-        )
+        shape = (args.clients, args.seconds, pair, args.beam_size, args.seed, args.host)
+        run = closed_loop(args.port, sentences, *shape)
     else:
-        run = open_loop(
-            args.port, sentences, args.rate, args.seconds, pair, args.beam_size, args.seed
-        )
+        shape = (args.rate, args.seconds, pair, args.beam_size, args.seed, args.host)
+        run = open_loop(args.port, sentences, *shape)
     samples = asyncio.run(run)
     json.dump({"samples": samples, "duration": time.perf_counter() - started}, sys.stdout)
     return 0

@@ -361,6 +361,27 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--output", help="also write the markdown table to this file")
     v.set_defaults(run=run_bench_serve)
 
+    c = which.add_parser(
+        "capacity",
+        help="open-loop load: the highest req/s whose p97 latency stays within 250 ms",
+        description="MLPerf's server scenario: Poisson arrivals of one-sentence requests at a "
+        "fixed rate; the rate doubles until the tail latency passes the bound, then is bisected. "
+        "Starts 'tongyeok serve' on loopback, or drives a running server given --url.",
+        epilog="example: tongyeok bench capacity --source data/test_2016_flickr.en.gz "
+        "--output docs/bench/capacity-cpu.md",
+    )
+    c.add_argument("--model-repository", default="models", help="(default models)")
+    c.add_argument("--url", help="a running server (http://HOST:PORT) instead of starting one")
+    c.add_argument("--source", help="sentences, one per line (default: built-in samples)")
+    c.add_argument("--seconds", type=float, default=30.0, help="per trial (default 30)")
+    c.add_argument("--bound-ms", type=float, default=250.0, help="(default 250)")
+    c.add_argument("--quantile", type=float, default=0.97, help="(default 0.97)")
+    c.add_argument("--start-rate", type=float, default=25.0, help="req/s (default 25)")
+    c.add_argument("--refine", type=int, default=4, help="bisection steps (default 4)")
+    c.add_argument("--threads", type=int, default=2, help="server threads (default 2)")
+    c.add_argument("--output", help="also write the markdown table to this file")
+    c.set_defaults(run=run_bench_capacity)
+
 
 def bench_texts(source: str | None, count: int | None = None) -> list[str]:
     """Benchmark sentences: the file's lines (or the built-in samples), cycled to ``count``."""
@@ -471,6 +492,53 @@ def run_bench_serve(args: argparse.Namespace) -> int:
         if n > 1
     }
     print_table(markdown(results, engine, args.threads, args.beam, mixed_results), args.output)
+    return 0
+
+
+def run_bench_capacity(args: argparse.Namespace) -> int:
+    import urllib.parse
+    from pathlib import Path
+
+    from service.bench import (
+        capacity,
+        capacity_markdown,
+        free_port,
+        machine_description,
+        start_server,
+    )
+
+    texts = bench_texts(args.source)
+    bound = args.bound_ms / 1000
+    proc = None
+    if args.url:
+        url = urllib.parse.urlsplit(args.url)
+        host, port = url.hostname or "127.0.0.1", url.port or 80
+        setup = f"Server at {args.url}; the load generator runs on this machine."
+    else:
+        host, port = "127.0.0.1", free_port()
+        proc = start_server(Path(args.model_repository), "continuous", args.threads, port)
+        setup = (
+            f"`tongyeok serve` on loopback with TONGYEOK_THREADS={args.threads} and default "
+            "settings otherwise (translation cache off), the load generator in another process "
+            "on the same machine."
+        )
+    try:
+        best, trials = capacity(
+            port,
+            texts,
+            bound,
+            args.quantile,
+            args.seconds,
+            args.start_rate,
+            args.refine,
+            host=host,
+        )
+    finally:
+        if proc:
+            proc.terminate()
+            proc.wait(60)
+    table = capacity_markdown(best, trials, bound, args.quantile, machine_description(), setup)
+    print_table(table, args.output)
     return 0
 
 
