@@ -116,17 +116,23 @@ async def open_loop(
     samples: list[Sample] = []
 
     async def one(scheduled: float, text: str) -> None:
+        body = request_body(text, pair, beam)
         conn = idle.pop() if idle else None
-        try:
-            conn = conn or await Connection.open(host, port)
-            status = await conn.post("/v1/translate", request_body(text, pair, beam))
-        except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
-            samples.append((time.perf_counter() - scheduled, len(text.split()), 0))
-            if conn:
-                conn.close()
-            return
+        status = 0
+        for _attempt in range(2):
+            try:
+                conn = conn or await Connection.open(host, port)
+                status = await conn.post("/v1/translate", body)
+                break
+            except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+                # A kept-alive connection the server closed while idle (uvicorn: after 5 s) is
+                # found dead only when used: retry once on a new one, as HTTP clients do.
+                if conn:
+                    conn.close()
+                conn = None
         samples.append((time.perf_counter() - scheduled, len(text.split()), status))
-        idle.append(conn)
+        if conn and status:
+            idle.append(conn)
 
     tasks = []
     start = time.perf_counter()
