@@ -81,6 +81,7 @@ class MixedResult:
     rate: float
     duration: float
     samples: list[Sample]
+    round: int = 0
 
     def percentile(self, q: float, long: bool) -> float:
         values = sorted(s.seconds for s in self.samples if s.ok and (s.words >= LONG_WORDS) == long)
@@ -187,11 +188,9 @@ def run_bench(
     policies: Sequence[str] = POLICIES,
     pair: tuple[str, str] = ("en", "de"),
     log: Callable[[str], None] = print,
-    mixed_rate: float = 0.0,
-) -> tuple[list[RunResult], list[MixedResult]]:
-    """Closed-loop runs per policy and client count; with ``mixed_rate``, also an open-loop run
-    of short and long sentences at that rate per policy (skipped for "none")."""
-    results, mixed_results = [], []
+) -> list[RunResult]:
+    """Closed-loop runs per policy and client count."""
+    results = []
     for policy in policies:
         port = free_port()
         proc = start_server(repository, policy, threads, port)
@@ -210,22 +209,91 @@ def run_bench(
                     f"p50 {result.percentile(0.5) * 1000:7.1f} ms  "
                     f"p99 {result.percentile(0.99) * 1000:7.1f} ms  rows/step {rows:5.1f}"
                 )
-            if mixed_rate and policy != "none":
-                samples, duration = loadgen(
-                    port, mixed(sentences), seconds, beam, pair, "--mode", "open",
-                    "--rate", str(mixed_rate),
-                )  # fmt: skip
-                m = MixedResult(policy, mixed_rate, duration, samples)
-                mixed_results.append(m)
-                log(
-                    f"{policy:<11} open loop {mixed_rate:.0f} req/s: {m.throughput:6.1f} done/s, "
-                    f"p50 short {m.percentile(0.5, False) * 1000:6.1f} ms, "
-                    f"long {m.percentile(0.5, True) * 1000:6.1f} ms"
-                )
         finally:
             proc.terminate()
             proc.wait(60)
-    return results, mixed_results
+    return results
+
+
+def compare_mixed(
+    repository: Path,
+    sentences: Sequence[str],
+    rate: float,
+    seconds: float = 15.0,
+    rounds: int = 3,
+    beam: int = 1,
+    threads: int = 2,
+    pair: tuple[str, str] = ("en", "de"),
+    log: Callable[[str], None] = print,
+) -> list[MixedResult]:
+    """Short/long sentences offered open-loop at ``rate`` to continuous and to request-level
+    batching, both servers up at once and taking turns (``rounds`` times each), so that the
+    machine's drift over minutes falls on both alike."""
+    policies = ("continuous", "request")
+    ports = {policy: free_port() for policy in policies}
+    procs = [start_server(repository, policy, threads, ports[policy]) for policy in policies]
+    results = []
+    try:
+        for policy in policies:
+            load(ports[policy], sentences, 4, 2.0, beam, pair)  # warm-up
+        for round_ in range(rounds):
+            for policy in policies:
+                samples, duration = loadgen(
+                    ports[policy], mixed(sentences), seconds, beam, pair, "--mode", "open",
+                    "--rate", str(rate), "--seed", str(round_),
+                )  # fmt: skip
+                m = MixedResult(policy, rate, duration, samples, round_)
+                results.append(m)
+                log(
+                    f"{policy:<11} open loop {rate:.0f} req/s: {m.throughput:6.1f} done/s, "
+                    f"p50 short {m.percentile(0.5, False) * 1000:6.1f} ms, "
+                    f"long {m.percentile(0.5, True) * 1000:6.1f} ms"
+                )
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(60)
+    return results
+
+
+def mixed_markdown(mixed_results: Sequence[MixedResult]) -> list[str]:
+    pooled = {
+        policy: MixedResult(
+            policy,
+            mixed_results[0].rate,
+            sum(m.duration for m in mixed_results if m.policy == policy),
+            [s for m in mixed_results if m.policy == policy for s in m.samples],
+        )
+        for policy in ("continuous", "request")
+    }
+    rounds = sorted({m.round for m in mixed_results})
+    by = {(m.policy, m.round): m for m in mixed_results}
+    per_round = [
+        by["continuous", r].percentile(0.5, False) / by["request", r].percentile(0.5, False)
+        for r in rounds
+    ]
+    request_short = pooled["request"].percentile(0.5, False)
+    lines = [
+        "",
+        f"Mixed load, open loop (Poisson arrivals at {mixed_results[0].rate:.0f} req/s, the same "
+        f"for both): half short sentences (<= {SHORT_WORDS} words), half long (>= {LONG_WORDS}); "
+        f"both servers up at once, taking turns {len(rounds)} times; latency from the scheduled "
+        "arrival. Percentiles over all rounds.",
+        "",
+        "| batching | done/s | p50 short ms | × request-level | p50 long ms | p99 ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for m in pooled.values():
+        short = m.percentile(0.5, False)
+        ok = sorted(s.seconds for s in m.samples if s.ok)
+        p99 = ok[min(len(ok) - 1, int(0.99 * len(ok)))] * 1000 if ok else float("nan")
+        lines.append(
+            f"| {m.policy} | {m.throughput:.1f} | {short * 1000:.0f} | "
+            f"{short / request_short:.2f}× | {m.percentile(0.5, True) * 1000:.0f} | {p99:.0f} |"
+        )
+    lines += ["", "Short-sentence p50, continuous / request-level, per round: "
+              + ", ".join(f"{r:.2f}×" for r in per_round)]  # fmt: skip
+    return lines
 
 
 def engine_throughput(
@@ -293,25 +361,7 @@ def markdown(
             share = f"{service.throughput / rate:.0%}" if service else "–"
             lines.append(f"| {batch} | {rate:.1f} | {share} |")
     if mixed_results:
-        request = next((m for m in mixed_results if m.policy == "request"), None)
-        lines += [
-            "",
-            f"Mixed load, open loop (Poisson arrivals at {mixed_results[0].rate:.0f} req/s for "
-            f"every policy): half short sentences (<= {SHORT_WORDS} words), half long "
-            f"(>= {LONG_WORDS}). Latency counts from the scheduled arrival.",
-            "",
-            "| batching | done/s | p50 short ms | × request-level | p50 long ms | p99 ms |",
-            "| --- | ---: | ---: | ---: | ---: | ---: |",
-        ]
-        for m in mixed_results:
-            short = m.percentile(0.5, False)
-            ratio = f"{short / request.percentile(0.5, False):.2f}×" if request else "–"
-            p99 = sorted(s.seconds for s in m.samples if s.ok)
-            p99_ms = p99[min(len(p99) - 1, int(0.99 * len(p99)))] * 1000 if p99 else float("nan")
-            lines.append(
-                f"| {m.policy} | {m.throughput:.1f} | {short * 1000:.0f} | {ratio} | "
-                f"{m.percentile(0.5, True) * 1000:.0f} | {p99_ms:.0f} |"
-            )
+        lines += mixed_markdown(mixed_results)
     lines.append("")
     lines.append(
         f"failed requests: {sum(len(r.samples) - len(r.ok) for r in results)}; "

@@ -355,8 +355,9 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
         "--mixed-rate",
         type=float,
         default=0.0,
-        help="also offer half short, half long sentences open-loop at this many req/s to each "
-        "policy, for short-sentence latency at equal throughput (default: off)",
+        help="also offer half short, half long sentences open-loop at this many req/s to "
+        "continuous and request-level batching in turns (3 rounds of --seconds each), for "
+        "short-sentence latency at equal throughput (default: off)",
     )
     v.add_argument("--output", help="also write the markdown table to this file")
     v.set_defaults(run=run_bench_serve)
@@ -472,19 +473,17 @@ def run_serve(args: argparse.Namespace) -> int:
 def run_bench_serve(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from service.bench import engine_throughput, markdown, run_bench
+    from service.bench import compare_mixed, engine_throughput, markdown, run_bench
 
     texts = bench_texts(args.source)
     repository = Path(args.model_repository)
-    results, mixed_results = run_bench(
-        repository,
-        texts,
-        args.clients,
-        args.seconds,
-        args.beam,
-        args.threads,
-        args.policies,
-        mixed_rate=args.mixed_rate,
+    results = run_bench(
+        repository, texts, args.clients, args.seconds, args.beam, args.threads, args.policies
+    )
+    mixed_results = (
+        compare_mixed(repository, texts, args.mixed_rate, args.seconds, 3, args.beam, args.threads)
+        if args.mixed_rate
+        else []
     )
     engine = {
         n: engine_throughput(repository, texts[:512], n, args.beam, args.threads)

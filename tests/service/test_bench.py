@@ -11,6 +11,7 @@ from service.bench import (
     SHORT_WORDS,
     capacity,
     capacity_markdown,
+    compare_mixed,
     free_port,
     markdown,
     mixed,
@@ -29,7 +30,7 @@ def toy_sentences(n: int = 40) -> list[str]:
 
 def test_bench_serve_answers_every_request_under_every_policy(toy_repository: Path) -> None:
     sentences = toy_sentences()
-    results, mixed_results = run_bench(
+    results = run_bench(
         toy_repository,
         sentences,
         clients=[4],
@@ -37,19 +38,27 @@ def test_bench_serve_answers_every_request_under_every_policy(toy_repository: Pa
         threads=1,
         policies=["continuous", "request", "none"],
         log=lambda _: None,
-        mixed_rate=20,
+    )
+    mixed_results = compare_mixed(
+        toy_repository, sentences, rate=20, seconds=1.0, rounds=2, threads=1, log=lambda _: None
     )
     assert [r.policy for r in results] == ["continuous", "request", "none"]
     for r in results:
         assert r.samples and len(r.ok) == len(r.samples), r.policy
         assert r.rows_per_step >= 1.0
     assert {r.policy: r.rows_per_step for r in results}["none"] == 1.0
-    assert [m.policy for m in mixed_results] == ["continuous", "request"]
+    assert [(m.policy, m.round) for m in mixed_results] == [
+        ("continuous", 0),
+        ("request", 0),
+        ("continuous", 1),
+        ("request", 1),
+    ]
     for m in mixed_results:
         assert all(s.ok for s in m.samples)
         assert {s.words >= LONG_WORDS for s in m.samples} == {True, False}  # both kinds sent
     table = markdown(results, {4: 100.0}, 1, 1, mixed_results)
     assert "| continuous | 4 |" in table and "Mixed load, open loop" in table
+    assert "per round: " in table
 
 
 def test_mixed_load_is_half_short_half_long() -> None:
