@@ -58,6 +58,10 @@ def runtime_options(settings: Settings) -> RuntimeOptions:
 
     cuda = "CUDAExecutionProvider" in ort.get_available_providers() and cuda_driver_present()
     use_cuda = settings.device == "cuda" or (settings.device == "auto" and cuda)
+    if use_cuda:
+        # The GPU image has CUDA and cuDNN as Python wheels (nvidia-*), which the dynamic loader
+        # does not search: load them first from site-packages, else from the default paths.
+        ort.preload_dlls(directory="")
     providers = (
         ("CUDAExecutionProvider", "CPUExecutionProvider") if use_cuda else ("CPUExecutionProvider",)
     )
