@@ -7,6 +7,7 @@ exactly as deploy/container/build.sh builds it for an operator without a registr
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -160,17 +161,31 @@ def test_container_translates_like_the_engine_and_exports_metrics(
 
 
 def test_sigterm_drains_in_flight_requests_and_exits_zero(container: Container) -> None:
-    long_texts = [" ".join(SENTENCES * 6)] * 48  # a few seconds of decoding on 1 thread
-    replies: list[Reply] = []
-    worker = threading.Thread(
-        target=lambda: replies.append(container.server.translate(long_texts, beam_size=4))
-    )
+    # Distinct long texts (no two alike, so nothing is shared) keep the engine busy for seconds.
+    long_texts = [f"{i} " + " ".join(SENTENCES * 6) for i in range(48)]
+    replies: list[tuple[Reply, float]] = []
+
+    def send() -> None:
+        reply = container.server.translate(long_texts, beam_size=4)
+        replies.append((reply, time.monotonic()))
+
+    worker = threading.Thread(target=send)
     worker.start()
-    time.sleep(1.0)  # the request is being decoded
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not replies:  # wait until the engine is decoding it
+        metrics = container.server.request("GET", "/metrics").body["text"]
+        if re.search(r'^tongyeok_active_rows\{model="en-de"\} [1-9]', metrics, re.M):
+            break
+        time.sleep(0.05)
+    assert not replies, "the request finished before SIGTERM: make it longer"
+    terminated_at = time.monotonic()
     podman("kill", "--signal", "TERM", container.name)
     worker.join(timeout=60)
-    assert replies and replies[0].status == 200, replies
-    assert len(replies[0].body["translations"]) == len(long_texts)
+    assert replies, "the in-flight request got no answer"
+    reply, answered_at = replies[0]
+    assert reply.status == 200, reply.body
+    assert len(reply.body["translations"]) == len(long_texts)
+    assert answered_at > terminated_at  # it was answered during the drain
     assert container.wait_exit() == 0
     logs = container.logs()
     assert '"event": "draining", "signal": "SIGTERM"' in logs
