@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from model.options import Hypothesis, SearchOptions
-from service.runtime import PackageRuntime, as_array, as_value, rows_of
+from service.runtime import PackageRuntime, as_array, rows_of
 
 NEG_INF = np.float32(-np.inf)
 
@@ -231,7 +231,7 @@ class Engine:
         k = min(k, self.config.vocab_size)
         mask = np.concatenate([self.self_mask, np.ones((self.rows, 1), dtype=bool)], axis=1)
         if self._cross_values is None:  # rebuilt at joins and compactions only
-            self._cross_values = [as_value(c) for c in self.cross]
+            self._cross_values = [self.runtime.to_device(c) for c in self.cross]
         out = self.runtime.step(
             self.tokens[:, None],
             self.positions[:, None],

@@ -13,7 +13,7 @@ from model.checkpoint import load_checkpoint
 from model.options import SearchOptions
 from model.translate import translate_ids
 from service.engine import Engine
-from service.runtime import PackageRuntime
+from service.runtime import PackageRuntime, RuntimeOptions
 from tests.conftest import copy_pairs
 
 
@@ -41,6 +41,22 @@ def test_engine_equals_reference_search(toy, beam: int) -> None:
         assert [h.tokens for h in g] == [h.tokens for h in w]
         assert [h.score for h in g] == pytest.approx([h.score for h in w], abs=1e-4)
     assert len(engine) == 0 and engine.rows == 0  # everything finished and was compacted away
+
+
+@pytest.mark.parametrize("beam", [1, 4])
+def test_io_binding_path_decodes_the_same(toy, beam: int) -> None:
+    """The path CUDA takes (caches bound to the decoder's device, top-k to the host), run on the
+    CPU: same hypotheses and scores as plain runs, through joins and beam reorders."""
+    _, tokenizer, runtime = toy
+    bound = PackageRuntime(runtime.config, RuntimeOptions(io_binding=True))
+    assert bound.io_binding and not runtime.io_binding and bound.device == "cpu"
+    src = sources(tokenizer, 30, seed=12)
+    options = SearchOptions(beam_size=beam, nbest=beam)
+    want = Engine(runtime).run(src, options, max_batch=7)
+    got = Engine(bound).run(src, options, max_batch=7)
+    for g, w in zip(got, want, strict=True):
+        assert [h.tokens for h in g] == [h.tokens for h in w]
+        assert [h.score for h in g] == pytest.approx([h.score for h in w], abs=1e-6)
 
 
 @pytest.mark.parametrize("beam", [1, 4])
