@@ -25,10 +25,11 @@ from service.errors import (
     ServiceError,
     ShuttingDown,
     Unauthorized,
+    error_body,
 )
 from service.metrics import Metrics
 from service.models import ModelRepository
-from service.observe import ObserveMiddleware, error_body
+from service.observe import ObserveMiddleware
 from service.scheduler import Job
 from service.segment import Segmented, split
 from service.settings import Settings

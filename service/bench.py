@@ -52,10 +52,15 @@ class RunResult:
         return len(self.ok) / self.duration
 
     def percentile(self, q: float, short_only: bool = False) -> float:
-        values = sorted(s.seconds for s in self.ok if not short_only or s.words <= SHORT_WORDS)
-        if not values:
-            return float("nan")
-        return values[min(len(values) - 1, int(q * len(values)))]
+        return nearest_rank(
+            [s.seconds for s in self.ok if not short_only or s.words <= SHORT_WORDS], q
+        )
+
+
+def nearest_rank(values: Sequence[float], q: float, empty: float = float("nan")) -> float:
+    """The ``q`` quantile of ``values`` by nearest rank (``empty`` when there are none)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else empty
 
 
 SHORT_WORDS = 8
@@ -84,8 +89,9 @@ class MixedResult:
     round: int = 0
 
     def percentile(self, q: float, long: bool) -> float:
-        values = sorted(s.seconds for s in self.samples if s.ok and (s.words >= LONG_WORDS) == long)
-        return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+        return nearest_rank(
+            [s.seconds for s in self.samples if s.ok and (s.words >= LONG_WORDS) == long], q
+        )
 
     @property
     def throughput(self) -> float:
@@ -285,8 +291,7 @@ def mixed_markdown(mixed_results: Sequence[MixedResult]) -> list[str]:
     ]
     for m in pooled.values():
         short = m.percentile(0.5, False)
-        ok = sorted(s.seconds for s in m.samples if s.ok)
-        p99 = ok[min(len(ok) - 1, int(0.99 * len(ok)))] * 1000 if ok else float("nan")
+        p99 = nearest_rank([s.seconds for s in m.samples if s.ok], 0.99) * 1000
         lines.append(
             f"| {m.policy} | {m.throughput:.1f} | {short * 1000:.0f} | "
             f"{short / request_short:.2f}× | {m.percentile(0.5, True) * 1000:.0f} | {p99:.0f} |"
@@ -389,8 +394,9 @@ class Trial:
 
     def percentile(self, q: float) -> float:
         # A failed request counts as infinitely slow: it never met the bound.
-        values = sorted(s.seconds if s.ok else float("inf") for s in self.samples)
-        return values[min(len(values) - 1, int(q * len(values)))] if values else float("inf")
+        return nearest_rank(
+            [s.seconds if s.ok else float("inf") for s in self.samples], q, float("inf")
+        )
 
 
 def capacity(

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+def error_body(error: str, error_type: str) -> dict[str, str]:
+    """Every error response's JSON: what is wrong, and a stable type to branch on."""
+    return {"error": error, "error_type": error_type}
+
+
 class ServiceError(Exception):
     status = 500
     error_type = "internal"

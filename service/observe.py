@@ -16,14 +16,10 @@ from typing import Any
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import PayloadTooLarge
+from service.errors import PayloadTooLarge, error_body
 from service.metrics import Metrics
 
 log = logging.getLogger("tongyeok.api")
-
-
-def error_body(error: str, error_type: str) -> dict[str, str]:
-    return {"error": error, "error_type": error_type}
 
 
 class ObserveMiddleware:
