@@ -22,9 +22,10 @@ ARG RUNTIME=gpu
 ARG WHEELHOUSE=
 WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
+# Only what serving runs: the contract, the service and the command. Not model/ or export/ (torch),
+# nor bench/ (benchmarks and load generators stay beside the product).
+COPY contract ./contract
 COPY tongyeok ./tongyeok
-COPY model ./model
-COPY export ./export
 COPY service ./service
 # The project without its own onnxruntime-gpu requirement (--no-deps), then the runtime's wheels.
 # hadolint ignore=SC2086

@@ -1,4 +1,4 @@
-"""Torch modules with exactly the signatures of the two exported graphs (see export/spec.py).
+"""Torch modules with exactly the signatures of the two exported graphs (see contract/spec.py).
 
 They only rearrange arguments around ``Transformer.encode``, ``cross_kv`` and ``decode_step``: the
 computation traced into ONNX is the very code the PyTorch reference runs.
@@ -23,7 +23,7 @@ class EncoderGraph(nn.Module):
         self.model = model
 
     def forward(self, src_ids: Tensor, src_mask: Tensor) -> tuple[Tensor, ...]:
-        states = self.model.encode(src_ids, ~src_mask)
+        states = self.model.encode(src_ids, src_mask)
         flat: list[Tensor] = []
         for k, v in self.model.cross_kv(states):
             flat += [k, v]
@@ -60,7 +60,7 @@ class DecoderGraph(nn.Module):
         ]
         cross = [(cross_flat[2 * i], cross_flat[2 * i + 1]) for i in range(self.layers)]
         logits, present = self.model.decode_step(
-            input_ids, positions, cross, ~src_mask, past, ~self_mask
+            input_ids, positions, cross, src_mask, past, self_mask
         )
         log_probs = F.log_softmax(logits[:, -1].float(), dim=-1)  # (B, V)
         # Traced with a constant k; the exporter then wires the TopK node to the ``top_k`` input

@@ -17,9 +17,7 @@ from typing import Any
 import onnx
 import torch
 
-import tongyeok
-from export.graphs import TRACE_K, DecoderGraph, EncoderGraph
-from export.package import (
+from contract.package import (
     CONFIG,
     DECODER,
     ENCODER,
@@ -30,7 +28,9 @@ from export.package import (
     sha256_file,
     write_manifest,
 )
-from export.spec import OPSET, GraphSpec, decoder_spec, encoder_spec
+from contract.spec import OPSET, GraphSpec, decoder_spec, encoder_spec
+from contract.version import __version__
+from export.graphs import TRACE_K, DecoderGraph, EncoderGraph
 from model.checkpoint import Checkpoint, load_checkpoint
 from model.transformer import Transformer
 
@@ -139,7 +139,7 @@ def tool_versions() -> dict[str, str]:
     import onnxruntime
 
     return {
-        "tongyeok": tongyeok.__version__,
+        "tongyeok": __version__,
         "torch": torch.__version__,
         "onnx": onnx.__version__,
         "onnxruntime": onnxruntime.__version__,
@@ -237,7 +237,7 @@ def cache_dir() -> Path:
 
 def ensure_package(checkpoint: str | Path | None, precision: str = "fp32") -> Path:
     """The package of ``checkpoint``, exported once into the cache and reused while it verifies."""
-    from export.package import load_package_config
+    from contract.package import load_package_config
     from model.checkpoint import DEFAULT_CHECKPOINT
 
     source = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT

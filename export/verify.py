@@ -59,7 +59,7 @@ def step_parity(
     ).numpy()
     enc = runtime.encode(src, src_mask)
     src_t = torch.from_numpy(src)
-    cross = model.cross_kv(model.encode(src_t, src_t.eq(cfg.pad_id)))
+    cross = model.cross_kv(model.encode(src_t, torch.from_numpy(src_mask)))
     batch = src.shape[0]
     past, cache = runtime.empty_cache(batch), None
     worst, agree = 0.0, 0
@@ -80,7 +80,7 @@ def step_parity(
             torch.from_numpy(tokens),
             torch.from_numpy(positions),
             cross,
-            src_t.eq(cfg.pad_id),
+            torch.from_numpy(src_mask),
             cache,
         )
         reference = F.log_softmax(logits[:, -1].float(), dim=-1).numpy()
@@ -156,7 +156,7 @@ def check_package(checkpoint: str | Path | None, package: str | Path) -> str:
     options = SearchOptions(beam_size=1)
     reference = [h[0].tokens for h in search(model, torch.from_numpy(src), options)]
     limits = max_lengths(
-        torch.from_numpy(src == model.cfg.pad_id), options, model.cfg.max_positions
+        torch.from_numpy(src != model.cfg.pad_id), options, model.cfg.max_positions
     )
     onnx_out = onnx_greedy(runtime, src, limits.tolist())
     same = sum(a == b for a, b in zip(onnx_out, reference, strict=True))

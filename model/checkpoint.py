@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from model.tokenizer import Tokenizer
+from contract.tokenizer import Tokenizer
 from model.transformer import ModelConfig, Transformer
 
 FORMAT_VERSION = 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,36 +74,25 @@ def score(hypotheses: list[str], references: list[str]) -> tuple[float, float, s
 
 
 def evaluate_files(
-    checkpoint: str | Path | None,
+    translate: Callable[[list[str]], list[str]],
     source: str | Path,
     reference: str | Path,
-    options: SearchOptions,
-    batch_size: int = 64,
-    device: str = "cpu",
+    beam_size: int,
     output: str | Path | None = None,
-    package: str | Path | None = None,
 ) -> Report:
-    """Translate ``source`` with the checkpoint (PyTorch reference), or with ``package`` (the ONNX
-    engine) when given, and score it against ``reference``."""
+    """Translate ``source`` with ``translate`` (the PyTorch reference or the ONNX engine: the
+    caller picks, so this module imports neither the service nor a package runtime) and score it
+    against ``reference``; only the translation is timed."""
     sources, references = read_lines(source), read_lines(reference)
     if len(sources) != len(references):
         raise DataError(
             f"line counts differ: {source} has {len(sources)} lines, "
             f"{reference} has {len(references)}"
         )
-    if package is not None:
-        from service.translator import Translator
-
-        translator = Translator(package)
-        started = time.perf_counter()
-        hypotheses = translator.translate(sources, options, batch_size)
-    else:
-        ckpt = load_checkpoint(checkpoint)
-        model = ckpt.build_model(device)
-        started = time.perf_counter()
-        hypotheses = translate_texts(model, ckpt.tokenizer, sources, options, batch_size)
+    started = time.perf_counter()
+    hypotheses = translate(sources)
     seconds = time.perf_counter() - started
     if output:
         Path(output).write_text("".join(h + "\n" for h in hypotheses), encoding="utf-8")
     bleu, chrf, bleu_sig, chrf_sig = score(hypotheses, references)
-    return Report(bleu, chrf, bleu_sig, chrf_sig, len(sources), seconds, options.beam_size)
+    return Report(bleu, chrf, bleu_sig, chrf_sig, len(sources), seconds, beam_size)

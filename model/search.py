@@ -10,15 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from model.options import Hypothesis, SearchOptions
+from contract.options import Hypothesis, SearchOptions
 from model.transformer import KV, Transformer
 
 __all__ = ["Hypothesis", "SearchOptions", "max_lengths", "search"]
 
 
-def max_lengths(src_pad: Tensor, options: SearchOptions, max_positions: int) -> Tensor:
+def max_lengths(src_mask: Tensor, options: SearchOptions, max_positions: int) -> Tensor:
     """Per-row output budget a * source_len + b, capped by the position table."""
-    src_len = (~src_pad).sum(dim=1).float()
+    src_len = src_mask.sum(dim=1).float()
     budget = (options.max_length_a * src_len + options.max_length_b).long()
     return budget.clamp(min=1, max=max_positions)
 
@@ -32,11 +32,11 @@ def search(model: Transformer, src: Tensor, options: SearchOptions) -> list[list
     """Decode a padded batch of source ids (B, S): ``nbest`` hypotheses per row, best first."""
     cfg = model.cfg
     batch, k = src.shape[0], options.beam_size
-    src_pad = src.eq(cfg.pad_id)
-    limits = max_lengths(src_pad, options, cfg.max_positions).tolist()
-    memory = model.encode(src, src_pad)
+    src_mask = src.ne(cfg.pad_id)
+    limits = max_lengths(src_mask, options, cfg.max_positions).tolist()
+    memory = model.encode(src, src_mask)
     # Every beam of a row reads the same source: repeat encoder outputs K times (B*K rows).
-    src_pad = src_pad.repeat_interleave(k, dim=0)
+    src_mask = src_mask.repeat_interleave(k, dim=0)
     cross = model.cross_kv(memory.repeat_interleave(k, dim=0))
 
     scores = torch.zeros(batch, k, device=src.device)
@@ -49,7 +49,7 @@ def search(model: Transformer, src: Tensor, options: SearchOptions) -> list[list
 
     for step in range(max(limits)):
         positions = torch.full_like(tokens, step)
-        logits, cache = model.decode_step(tokens, positions, cross, src_pad, cache)
+        logits, cache = model.decode_step(tokens, positions, cross, src_mask, cache)
         log_probs = F.log_softmax(logits[:, -1].float(), dim=-1)
         if step + 1 < options.min_length:
             log_probs[:, cfg.eos_id] = float("-inf")

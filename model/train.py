@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
+from contract.tokenizer import EOS_ID, PAD_ID, Tokenizer
 from model.checkpoint import Checkpoint, average_checkpoints, load_checkpoint
 from model.data import (
     Batch,
@@ -33,7 +34,6 @@ from model.data import (
     token_batches,
 )
 from model.search import SearchOptions
-from model.tokenizer import EOS_ID, PAD_ID, Tokenizer
 from model.train_config import TrainConfig
 from model.transformer import Transformer
 from model.translate import translate_ids

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from model.tokenizer import EOS_ID, PAD_ID, UNK_ID
+from contract.tokenizer import EOS_ID, PAD_ID, UNK_ID
 
 if TYPE_CHECKING:
     from model.transformer import ModelConfig

@@ -240,12 +240,14 @@ class Transformer(nn.Module):
 
     # -- encoder ---------------------------------------------------------------------------------
 
-    def encode(self, src: Tensor, src_pad: Tensor) -> Tensor:
-        """``src`` (B, S) ids, ``src_pad`` (B, S) True at padding -> encoder states (B, S, D)."""
+    def encode(self, src: Tensor, src_mask: Tensor) -> Tensor:
+        """``src`` (B, S) ids, ``src_mask`` (B, S) True at real tokens -> encoder states (B, S, D).
+
+        Masks are True where a position is real, here, in the graphs and in the runtime alike."""
         self.check_length(src.shape[1])
         positions = torch.arange(src.shape[1], device=src.device).unsqueeze(0)
         x = self.embed(src, positions)
-        allowed = (~src_pad)[:, None, None, :]  # (B, 1, 1, S): keys that are not padding
+        allowed = src_mask[:, None, None, :]  # (B, 1, 1, S): keys that are not padding
         for layer in self.encoder_layers:
             x = layer(x, allowed)
         return x
@@ -261,12 +263,14 @@ class Transformer(nn.Module):
         tokens: Tensor,
         positions: Tensor,
         cross: list[KV],
-        src_pad: Tensor,
+        src_mask: Tensor,
         cache: list[KV] | None = None,
-        cache_pad: Tensor | None = None,
+        self_mask: Tensor | None = None,
     ) -> tuple[Tensor, list[KV]]:
         """Logits (B, T, V) for ``tokens`` and the grown cache; see :meth:`decoder_states`."""
-        states, new_cache = self.decoder_states(tokens, positions, cross, src_pad, cache, cache_pad)
+        states, new_cache = self.decoder_states(
+            tokens, positions, cross, src_mask, cache, self_mask
+        )
         return self.project(states), new_cache
 
     def decoder_states(
@@ -274,16 +278,17 @@ class Transformer(nn.Module):
         tokens: Tensor,
         positions: Tensor,
         cross: list[KV],
-        src_pad: Tensor,
+        src_mask: Tensor,
         cache: list[KV] | None = None,
-        cache_pad: Tensor | None = None,
+        self_mask: Tensor | None = None,
     ) -> tuple[Tensor, list[KV]]:
         """Run the decoder over ``tokens`` (B, T) at ``positions`` (B, T), attending to ``cache``
         (the P earlier positions of every layer) and to itself causally.
 
-        ``cache_pad`` (B, P + T), True where a cached or new position is padding (rows that joined
-        later than others, or right-padded targets), is optional. Returns decoder states (B, T, D)
-        and the cache grown to P + T. With T = 1 this is one incremental step; with P = 0 and T the
+        ``self_mask`` (B, P + T), True where a cached or new position is real (False for the
+        slots of rows that joined later than others, or right-padded targets), is optional.
+        Returns decoder states (B, T, D) and the cache grown to P + T. With T = 1 this is one
+        incremental step; with P = 0 and T the
         full target it is teacher forcing.
         """
         self.check_length(int(positions.max()) + 1)
@@ -293,9 +298,9 @@ class Transformer(nn.Module):
         key_index = torch.arange(past_len + t, device=tokens.device)
         query_index = torch.arange(t, device=tokens.device).unsqueeze(1) + past_len
         self_allowed = (key_index.unsqueeze(0) <= query_index)[None, None]  # (1, 1, T, P+T)
-        if cache_pad is not None:
-            self_allowed = self_allowed & (~cache_pad)[:, None, None, :]
-        cross_allowed = (~src_pad)[:, None, None, :]
+        if self_mask is not None:
+            self_allowed = self_allowed & self_mask[:, None, None, :]
+        cross_allowed = src_mask[:, None, None, :]
 
         x = self.embed(tokens, positions)
         new_cache: list[KV] = []
@@ -312,11 +317,11 @@ class Transformer(nn.Module):
     def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
         """Teacher-forced decoder states (B, T, D) for training: ``tgt_in`` starts with the start
         token. States rather than logits, so training projects only the non-padding positions."""
-        src_pad = src.eq(self.cfg.pad_id)
-        memory = self.encode(src, src_pad)
+        src_mask = src.ne(self.cfg.pad_id)
+        memory = self.encode(src, src_mask)
         positions = torch.arange(tgt_in.shape[1], device=src.device).unsqueeze(0)
         positions = positions.expand(tgt_in.shape[0], -1)
-        states, _ = self.decoder_states(tgt_in, positions, self.cross_kv(memory), src_pad)
+        states, _ = self.decoder_states(tgt_in, positions, self.cross_kv(memory), src_mask)
         return states
 
     def check_length(self, length: int) -> None:

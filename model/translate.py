@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import torch
 
+from contract.tokenizer import Tokenizer
 from model.data import pad
 from model.search import Hypothesis, SearchOptions, search
-from model.tokenizer import Tokenizer
 from model.transformer import Transformer
 
 

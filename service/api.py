@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
-from model.options import SearchOptions
+from contract.options import DEFAULT_BEAM_SIZE, SearchOptions
 from service.cache import LRUCache
 from service.compat import add_compat_routes
 from service.errors import (
@@ -41,7 +41,7 @@ class TranslateRequest(BaseModel):
     texts: list[str] = Field(..., min_length=1, description="texts to translate, in order")
     source: str = Field(..., description="source language code, e.g. en")
     target: str = Field(..., description="target language code, e.g. de")
-    beam_size: int = Field(4, ge=1, description="1 = greedy")
+    beam_size: int = Field(DEFAULT_BEAM_SIZE, ge=1, description="1 = greedy")
     length_penalty: float = Field(1.0, ge=0.0)
     max_length_a: float = Field(1.5, ge=0.0, description="output budget a * source_tokens + b")
     max_length_b: int = Field(10, ge=1)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from model.options import Hypothesis, SearchOptions
+from contract.options import Hypothesis, SearchOptions
 from service.runtime import PackageRuntime, as_array, rows_of
 
 NEG_INF = np.float32(-np.inf)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
-import tongyeok
+from contract.version import __version__
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 STEP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
@@ -74,4 +74,4 @@ class Metrics:
             registry=r,
         )
         self.build = Info("tongyeok_build", "Version of the running service", registry=r)
-        self.build.info({"version": tongyeok.__version__})
+        self.build.info({"version": __version__})

@@ -9,9 +9,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from export.package import MANIFEST, PackageError, load_package_config
-from model.options import SearchOptions
-from model.tokenizer import Tokenizer
+from contract.options import SearchOptions
+from contract.package import MANIFEST, PackageError, load_package_config
+from contract.tokenizer import Tokenizer
 from service.engine import Engine
 from service.errors import UnsupportedPair
 from service.metrics import Metrics

@@ -13,8 +13,8 @@ from typing import TypeAlias
 import numpy as np
 import onnxruntime as ort
 
-from export.package import PackageConfig, load_package_config
-from export.spec import kv_pair
+from contract.package import PackageConfig, load_package_config
+from contract.spec import kv_pair
 
 
 @dataclass(frozen=True)

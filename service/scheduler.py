@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from model.options import Hypothesis, SearchOptions
+from contract.options import Hypothesis, SearchOptions
 from service.errors import DeadlineExceeded, EngineFailure, QueueFull, ServiceError, ShuttingDown
 from service.metrics import Metrics
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from model.options import Hypothesis, SearchOptions
-from model.tokenizer import Tokenizer
+from contract.options import Hypothesis, SearchOptions
+from contract.tokenizer import Tokenizer
 from service.engine import Engine
 from service.runtime import PackageRuntime, RuntimeOptions
 

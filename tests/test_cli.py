@@ -110,10 +110,7 @@ def test_release_averages_and_halves(toy_checkpoint: Path, tmp_path: Path) -> No
     assert translated.stdout.strip() == "red dog runs"
 
 
-def test_serving_needs_no_training_packages() -> None:
-    """The serving image installs only the runtime dependencies: the CLI (every sub-command's
-    flags included) and the server must import with torch, onnx, sacrebleu and tqdm absent."""
-    code = """
+BLOCK_TRAINING = """
 import sys
 TRAINING_ONLY = {"torch", "onnx", "sacrebleu", "tqdm", "transformers", "ctranslate2"}
 class NotInstalled:
@@ -121,13 +118,38 @@ class NotInstalled:
         if name.split(".")[0] in TRAINING_ONLY:
             raise ImportError(f"{name} is not installed in the serving image")
 sys.meta_path.insert(0, NotInstalled())
+"""
+
+
+def without_training_packages(code: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", BLOCK_TRAINING + code, *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
+def test_serving_needs_no_training_packages() -> None:
+    """The serving image installs only the runtime dependencies: the CLI (every sub-command's
+    flags included) and the server must import with torch, onnx, sacrebleu and tqdm absent."""
+    code = """
 import service.api, service.models, service.server
 from tongyeok.cli import build_parser
 args = build_parser().parse_args(["serve", "--port", "8123"])
 print(args.port)
 """
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=False
-    )
+    result = without_training_packages(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "8123"
+
+
+def test_translate_a_package_without_training_packages(toy_repository: Path) -> None:
+    """`tongyeok translate --package` is what the torch-free image runs."""
+    code = "from tongyeok.cli import main; raise SystemExit(main(sys.argv[1:]))"
+    sentences = [s for s, _ in copy_pairs(3, seed=11)]
+    package = str(toy_repository / "en-de")
+    result = without_training_packages(code, "translate", "--package", package, *sentences)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == sentences

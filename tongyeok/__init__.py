@@ -1,3 +1,5 @@
 """Tongyeok (통역): neural machine translation, trained, exported to ONNX and served."""
 
-__version__ = "0.1.0"
+from contract.version import __version__
+
+__all__ = ["__version__"]

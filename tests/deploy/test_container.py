@@ -133,14 +133,32 @@ def container(image: str) -> Iterator[Container]:
 def test_image_runs_without_torch_as_a_non_root_user(image: str) -> None:
     probe = (
         "import importlib.util as u, os; "
-        "print(os.getuid(), [m for m in ('torch', 'onnx', 'sacrebleu') if u.find_spec(m)], "
-        "__import__('onnxruntime').get_available_providers())"
+        "print(os.getuid(), [m for m in ('torch', 'onnx', 'sacrebleu', 'model', 'export', 'bench') "
+        "if u.find_spec(m)], __import__('onnxruntime').get_available_providers())"
     )
     result = podman("run", "--rm", *LIMITS, image, "python", "-c", probe)
     assert result.stdout.split(maxsplit=1)[0] == "10001"
     assert "[] ['AzureExecutionProvider', 'CPUExecutionProvider']" in result.stdout or (
         "[] ['CPUExecutionProvider']" in result.stdout
     ), result.stdout
+
+
+def test_image_translates_from_the_command_line(image: str) -> None:
+    """`tongyeok translate --package` needs only the contract and the service."""
+    result = podman(
+        "run",
+        "--rm",
+        *LIMITS,
+        image,
+        "tongyeok",
+        "translate",
+        "--package",
+        "/models/en-de",
+        "--beam-size",
+        "1",
+        "A dog.",
+    )
+    assert result.stdout.strip(), result.stderr
 
 
 def test_container_translates_like_the_engine_and_exports_metrics(

@@ -11,9 +11,9 @@ import onnx
 import pytest
 import torch
 
+from contract.package import PackageError, load_package_config, sha256_file
+from contract.spec import decoder_spec, encoder_spec
 from export.onnx_export import export_package
-from export.package import PackageError, load_package_config, sha256_file
-from export.spec import decoder_spec, encoder_spec
 from export.verify import onnx_greedy, padded_sources, step_parity
 from model.checkpoint import CheckpointError, load_checkpoint
 from model.search import SearchOptions, max_lengths, search
@@ -73,7 +73,7 @@ def test_greedy_translations_are_identical(toy, runtime: PackageRuntime) -> None
     src = padded_sources(model, sources)
     options = SearchOptions(beam_size=1)
     reference = [h[0].tokens for h in search(model, torch.from_numpy(src), options)]
-    limits = max_lengths(torch.from_numpy(src == 0), options, model.cfg.max_positions).tolist()
+    limits = max_lengths(torch.from_numpy(src != 0), options, model.cfg.max_positions).tolist()
     assert onnx_greedy(runtime, src, limits) == reference
 
 
@@ -136,16 +136,16 @@ def test_cache_index_reorders_and_lets_rows_join(toy, runtime: PackageRuntime) -
     )
     # Reference: each row decoded alone in PyTorch.
     src_t = torch.from_numpy(src)
-    pad = src_t.eq(0)
-    cross = model.cross_kv(model.encode(src_t, pad))
+    real = src_t.ne(0)
+    cross = model.cross_kv(model.encode(src_t, real))
     alone1, _ = model.decode_step(
-        torch.tensor([[0]]), torch.tensor([[0]]), [(k[1:], v[1:]) for k, v in cross], pad[1:]
+        torch.tensor([[0]]), torch.tensor([[0]]), [(k[1:], v[1:]) for k, v in cross], real[1:]
     )
     alone0, _ = model.decode_step(
         torch.tensor([[0, 5, 7]]),
         torch.tensor([[0, 1, 2]]),
         [(k[:1], v[:1]) for k, v in cross],
-        pad[:1],
+        real[:1],
     )
     for row, logits in ((0, alone1[0, -1]), (1, alone0[0, -1])):
         expected = torch.log_softmax(logits, -1).topk(4)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from contract.options import SearchOptions
 from export.hf import export_hf, hf_to_ours
 from model.checkpoint import load_checkpoint
-from model.options import SearchOptions
 from model.translate import translate_ids
 from tests.conftest import copy_pairs
 

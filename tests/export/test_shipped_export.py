@@ -31,7 +31,7 @@ def test_greedy_on_200_test_sentences_is_identical(shipped, multi30k: Path) -> N
     onnx_out: list[list[int]] = []
     for start in range(0, 200, 50):
         src = padded_sources(model, sources[start : start + 50])
-        limits = max_lengths(torch.from_numpy(src == 0), options, model.cfg.max_positions)
+        limits = max_lengths(torch.from_numpy(src != 0), options, model.cfg.max_positions)
         onnx_out += onnx_greedy(runtime, src, limits.tolist())
     same = sum(a == b for a, b in zip(onnx_out, reference, strict=True))
     assert same == 200

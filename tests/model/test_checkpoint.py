@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from contract.tokenizer import Tokenizer
 from model.checkpoint import CheckpointError, load_checkpoint
-from model.tokenizer import Tokenizer
 
 
 def test_missing_corrupt_and_foreign_files(tmp_path: Path) -> None:

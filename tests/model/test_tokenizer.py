@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from model.tokenizer import EOS_ID, PAD_ID, THREADED_ENCODE_MIN, UNK_ID, Tokenizer
+from contract.tokenizer import EOS_ID, PAD_ID, THREADED_ENCODE_MIN, UNK_ID, Tokenizer
 
 CORPUS = [
     "Two young, White males are outside near many bushes.",

@@ -36,17 +36,17 @@ def test_padded_source_tokens_are_masked(model: Transformer) -> None:
     src, tgt = batch()
     changed = src.clone()
     changed[1, 5] = 7  # a token under the padding mask... still marked as padding below
-    src_pad = src.eq(CFG.pad_id)
+    src_mask = src.ne(CFG.pad_id)
     with torch.no_grad():
-        a = model.encode(src, src_pad)
-        b = model.encode(changed, src_pad)
-    keep = ~src_pad
+        a = model.encode(src, src_mask)
+        b = model.encode(changed, src_mask)
+    keep = src_mask
     assert torch.equal(a[keep], b[keep])
     # and the decoder, which reads the source only through the masked cross-attention
     with torch.no_grad():
         pos = torch.arange(6).expand(3, -1)
-        la, _ = model.decode_step(tgt, pos, model.cross_kv(a), src_pad)
-        lb, _ = model.decode_step(tgt, pos, model.cross_kv(b), src_pad)
+        la, _ = model.decode_step(tgt, pos, model.cross_kv(a), src_mask)
+        lb, _ = model.decode_step(tgt, pos, model.cross_kv(b), src_mask)
     assert torch.equal(la, lb)
 
 
@@ -70,13 +70,13 @@ def test_future_target_tokens_are_masked(model: Transformer) -> None:
 def test_incremental_decoding_equals_full_decoding(model: Transformer) -> None:
     src, tgt = batch()
     full = logits(model, src, tgt)
-    src_pad = src.eq(CFG.pad_id)
+    src_mask = src.ne(CFG.pad_id)
     with torch.no_grad():
-        cross = model.cross_kv(model.encode(src, src_pad))
+        cross = model.cross_kv(model.encode(src, src_mask))
         cache, steps = None, []
         for t in range(tgt.shape[1]):
             pos = torch.full((3, 1), t)
-            out, cache = model.decode_step(tgt[:, t : t + 1], pos, cross, src_pad, cache)
+            out, cache = model.decode_step(tgt[:, t : t + 1], pos, cross, src_mask, cache)
             steps.append(out)
             assert cache[0][0].shape == (3, CFG.n_heads, t + 1, CFG.head_dim)
     assert (torch.cat(steps, dim=1) - full).abs().max() <= 1e-5
@@ -87,24 +87,24 @@ def test_rows_that_join_later_decode_as_if_alone(model: Transformer) -> None:
     its positions start at 0. Its logits must equal decoding it alone (the continuous-batching
     contract)."""
     src, tgt = batch()
-    src_pad = src.eq(CFG.pad_id)
+    src_mask = src.ne(CFG.pad_id)
     with torch.no_grad():
-        cross = model.cross_kv(model.encode(src, src_pad))
+        cross = model.cross_kv(model.encode(src, src_mask))
         alone_cross = [(k[1:2], v[1:2]) for k, v in cross]
         alone = model.project(
-            model.decoder_states(tgt[1:2, :4], torch.arange(4)[None], alone_cross, src_pad[1:2])[0]
+            model.decoder_states(tgt[1:2, :4], torch.arange(4)[None], alone_cross, src_mask[1:2])[0]
         )
         two = [(k[[0, 1]], v[[0, 1]]) for k, v in cross]
-        pad2 = src_pad[[0, 1]]
+        mask2 = src_mask[[0, 1]]
         cache, late = None, []
         for t in range(6):  # step t: row 0 at position t, row 1 at position t - 2 (joins at t=2)
             tokens = torch.tensor([[tgt[0, t]], [tgt[1, max(t - 2, 0)]]])
             pos = torch.tensor([[t], [max(t - 2, 0)]])
             joined = torch.tensor([True, t >= 2])
-            cache_pad = torch.zeros(2, t + 1, dtype=torch.bool)
-            cache_pad[1, : min(t + 1, 2)] = True  # row 1's first two slots are not its own
-            cache_pad[1, t] = not joined[1]
-            out, cache = model.decode_step(tokens, pos, two, pad2, cache, cache_pad)
+            self_mask = torch.ones(2, t + 1, dtype=torch.bool)
+            self_mask[1, : min(t + 1, 2)] = False  # row 1's first two slots are not its own
+            self_mask[1, t] = bool(joined[1])
+            out, cache = model.decode_step(tokens, pos, two, mask2, cache, self_mask)
             if t >= 2:
                 late.append(out[1])
     assert (torch.cat(late) - alone[0]).abs().max() <= 1e-5
@@ -135,4 +135,4 @@ def test_config_validation() -> None:
         ModelConfig.from_dict({**CFG.to_dict(), "layers": 3})
     long = torch.ones(1, CFG.max_positions + 1, dtype=torch.long)
     with pytest.raises(ValueError, match="exceeds max_positions"):
-        Transformer(CFG).encode(long, long.eq(0))
+        Transformer(CFG).encode(long, long.ne(0))

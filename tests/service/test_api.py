@@ -6,9 +6,9 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from export.package import load_package_config
-from model.options import SearchOptions
-from model.tokenizer import Tokenizer
+from contract.options import SearchOptions
+from contract.package import load_package_config
+from contract.tokenizer import Tokenizer
 from service.engine import Engine
 from service.runtime import PackageRuntime
 from tests.conftest import copy_pairs
@@ -74,7 +74,9 @@ def test_concurrent_requests_batch_together_and_match_the_engine(
     got = [t["text"] for r in replies for t in r.body["translations"]]
     package = load_package_config(toy_repository / "en-de")
     tokenizer = Tokenizer.load(package.tokenizer_path)
-    alone = Engine(PackageRuntime(package)).run(tokenizer.encode_batch(texts), SearchOptions())
+    alone = Engine(PackageRuntime(package)).run(
+        tokenizer.encode_batch(texts), SearchOptions(beam_size=1)
+    )
     assert got == [tokenizer.decode(h[0].tokens) for h in alone]
     steps = metric(server, "tongyeok_batch_rows_count") - steps_before
     rows = metric(server, "tongyeok_batch_rows_sum") - rows_before

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from contract.options import SearchOptions
 from export.onnx_export import export_package
 from model.checkpoint import load_checkpoint
-from model.options import SearchOptions
 from model.translate import translate_ids
 from service.engine import Engine
 from service.runtime import PackageRuntime, RuntimeOptions
@@ -133,7 +133,8 @@ def test_bad_sources_are_refused(toy) -> None:
 
 def test_service_never_imports_torch() -> None:
     code = (
-        "import sys, service.engine, service.runtime, export.package; print('torch' in sys.modules)"
+        "import sys, service.engine, service.runtime, contract.package; "
+        "print('torch' in sys.modules)"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from export.package import load_package_config
-from model.options import SearchOptions
-from model.tokenizer import Tokenizer
+from contract.options import SearchOptions
+from contract.package import load_package_config
+from contract.tokenizer import Tokenizer
 from service.engine import Engine
 from service.errors import DeadlineExceeded, EngineFailure
 from service.metrics import Metrics
@@ -40,7 +40,9 @@ def sources(parts, n: int, seed: int) -> list[list[int]]:
 
 async def submit(scheduler: Scheduler, src, timeout: float = 30.0) -> Job:
     loop = asyncio.get_running_loop()
-    job = Job(src, SearchOptions(), time.monotonic() + timeout, loop, loop.create_future())
+    job = Job(
+        src, SearchOptions(beam_size=1), time.monotonic() + timeout, loop, loop.create_future()
+    )
     scheduler.submit(job)
     return job
 
@@ -92,7 +94,7 @@ def test_policies_decide_who_joins(parts, policy: str) -> None:
 def test_the_token_budget_limits_what_runs_together(parts) -> None:
     src = sources(parts, 12, seed=8)
     probe = Engine(parts[0])
-    one = max(probe.tokens_for(s, SearchOptions()) for s in src)
+    one = max(probe.tokens_for(s, SearchOptions(beam_size=1)) for s in src)
     scheduler, engine, _ = make_scheduler(parts, max_tokens=2 * one)
     most = []
     original = engine.step

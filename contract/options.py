@@ -7,12 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The one default beam: the API, the CLI, the engine and the PyTorch reference all read it here.
+DEFAULT_BEAM_SIZE = 4
+
 
 @dataclass(frozen=True)
 class SearchOptions:
     """How to decode one sentence; invalid values raise ValueError (the API maps it to 422)."""
 
-    beam_size: int = 1
+    beam_size: int = DEFAULT_BEAM_SIZE  # 1 = greedy
     length_penalty: float = 1.0  # hypothesis score = sum log p / length ** length_penalty
     max_length_a: float = 1.5  # a hypothesis has at most a * source_tokens + b tokens
     max_length_b: int = 10

@@ -1,7 +1,7 @@
 """``tongyeok bench serve``: closed-loop load against real servers, batching policies side by side.
 
 For each policy (continuous, request-level, none) a ``tongyeok serve`` process is started on
-loopback; N clients (service.loadgen, in a process of their own) each send one request after
+loopback; N clients (bench.loadgen, in a process of their own) each send one request after
 another (one sentence per request, drawn from real text) for a fixed time, and every latency is
 recorded. The same sentences also go
 through the engine alone at the batch size the service reached, for the HTTP + scheduler overhead.
@@ -155,13 +155,13 @@ def loadgen(
     pair: tuple[str, str],
     *shape: str,
 ) -> tuple[list[Sample], float]:
-    """Run service.loadgen in its own process (``shape``: its --mode and --clients/--rate
+    """Run bench.loadgen in its own process (``shape``: its --mode and --clients/--rate
     flags); returns every request's sample and the run's duration."""
     with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
         json.dump(list(sentences), f)
         f.flush()
         command = [
-            sys.executable, "-m", "service.loadgen", "--port", str(port), "--sentences", f.name,
+            sys.executable, "-m", "bench.loadgen", "--port", str(port), "--sentences", f.name,
             "--seconds", str(seconds), "--beam-size", str(beam), "--pair", *pair, *shape,
         ]  # fmt: skip
         out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
@@ -309,9 +309,9 @@ def engine_throughput(
     The sentences come in a random order, as a server meets them, not sorted by length (sorting
     makes the engine ~1.4x faster, an advantage only offline batch translation has): what is
     left between this and the service is the HTTP + scheduler overhead."""
-    from export.package import load_package_config
-    from model.options import SearchOptions
-    from model.tokenizer import Tokenizer
+    from contract.options import SearchOptions
+    from contract.package import load_package_config
+    from contract.tokenizer import Tokenizer
     from service.engine import Engine
     from service.runtime import PackageRuntime, RuntimeOptions
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from service.bench import (
+from bench.serve import (
     LONG_WORDS,
     SHORT_WORDS,
     capacity,

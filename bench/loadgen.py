@@ -10,7 +10,7 @@ Two shapes of load, one sentence per ``/v1/translate`` request drawn from real t
 asyncio streams with keep-alive connections and a minimal HTTP/1.1 exchange: a thread per client
 with http.client costs several times the CPU, which on a 2-core machine is CPU the server loses.
 
-    python -m service.loadgen --port 8000 --sentences s.json --mode open --rate 80 --seconds 30
+    python -m bench.loadgen --port 8000 --sentences s.json --mode open --rate 80 --seconds 30
 
 prints one JSON object: ``{"samples": [[seconds, words, status], ...], "duration": s}``.
 """

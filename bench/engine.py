@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
+from contract.options import SearchOptions
 from export.hf import export_hf
 from export.onnx_export import export_package
 from model.checkpoint import Checkpoint, load_checkpoint
-from model.options import SearchOptions
 from model.transformer import ModelConfig, Transformer
 from model.translate import translate_ids
 from service.engine import Engine

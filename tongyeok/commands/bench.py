@@ -1,0 +1,229 @@
+"""``tongyeok bench ...``: the benchmarks in ``bench/``, beside the product."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="benchmarks (side-by-side ratios in one run)",
+        description="Benchmarks that print ratios against a baseline run side by side.",
+    )
+    which = p.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
+    e = which.add_parser(
+        "export",
+        help="KV cache vs none, graph optimization levels, fp32 vs int8/fp16 (greedy, ONNX)",
+        description="Export the checkpoint in every precision to a temporary directory and time "
+        "greedy decoding over the packages: with and without the KV cache, at each ONNX Runtime "
+        "graph optimization level, and per precision.",
+        epilog="example: tongyeok bench export --source data/test_2016_flickr.en.gz "
+        "--sentences 256 --output docs/bench/export-cpu.md",
+    )
+    e.add_argument("checkpoint", nargs="?", help="checkpoint (.pt); default: the shipped model")
+    e.add_argument("--source", help="sentences to translate, one per line (default: built-in)")
+    e.add_argument("--sentences", type=int, default=256, help="how many (default 256)")
+    e.add_argument("--batch-size", type=int, default=32, help="(default 32)")
+    e.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
+    e.add_argument("--repeats", type=int, default=3, help="timed runs, best kept (default 3)")
+    e.add_argument("--output", help="also write the markdown table to this file")
+    e.set_defaults(run=run_bench_export)
+
+    g = which.add_parser(
+        "engine",
+        help="target tokens/s: Tongyeok fp32/int8 vs CTranslate2 float32/int8 vs PyTorch",
+        description="Decode the same sentences with the same weights, threads and forced output "
+        "length in every engine, at several batch sizes, greedy and beam; for the shipped model "
+        "and a Transformer-base-sized one with random weights. Needs the 'hf' extra "
+        "(transformers, ctranslate2).",
+        epilog="example: tongyeok bench engine --source data/test_2016_flickr.en.gz "
+        "--output docs/bench/engine-cpu.md",
+    )
+    g.add_argument("checkpoint", nargs="?", help="checkpoint (.pt); default: the shipped model")
+    g.add_argument("--source", help="sentences, one per line (default: built-in samples)")
+    g.add_argument("--sentences", type=int, default=64, help="per configuration (default 64)")
+    g.add_argument(
+        "--sentences-batch1", type=int, default=16, help="sentences at batch size 1 (default 16)"
+    )
+    g.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32, 64])
+    g.add_argument("--beams", type=int, nargs="+", default=[1, 4])
+    g.add_argument("--tokens", type=int, default=32, help="forced output length (default 32)")
+    g.add_argument("--threads", type=int, default=2, help="(default 2)")
+    g.add_argument("--sizes", nargs="+", default=["shipped", "base"], choices=["shipped", "base"])
+    g.add_argument("--output", help="also write the markdown table to this file")
+    g.set_defaults(run=run_bench_engine)
+
+    v = which.add_parser(
+        "serve",
+        help="closed-loop HTTP load: continuous vs request-level vs no batching",
+        description="Start 'tongyeok serve' on loopback once per batching policy and drive it "
+        "with N concurrent clients sending real sentences; print throughput and p50/p95/p99 "
+        "latency, and the engine's own throughput for the HTTP + scheduler overhead.",
+        epilog="example: tongyeok bench serve --model-repository models "
+        "--source data/test_2016_flickr.en.gz --output docs/bench/serve-cpu.md",
+    )
+    v.add_argument("--model-repository", default="models", help="(default models)")
+    v.add_argument("--source", help="sentences, one per line (default: built-in samples)")
+    v.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    v.add_argument("--seconds", type=float, default=15.0, help="per run (default 15)")
+    v.add_argument("--beam", type=int, default=1, help="(default 1)")
+    v.add_argument("--threads", type=int, default=2, help="server threads (default 2)")
+    v.add_argument("--policies", nargs="+", default=["continuous", "request", "none"])
+    v.add_argument(
+        "--mixed-rate",
+        type=float,
+        default=0.0,
+        help="also offer half short, half long sentences open-loop at this many req/s to "
+        "continuous and request-level batching in turns (3 rounds of --seconds each), for "
+        "short-sentence latency at equal throughput (default: off)",
+    )
+    v.add_argument("--output", help="also write the markdown table to this file")
+    v.set_defaults(run=run_bench_serve)
+
+    c = which.add_parser(
+        "capacity",
+        help="open-loop load: the highest req/s whose p97 latency stays within 250 ms",
+        description="MLPerf's server scenario: Poisson arrivals of one-sentence requests at a "
+        "fixed rate; the rate doubles until the tail latency passes the bound, then is bisected. "
+        "Starts 'tongyeok serve' on loopback, or drives a running server given --url.",
+        epilog="example: tongyeok bench capacity --source data/test_2016_flickr.en.gz "
+        "--output docs/bench/capacity-cpu.md",
+    )
+    c.add_argument("--model-repository", default="models", help="(default models)")
+    c.add_argument("--url", help="a running server (http://HOST:PORT) instead of starting one")
+    c.add_argument("--source", help="sentences, one per line (default: built-in samples)")
+    c.add_argument("--seconds", type=float, default=30.0, help="per trial (default 30)")
+    c.add_argument("--bound-ms", type=float, default=250.0, help="(default 250)")
+    c.add_argument("--quantile", type=float, default=0.97, help="(default 0.97)")
+    c.add_argument("--start-rate", type=float, default=25.0, help="req/s (default 25)")
+    c.add_argument("--refine", type=int, default=4, help="bisection steps (default 4)")
+    c.add_argument("--threads", type=int, default=2, help="server threads (default 2)")
+    c.add_argument("--output", help="also write the markdown table to this file")
+    c.set_defaults(run=run_bench_capacity)
+
+
+def bench_texts(source: str | None, count: int | None = None) -> list[str]:
+    """Benchmark sentences: the file's lines (or the built-in samples), cycled to ``count``."""
+    from model.data import read_lines
+    from model.evaluate import SAMPLE_SOURCES
+
+    texts = read_lines(source) if source else SAMPLE_SOURCES
+    return texts if count is None else (texts * (count // len(texts) + 1))[:count]
+
+
+def print_table(table: str, output: str | None) -> None:
+    from pathlib import Path
+
+    print(table)
+    if output:
+        Path(output).write_text(table + "\n", encoding="utf-8")
+
+
+def run_bench_export(args: argparse.Namespace) -> int:
+    from bench.export import markdown, run_bench
+    from model.checkpoint import load_checkpoint
+
+    texts = bench_texts(args.source, args.sentences)
+    ckpt = load_checkpoint(args.checkpoint)
+    sources = ckpt.tokenizer.encode_batch(texts)
+    rows = run_bench(
+        args.checkpoint, sources, ckpt.config.eos_id, args.batch_size, args.threads, args.repeats
+    )
+    print_table(markdown(rows, len(texts), args.batch_size, args.threads), args.output)
+    return 0
+
+
+def run_bench_engine(args: argparse.Namespace) -> int:
+    from bench.engine import markdown, run_bench
+    from model.checkpoint import load_checkpoint
+
+    texts = bench_texts(args.source, args.sentences)
+    sources = load_checkpoint(args.checkpoint).tokenizer.encode_batch(texts)
+    results = run_bench(
+        sources,
+        args.checkpoint,
+        args.batches,
+        args.beams,
+        args.tokens,
+        args.threads,
+        args.sentences_batch1,
+        args.sizes,
+    )
+    print_table(markdown(results, args.threads, args.tokens), args.output)
+    return 0
+
+
+def run_bench_serve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bench.serve import compare_mixed, engine_throughput, markdown, run_bench
+
+    texts = bench_texts(args.source)
+    repository = Path(args.model_repository)
+    results = run_bench(
+        repository, texts, args.clients, args.seconds, args.beam, args.threads, args.policies
+    )
+    mixed_results = (
+        compare_mixed(repository, texts, args.mixed_rate, args.seconds, 3, args.beam, args.threads)
+        if args.mixed_rate
+        else []
+    )
+    engine = {
+        n: engine_throughput(repository, texts[:512], n, args.beam, args.threads)
+        for n in args.clients
+        if n > 1
+    }
+    print_table(markdown(results, engine, args.threads, args.beam, mixed_results), args.output)
+    return 0
+
+
+def run_bench_capacity(args: argparse.Namespace) -> int:
+    import urllib.parse
+    from pathlib import Path
+
+    from bench.serve import (
+        capacity,
+        capacity_markdown,
+        free_port,
+        machine_description,
+        start_server,
+    )
+
+    texts = bench_texts(args.source)
+    bound = args.bound_ms / 1000
+    proc = None
+    if args.url:
+        url = urllib.parse.urlsplit(args.url)
+        host, port = url.hostname or "127.0.0.1", url.port or 80
+        setup = f"Server at {args.url}; the load generator runs on this machine."
+    else:
+        host, port = "127.0.0.1", free_port()
+        proc = start_server(Path(args.model_repository), "continuous", args.threads, port)
+        setup = (
+            f"`tongyeok serve` on loopback with TONGYEOK_THREADS={args.threads} and default "
+            "settings otherwise (translation cache off), the load generator in another process "
+            "on the same machine."
+        )
+    try:
+        best, trials = capacity(
+            port,
+            texts,
+            bound,
+            args.quantile,
+            args.seconds,
+            args.start_rate,
+            args.refine,
+            host=host,
+        )
+    finally:
+        if proc:
+            proc.terminate()
+            proc.wait(60)
+    table = capacity_markdown(best, trials, bound, args.quantile, machine_description(), setup)
+    print_table(table, args.output)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    add_bench(sub)

@@ -1,0 +1,66 @@
+"""Commands that write model packages and other formats: ``export``, ``export-hf``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a checkpoint to an ONNX model package (encoder + KV-cached decoder)",
+        description="Write a model package: encoder.onnx, decoder.onnx, tokenizer.model, "
+        "config.json and manifest.json (SHA-256 of every file). The package is what the service "
+        "loads, with ONNX Runtime alone. Then check it against PyTorch on a few sentences.",
+        epilog="example: tongyeok export --out models/en-de  (the shipped model, fp32)",
+    )
+    p.add_argument("checkpoint", nargs="?", help="checkpoint (.pt); default: the shipped model")
+    p.add_argument("--out", required=True, help="package directory to write (replaced if present)")
+    p.add_argument("--precision", default="fp32", help="fp32 (default), fp16 (GPUs) or int8 (CPU)")
+    p.add_argument("--name", help="package name (default: SOURCE-TARGET, e.g. en-de)")
+    p.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="skip the parity check against PyTorch",
+    )
+    p.set_defaults(run=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from export.onnx_export import export_package
+
+    out = export_package(args.checkpoint, args.out, args.precision, args.name)
+    print(f"wrote {out}")
+    if args.verify:
+        from export.verify import check_package
+
+        print(check_package(args.checkpoint, out))
+    return 0
+
+
+def add_export_hf(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export-hf",
+        help="export a checkpoint as a Hugging Face MarianMTModel directory (for Transformers, "
+        "CTranslate2)",
+        description="Write the same weights as a MarianMTModel directory with MarianTokenizer "
+        "files. Transformers loads it (from_pretrained) and CTranslate2 converts it "
+        "(ct2-transformers-converter --model DIR --output_dir CT2_DIR). Needs the 'hf' extra.",
+        epilog="example: tongyeok export-hf --out hf/en-de",
+    )
+    p.add_argument("checkpoint", nargs="?", help="checkpoint (.pt); default: the shipped model")
+    p.add_argument("--out", required=True, help="directory to write")
+    p.set_defaults(run=run_export_hf)
+
+
+def run_export_hf(args: argparse.Namespace) -> int:
+    from export.hf import export_hf
+
+    print(f"wrote {export_hf(args.checkpoint, args.out)}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    add_export(sub)
+    add_export_hf(sub)
