@@ -32,9 +32,12 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
 
     g = which.add_parser(
         "engine",
-        help="target tokens/s: Tongyeok fp32/int8 vs CTranslate2 float32/int8 vs PyTorch",
-        description="Decode the same sentences with the same weights, threads and forced output "
-        "length in every engine, at several batch sizes, greedy and beam; for the shipped model "
+        help="target tokens/s: Tongyeok fp32/int8 vs CTranslate2 float32/int8, Transformers, "
+        "PyTorch",
+        description="Decode the same sentences with the same weights, threads, forced output "
+        "length and batches (file order) in every engine, at several batch sizes, greedy and "
+        "beam; each measurement in a fresh process that loads only that engine, with the CPU "
+        "time of other processes recorded (contended runs are flagged). For the shipped model "
         "and a Transformer-base-sized one with random weights. Needs the 'hf' extra "
         "(transformers, ctranslate2).",
         epilog="example: tongyeok bench engine --source data/test_2016_flickr.en.gz "
@@ -51,6 +54,8 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--tokens", type=int, default=32, help="forced output length (default 32)")
     g.add_argument("--threads", type=int, default=2, help="(default 2)")
     g.add_argument("--sizes", nargs="+", default=["shipped", "base"], choices=["shipped", "base"])
+    g.add_argument("--engines", nargs="+", default=None, help="(default: all)")
+    g.add_argument("--repeats", type=int, default=3, help="timed runs, median kept (default 3)")
     g.add_argument("--output", help="also write the markdown table to this file")
     g.set_defaults(run=run_bench_engine)
 
@@ -135,7 +140,10 @@ def run_bench_export(args: argparse.Namespace) -> int:
 
 
 def run_bench_engine(args: argparse.Namespace) -> int:
-    from bench.engine import markdown, run_bench
+    import subprocess
+
+    from bench.engine import ENGINES, markdown, run_bench
+    from bench.serve import machine_description
     from model.checkpoint import load_checkpoint
 
     texts = bench_texts(args.source, args.sentences)
@@ -149,8 +157,14 @@ def run_bench_engine(args: argparse.Namespace) -> int:
         args.threads,
         args.sentences_batch1,
         args.sizes,
+        args.engines or ENGINES,
+        args.repeats,
     )
-    print_table(markdown(results, args.threads, args.tokens), args.output)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    machine = f"{machine_description()}, commit {commit or 'unknown'}"
+    print_table(markdown(results, args.threads, args.tokens, machine), args.output)
     return 0
 
 
