@@ -14,7 +14,7 @@ from contract.options import Hypothesis, SearchOptions
 from service.cache import LRUCache
 from service.errors import Cancelled, DeadlineExceeded, InvalidRequest, ShuttingDown
 from service.metrics import Metrics
-from service.models import LoadedModel, ModelRepository
+from service.models import ModelRepository
 from service.scheduler import Job, Scheduler
 from service.schemas import TranslateRequest, TranslateResponse, Translation
 from service.segment import Segmented, split
@@ -22,12 +22,6 @@ from service.settings import Settings
 
 # Resolves when the client has gone away (the route knows how to tell).
 Disconnect = Callable[[], Awaitable[None]]
-
-
-def finish_reason(model: LoadedModel, hypothesis: Hypothesis) -> str:
-    """eos | length — the one place that reads it until the scheduler puts it on its results."""
-    tokens = hypothesis.tokens
-    return "eos" if tokens and tokens[-1] == model.engine.config.eos_id else "length"
 
 
 def joined(segmented: Segmented, parts: list[Translation]) -> Translation:
@@ -117,7 +111,7 @@ class TranslateUseCase:
                 text=model.tokenizer.decode(best.tokens),
                 score=best.score,
                 tokens=len(best.tokens),
-                finish_reason=finish_reason(model, best),
+                finish_reason=best.finish_reason,
                 alternatives=[model.tokenizer.decode(h.tokens) for h in hyps[1:]],
             )
             self.cache.put((model.name, options, segmented[i].sentences[j]), done[i, j])
