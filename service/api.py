@@ -30,6 +30,7 @@ from service.errors import (
 from service.metrics import Metrics
 from service.models import ModelRepository
 from service.observe import ObserveMiddleware
+from service.page import add_page_routes
 from service.scheduler import Job
 from service.segment import Segmented, split
 from service.settings import Settings
@@ -253,6 +254,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None):
         }
 
     add_compat_routes(app, translate_texts, authorize, repository)
+    add_page_routes(app)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
