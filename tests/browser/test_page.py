@@ -60,6 +60,7 @@ def test_type_and_read_the_translation(page, page_server: Server, artifacts: Pat
 def test_typing_fast_shows_the_last_text_only(page, page_server: Server) -> None:
     page.goto(page_server.url + "/")
     page.wait_for_function("document.querySelectorAll('#target option').length >= 1")
+    page.select_option("#source", "en")
     page.locator("#input").press_sequentially("a cat", delay=5)
     page.wait_for_timeout(450)  # the first request is on its way
     page.locator("#input").press_sequentially(" sits on a red mat", delay=5)
@@ -75,6 +76,7 @@ def test_typing_fast_shows_the_last_text_only(page, page_server: Server) -> None
 def test_swap_switches_the_pair_and_the_texts(page, page_server: Server) -> None:
     page.goto(page_server.url + "/")
     page.wait_for_function("!document.querySelector('#swap').disabled")  # de→en exists
+    page.select_option("#source", "en")
     page.fill("#input", "red dog")
     page.wait_for_function("document.querySelectorAll('#output p').length == 1")
     translated = page_server.translate(["red dog"], beam_size=4, nbest=3).body
@@ -94,32 +96,37 @@ def test_swap_switches_the_pair_and_the_texts(page, page_server: Server) -> None
     page.wait_for_function(f"document.querySelector('#output p').textContent == {json.dumps(back)}")
 
 
+def answer_with(status: int):
+    """A route handler standing in for a busy or failing server."""
+
+    def fulfill(route, request) -> None:
+        body = {"error": "queue full", "error_type": "queue_full"}
+        route.fulfill(status=status, headers={"Retry-After": "2"}, json=body)
+
+    return fulfill
+
+
 def test_errors_are_explained(page, keyed_server: Server, artifacts: Path) -> None:
     page.goto(keyed_server.url + "/")
+    page.wait_for_function("document.querySelectorAll('#target option').length == 1")
+    page.fill("#input", "red dog")
     page.wait_for_selector("#key-row:not([hidden])")  # the server wants a key: the field shows
-    assert "API key" in page.inner_text("#message")
+    assert "valid API key" in page.inner_text("#message")
     page.fill("#api-key", "wrong")
-    page.dispatch_event("#api-key", "change")
-    page.wait_for_function(
-        "document.querySelector('#message').textContent.includes('valid API key')"
-    )
+    with page.expect_response("**/v1/translate") as answer:
+        page.dispatch_event("#api-key", "change")
+    assert answer.value.status == 401
+    page.wait_for_function("document.querySelector('#message').textContent.includes('valid API')")
     page.screenshot(path=str(artifacts / "page-key-error.png"), full_page=True)
     page.fill("#api-key", "s3cret")
-    page.dispatch_event("#api-key", "change")
-    page.wait_for_function("document.querySelectorAll('#source option').length == 1")
-    page.fill("#input", "red dog")
+    with page.expect_response("**/v1/translate") as answer:
+        page.dispatch_event("#api-key", "change")
+    assert answer.value.status == 200
     page.wait_for_function("document.querySelectorAll('#output p').length == 1")
     assert page.inner_text("#message") == ""
     # a busy server (429 with Retry-After) and a failing one (500) read as such
     for status, words in ((429, "busy right now; try again in 2 s"), (500, "server failed (500)")):
-        page.route(
-            "**/v1/translate",
-            lambda route, status=status: route.fulfill(
-                status=status,
-                headers={"Retry-After": "2"},
-                json={"error": "queue full", "error_type": "queue_full"},
-            ),
-        )
+        page.route("**/v1/translate", answer_with(status))
         page.fill("#input", f"a dog {status}")
         page.wait_for_function(
             f"document.querySelector('#message').textContent.includes({json.dumps(words)})"
