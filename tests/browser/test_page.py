@@ -35,6 +35,7 @@ def test_type_and_read_the_translation(page, page_server: Server, artifacts: Pat
     page.wait_for_function("document.querySelectorAll('#source option').length == 2")
     page.select_option("#source", "en")
     assert page.locator("#target option").all_inner_texts() == ["German (de)"]
+    assert not page.is_visible("#api-key")  # no keys on this server: no key field
     text = "red dog runs\n\na cat sits"
     page.fill("#input", text)
     page.wait_for_function("document.querySelectorAll('#output p').length == 3")
