@@ -12,7 +12,7 @@ from pathlib import Path
 from contract.options import SearchOptions
 from contract.package import MANIFEST, PackageError, load_package_config
 from contract.tokenizer import Tokenizer
-from service.engine import Engine
+from service.engine import Engine, check_source
 from service.errors import UnsupportedPair
 from service.metrics import Metrics
 from service.runtime import PackageRuntime, RuntimeOptions
@@ -39,6 +39,10 @@ class LoadedModel:
     scheduler: Scheduler
     max_source_tokens: int
     load_seconds: float
+
+    def check_source(self, src_ids: list[int]) -> None:
+        """Raises ``SourceTooLong`` (a ValueError) for a sentence longer than the model takes."""
+        check_source(src_ids, self.max_source_tokens)
 
 
 def cuda_driver_present() -> bool:
@@ -162,9 +166,21 @@ class ModelRepository:
         return model
 
     @property
+    def healthy(self) -> bool:
+        """Every model's scheduler loop is running (liveness: a dead loop answers nobody)."""
+        return all(m.scheduler.alive for m in self.models.values())
+
+    @property
     def idle(self) -> bool:
         return all(m.scheduler.idle for m in self.models.values())
 
+    def drain(self, deadline: float) -> None:
+        """Refuse new work; what is unfinished at ``deadline`` (monotonic) gets 503."""
+        for model in self.models.values():
+            model.scheduler.drain(deadline)
+
     def stop(self, timeout: float | None = None) -> None:
+        """Answer or refuse what is left within ``timeout``, then join every scheduler thread
+        (ONNX Runtime still running in a thread at exit aborts the process)."""
         for model in self.models.values():
             model.scheduler.stop(timeout)
