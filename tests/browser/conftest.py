@@ -33,9 +33,10 @@ def artifacts() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """One headless Chromium for the session (the system's: never `playwright install`)."""
+    """One headless Chromium per module (the system's: never `playwright install`); Playwright's
+    event loop ends with it, so later tests may run their own."""
     if not CHROMIUM.exists() and os.environ.get("CI"):
         pytest.fail("chromium is not installed (apt-get install chromium)")
     if not CHROMIUM.exists():

@@ -110,9 +110,11 @@ def answer_with(status: int):
 def test_errors_are_explained(page, keyed_server: Server, artifacts: Path) -> None:
     page.goto(keyed_server.url + "/")
     page.wait_for_function("document.querySelectorAll('#target option').length == 1")
-    page.fill("#input", "red dog")
-    page.wait_for_selector("#key-row:not([hidden])")  # the server wants a key: the field shows
-    assert "valid API key" in page.inner_text("#message")
+    page.wait_for_selector("#key-row:not([hidden])")  # /frontend/settings: keys are on
+    with page.expect_response("**/v1/translate") as answer:
+        page.fill("#input", "red dog")
+    assert answer.value.status == 401
+    page.wait_for_function("document.querySelector('#message').textContent.includes('valid API')")
     page.fill("#api-key", "wrong")
     with page.expect_response("**/v1/translate") as answer:
         page.dispatch_event("#api-key", "change")
