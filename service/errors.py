@@ -46,6 +46,12 @@ class Unauthorized(ServiceError):
     status, error_type = 401, "unauthorized"
 
 
+class NotSupported(ServiceError):
+    """A route clients call that this server cannot answer yet (language detection)."""
+
+    status, error_type = 501, "not_implemented"
+
+
 class QueueFull(ServiceError):
     status, error_type = 429, "queue_full"
 

@@ -1,4 +1,5 @@
-"""LibreTranslate's API, so its clients work unchanged: /translate and /languages."""
+"""LibreTranslate's API, so its clients and its web page's callers work unchanged: /translate
+(text or HTML), /languages, /detect and /frontend/settings."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.compat import LANGUAGE_NAMES, native_request, pair_for, read_body
-from service.deps import Authorized, DisconnectDep, RepositoryDep, TranslateDep
-from service.errors import InvalidRequest
+from service.compat import LANGUAGE_NAMES, pair_for, read_body, translate_plain_or_markup
+from service.deps import Authorized, DisconnectDep, RepositoryDep, SettingsDep, TranslateDep
+from service.errors import InvalidRequest, NotSupported
+from service.markup import TagOptions
 
 router = APIRouter(tags=["LibreTranslate"])
 
@@ -27,14 +29,12 @@ async def translate(
         raise InvalidRequest("'q' and 'target' are required")
     if data.get("format", "text") not in ("text", "html"):
         raise InvalidRequest(f"format must be 'text' or 'html', got {data.get('format')!r}")
-    if data.get("format") == "html":
-        raise InvalidRequest("format 'html' is not supported yet: send plain text")
+    tags = TagOptions(mode="html") if data.get("format") == "html" else None
     texts = q if isinstance(q, list) else [q]
     if not all(isinstance(t, str) for t in texts):
         raise InvalidRequest("'q' must be a string or a list of strings")
     source, target = pair_for(repository, data.get("source"), target)
-    result = await translate(native_request(texts, source, target), disconnect)
-    translated = [t.text for t in result.translations]
+    translated = await translate_plain_or_markup(translate, disconnect, texts, source, target, tags)
     answer: dict[str, Any] = {
         "translatedText": translated if isinstance(q, list) else translated[0]
     }
@@ -55,3 +55,31 @@ async def languages(repository: RepositoryDep) -> list[dict[str, Any]]:
         }
         for s in sources
     ]
+
+
+@router.post("/detect", dependencies=[Authorized])
+async def detect() -> dict[str, Any]:
+    """Language detection: not available until a detector ships; a clear 501, not a guess."""
+    raise NotSupported(
+        "language detection is not available on this server: give the source language"
+    )
+
+
+@router.get("/frontend/settings")
+async def frontend_settings(repository: RepositoryDep, settings: SettingsDep) -> dict[str, Any]:
+    """What a LibreTranslate front end (and this server's page) needs to know before asking."""
+    pairs = sorted(repository.models)
+    source, target = pairs[0] if pairs else ("en", "en")
+    return {
+        "charLimit": settings.max_text_chars,
+        "frontendTimeout": 500,
+        "keyRequired": bool(settings.api_keys),
+        "apiKeys": bool(settings.api_keys),
+        "suggestions": False,
+        "filesTranslation": True,
+        "supportedFilesFormat": [".txt", ".html"],
+        "language": {
+            "source": {"code": source, "name": LANGUAGE_NAMES.get(source, source)},
+            "target": {"code": target, "name": LANGUAGE_NAMES.get(target, target)},
+        },
+    }
