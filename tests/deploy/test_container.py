@@ -1,12 +1,12 @@
 """The CPU image built and run for real: buildah (no daemon), podman with runc, a debootstrap base.
 
-One image is built per session from a copy of the tracked files plus the exported shipped model,
-exactly as deploy/container/build.sh builds it for an operator without a registry or an index.
+One image is built per session (tests/deploy/conftest.py) from a copy of the tracked files plus the
+exported shipped model, exactly as deploy/container/build.sh builds it for an operator without a
+registry or an index.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -20,63 +20,10 @@ from pathlib import Path
 import pytest
 
 from service.translator import Translator
+from tests.deploy.images import LIMITS, REPO, podman
 from tests.service.conftest import Reply, Server, free_port
 
-REPO = Path(__file__).resolve().parents[2]
-TOOLS = ("buildah", "podman", "runc", "debootstrap")
-# Rootful podman raises the open-files and processes limits by default; this sandbox may not.
-LIMITS = ("--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096")
 SENTENCES = ["A dog runs through the park.", "Two children are playing football on the beach."]
-
-
-def require_tools() -> None:
-    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
-    assert not missing, f"{missing} not found: install Debian's {' '.join(TOOLS)} (see .ci/run)"
-
-
-def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["podman", "--runtime", "runc", *args],
-        capture_output=True,
-        text=True,
-        check=check,
-        timeout=timeout,
-    )
-
-
-@pytest.fixture(scope="module")
-def shipped_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from export.onnx_export import export_package
-
-    return export_package(None, tmp_path_factory.mktemp("shipped") / "en-de")
-
-
-@pytest.fixture(scope="module")
-def image(shipped_package: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The CPU image, built from the files git tracks or would track (not the ignored ones) and
-    models/en-de: what a clean clone plus `tongyeok export` holds."""
-    require_tools()
-    context = tmp_path_factory.mktemp("context")
-    listing = ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
-    tracked = subprocess.run(listing, cwd=REPO, capture_output=True, check=True).stdout.split(b"\0")
-    for name in filter(None, (t.decode() for t in tracked)):
-        if (REPO / name).is_file():
-            (context / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, context / name)
-    shutil.copytree(shipped_package, context / "models" / "en-de")
-    tag = f"localhost/tongyeok-test:{uuid.uuid4().hex[:8]}"
-    build = subprocess.run(
-        [str(REPO / "deploy" / "container" / "build.sh"), tag, "cpu"],
-        env={**os.environ, "CONTEXT": str(context)},
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-    yield tag
-    podman("rmi", "--force", tag, check=False)
-    podman("image", "prune", "--force", check=False)  # the build's untagged wheels stage
 
 
 class Container:

@@ -1,0 +1,135 @@
+"""deploy/compose.yaml started for real with podman-compose: Tongyeok (the CPU image) and Prometheus
+(Debian's package, built locally since no image can be pulled here) translate, scrape and stop.
+
+Grafana cannot run here (no image, no package): the stack is started without it, and
+tests/deploy/test_compose.py keeps the structural checks of its dashboard and links. The test-only
+override (compose.override.yaml) adapts the stack to this sandbox, leaving compose.yaml as users
+run it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.images import REPO, build, podman, remove_image, unique_tag
+from tests.service.conftest import Server, free_port
+
+FILES = (REPO / "deploy" / "compose.yaml", Path(__file__).with_name("compose.override.yaml"))
+
+
+@pytest.fixture(scope="module")
+def prometheus_image() -> Iterator[str]:
+    tag = unique_tag("tongyeok-prometheus-test")
+    build("build-prometheus.sh", tag)
+    yield tag
+    remove_image(tag)
+
+
+class Stack:
+    """One Compose project under a unique name, its services on free loopback ports."""
+
+    def __init__(self, image: str, prometheus_image: str) -> None:
+        self.project = f"tongyeok-test-{uuid.uuid4().hex[:8]}"
+        self.tongyeok = Server(url="", app=None)
+        self.prometheus = Server(url="", app=None)
+        ports = {"TONGYEOK_TEST_PORT": free_port(), "PROMETHEUS_TEST_PORT": free_port()}
+        self.tongyeok.url = f"http://127.0.0.1:{ports['TONGYEOK_TEST_PORT']}"
+        self.prometheus.url = f"http://127.0.0.1:{ports['PROMETHEUS_TEST_PORT']}"
+        self.env = {
+            "TONGYEOK_IMAGE": image,
+            "PROMETHEUS_IMAGE": prometheus_image,
+            **{name: str(port) for name, port in ports.items()},
+        }
+
+    def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """podman-compose (the dev extra's, beside this Python) on compose.yaml + the override."""
+        files = [arg for path in FILES for arg in ("--file", str(path))]
+        command = [str(Path(sys.executable).parent / "podman-compose"), "--project-name",
+                   self.project, *files, *args]  # fmt: skip
+        result = subprocess.run(
+            command, env={**os.environ, **self.env}, capture_output=True, text=True, timeout=180
+        )
+        if check:
+            assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        return result
+
+    def containers(self) -> list[str]:
+        label = f"label=io.podman.compose.project={self.project}"
+        listing = podman("ps", "--all", "--filter", label, "--format", "{{.Names}}")
+        return listing.stdout.split()
+
+    def logs(self) -> str:
+        return "\n".join(podman("logs", name, check=False).stderr[-2000:]
+                         for name in self.containers())  # fmt: skip
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.tongyeok.request("GET", "/readyz").status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"the stack's Tongyeok never became ready:\n{self.logs()}")
+
+    def query(self, promql: str, timeout: float = 60) -> list[dict]:
+        """Poll Prometheus's query API until the query returns a sample above 0."""
+        path = "/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        deadline = time.monotonic() + timeout
+        body: dict = {}
+        while time.monotonic() < deadline:
+            try:
+                body = self.prometheus.request("GET", path).body
+            except OSError:
+                body = {}
+            result = body.get("data", {}).get("result", [])
+            if result and float(result[0]["value"][1]) > 0:
+                return result
+            time.sleep(1)
+        raise AssertionError(f"{promql}: {json.dumps(body)}\n{self.logs()}")
+
+
+@pytest.fixture()
+def stack(image: str, prometheus_image: str) -> Iterator[Stack]:
+    running = Stack(image, prometheus_image)
+    try:
+        yield running
+    finally:  # whatever failed, leave nothing running
+        running.compose("down", check=False)
+        for name in running.containers():
+            podman("rm", "--force", name, check=False)
+
+
+def test_stack_translates_and_prometheus_scrapes_the_metric_then_stops(stack: Stack) -> None:
+    stack.compose("up", "--detach", "--no-build", "tongyeok", "prometheus")
+    started = sorted(stack.containers())
+    assert started == [f"{stack.project}_{name}_1" for name in ("prometheus", "tongyeok")]
+    stack.wait_ready()
+
+    reply = stack.tongyeok.translate(["A dog runs through the park."])
+    assert reply.status == 200, reply.body
+    assert reply.body["translations"][0]["text"].strip()
+
+    # Prometheus reaches the service by its Compose name, as deploy/prometheus/prometheus.yml says.
+    (sample,) = stack.query('tongyeok_generated_tokens_total{model="en-de"}')
+    assert sample["metric"]["job"] == "tongyeok"
+    assert sample["metric"]["instance"] == "tongyeok:8000"
+    assert stack.query('up{job="tongyeok"}')[0]["value"][1] == "1"
+    rules = stack.prometheus.request("GET", "/api/v1/rules").body["data"]["groups"]
+    assert rules and all(group["file"] == "/etc/prometheus/alerts.yml" for group in rules)
+
+    stack.compose("down")
+    assert stack.containers() == []
+    network = podman("network", "exists", f"{stack.project}_default", check=False)
+    assert network.returncode == 1, "compose down left the project's network"
