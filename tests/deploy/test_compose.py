@@ -62,7 +62,7 @@ def test_grafana_reads_prometheus_and_the_committed_dashboard() -> None:
     provisioning = grafana["/etc/grafana/provisioning"]
     datasource = yaml.safe_load((provisioning / "datasources" / "prometheus.yaml").read_text())
     assert datasource["datasources"][0]["url"] == "http://prometheus:9090"
-    assert "9090:9090" in compose["services"]["prometheus"]["ports"]
+    assert compose["services"]["prometheus"]["ports"] == ["${PROMETHEUS_HOST_PORT:-9090}:9090"]
     provider = yaml.safe_load((provisioning / "dashboards" / "tongyeok.yaml").read_text())
     dashboards = Path(provider["providers"][0]["options"]["path"])
     assert grafana[str(dashboards)] == DEPLOY / "grafana" / "dashboards"

@@ -42,9 +42,9 @@ class Stack:
         self.project = f"tongyeok-test-{uuid.uuid4().hex[:8]}"
         self.tongyeok = Server(url="", app=None)
         self.prometheus = Server(url="", app=None)
-        ports = {"TONGYEOK_TEST_PORT": free_port(), "PROMETHEUS_TEST_PORT": free_port()}
-        self.tongyeok.url = f"http://127.0.0.1:{ports['TONGYEOK_TEST_PORT']}"
-        self.prometheus.url = f"http://127.0.0.1:{ports['PROMETHEUS_TEST_PORT']}"
+        ports = {"TONGYEOK_HOST_PORT": free_port(), "PROMETHEUS_HOST_PORT": free_port()}
+        self.tongyeok.url = f"http://127.0.0.1:{ports['TONGYEOK_HOST_PORT']}"
+        self.prometheus.url = f"http://127.0.0.1:{ports['PROMETHEUS_HOST_PORT']}"
         self.env = {
             "TONGYEOK_IMAGE": image,
             "PROMETHEUS_IMAGE": prometheus_image,
@@ -63,10 +63,14 @@ class Stack:
             assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         return result
 
-    def containers(self) -> list[str]:
+    def containers(self, *filters: str) -> list[str]:
         label = f"label=io.podman.compose.project={self.project}"
-        listing = podman("ps", "--all", "--filter", label, "--format", "{{.Names}}")
-        return listing.stdout.split()
+        where = [arg for f in (label, *filters) for arg in ("--filter", f)]
+        return podman("ps", "--all", *where, "--format", "{{.Names}}").stdout.split()
+
+    def check_running(self) -> None:
+        exited = self.containers("status=exited")
+        assert not exited, f"{exited} exited:\n{self.logs()}"
 
     def logs(self) -> str:
         return "\n".join(podman("logs", name, check=False).stderr[-2000:]
@@ -79,7 +83,7 @@ class Stack:
                 if self.tongyeok.request("GET", "/readyz").status == 200:
                     return
             except OSError:
-                pass
+                self.check_running()
             time.sleep(0.5)
         raise AssertionError(f"the stack's Tongyeok never became ready:\n{self.logs()}")
 
@@ -92,6 +96,7 @@ class Stack:
             try:
                 body = self.prometheus.request("GET", path).body
             except OSError:
+                self.check_running()
                 body = {}
             result = body.get("data", {}).get("result", [])
             if result and float(result[0]["value"][1]) > 0:

