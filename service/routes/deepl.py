@@ -6,11 +6,14 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.compat import LANGUAGE_NAMES, native_request, pair_for, read_body
+from service.compat import LANGUAGE_NAMES, native_request, pair_for, read_body, text_field
 from service.deps import Authorized, DisconnectDep, RepositoryDep, TranslateDep
 from service.errors import InvalidRequest
 
 router = APIRouter(prefix="/v2", tags=["DeepL"], dependencies=[Authorized])
+
+# No quota here: a limit far above any count, so DeepL's clients never see it reached.
+CHARACTER_LIMIT = 10**12
 
 
 @router.post("/translate")
@@ -23,14 +26,14 @@ async def translate(
     """DeepL v2: ``text`` (list), ``target_lang``, optional ``source_lang``; other DeepL
     options are accepted and ignored."""
     data = await read_body(request)
-    text, target_lang = data.get("text"), data.get("target_lang")
+    text, target_lang = data.get("text"), text_field(data, "target_lang")
     if text is None or not target_lang:
         raise InvalidRequest("'text' and 'target_lang' are required")
     texts = text if isinstance(text, list) else [text]
     if not all(isinstance(t, str) for t in texts):
         raise InvalidRequest("'text' must be a string or a list of strings")
-    target = str(target_lang).split("-")[0].lower()  # EN-US -> en
-    source_lang = data.get("source_lang")
+    target = target_lang.split("-")[0].lower()  # EN-US -> en
+    source_lang = text_field(data, "source_lang")
     source, target = pair_for(repository, source_lang.lower() if source_lang else None, target)
     result = await translate(native_request(texts, source, target), disconnect)
     return {
@@ -64,3 +67,9 @@ async def languages(
         for entry in entries:
             entry["supports_formality"] = False
     return entries
+
+
+@router.get("/usage")
+async def usage(translate: TranslateDep) -> dict[str, int]:
+    """DeepL's usage: characters translated by this process (``get_usage()`` in its clients)."""
+    return {"character_count": translate.characters, "character_limit": CHARACTER_LIMIT}

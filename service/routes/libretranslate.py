@@ -6,14 +6,14 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.compat import LANGUAGE_NAMES, native_request, pair_for, read_body
+from service.compat import LANGUAGE_NAMES, native_request, pair_for, read_body, text_field
 from service.deps import Authorized, DisconnectDep, RepositoryDep, TranslateDep
 from service.errors import InvalidRequest
 
-router = APIRouter(tags=["LibreTranslate"])
+router = APIRouter(tags=["LibreTranslate"], dependencies=[Authorized])
 
 
-@router.post("/translate", dependencies=[Authorized])
+@router.post("/translate")
 async def translate(
     request: Request,
     repository: RepositoryDep,
@@ -22,23 +22,24 @@ async def translate(
 ) -> dict[str, Any]:
     """LibreTranslate: ``q`` (string or list), source, target, format, api_key."""
     data = await read_body(request)
-    q, target = data.get("q"), data.get("target")
+    q, target, source = data.get("q"), text_field(data, "target"), text_field(data, "source")
     if q is None or not target:
         raise InvalidRequest("'q' and 'target' are required")
-    if data.get("format", "text") not in ("text", "html"):
-        raise InvalidRequest(f"format must be 'text' or 'html', got {data.get('format')!r}")
-    if data.get("format") == "html":
+    text_format = text_field(data, "format") or "text"
+    if text_format not in ("text", "html"):
+        raise InvalidRequest(f"format must be 'text' or 'html', got {text_format!r}")
+    if text_format == "html":
         raise InvalidRequest("format 'html' is not supported yet: send plain text")
     texts = q if isinstance(q, list) else [q]
     if not all(isinstance(t, str) for t in texts):
         raise InvalidRequest("'q' must be a string or a list of strings")
-    source, target = pair_for(repository, data.get("source"), target)
+    source, target = pair_for(repository, source, target)
     result = await translate(native_request(texts, source, target), disconnect)
     translated = [t.text for t in result.translations]
     answer: dict[str, Any] = {
         "translatedText": translated if isinstance(q, list) else translated[0]
     }
-    if data.get("source") in (None, "auto"):
+    if data.get("source") in (None, "", "auto"):
         answer["detectedLanguage"] = {"language": source, "confidence": 100.0}
     return answer
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.deps import ServicesDep
+from service.deps import MetricsAuthorized, ServicesDep
 
 router = APIRouter(tags=["operations"])
 
@@ -24,7 +24,7 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 
-@router.get("/metrics")
+@router.get("/metrics", dependencies=[MetricsAuthorized])
 async def metrics(services: ServicesDep) -> Response:
     """Every metric, in Prometheus' text format."""
     return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
