@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from contract.options import DEFAULT_BEAM_SIZE
@@ -79,3 +81,31 @@ class TranslateResponse(BaseModel):
     translations: list[Translation]
     model: str
     timings: dict[str, float]
+
+
+class ErrorBody(BaseModel):
+    """Every error's body (DeepL's routes add ``message``, which its clients read)."""
+
+    error: str
+    error_type: str
+    message: str | None = None
+
+
+# Declared on every router, so the OpenAPI schema tells clients (and schemathesis) the truth.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in {
+        400: "unsupported language pair, or a body that cannot be parsed",
+        401: "missing API key",
+        403: "wrong API key",
+        404: "no such route",
+        405: "method not allowed on this route",
+        408: "body not received within body_timeout",
+        413: "body too large, or more sentences than the queue can ever hold",
+        422: "invalid request: the message names the field and its limit",
+        429: "queue full: retry after Retry-After seconds",
+        500: "a bug: logged with the request's x-request-id",
+        503: "shutting down",
+        504: "no answer within request_timeout",
+    }.items()
+}

@@ -9,8 +9,11 @@ from fastapi import APIRouter, Request
 from service.compat import LANGUAGE_NAMES, native_request, pair_for, read_body, text_field
 from service.deps import Authorized, DisconnectDep, RepositoryDep, TranslateDep
 from service.errors import InvalidRequest
+from service.schemas import ERROR_RESPONSES
 
-router = APIRouter(prefix="/v2", tags=["DeepL"], dependencies=[Authorized])
+router = APIRouter(
+    prefix="/v2", tags=["DeepL"], dependencies=[Authorized], responses=ERROR_RESPONSES
+)
 
 # No quota here: a limit far above any count, so DeepL's clients never see it reached.
 CHARACTER_LIMIT = 10**12

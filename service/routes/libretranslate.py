@@ -9,8 +9,9 @@ from fastapi import APIRouter, Request
 from service.compat import LANGUAGE_NAMES, native_request, pair_for, read_body, text_field
 from service.deps import Authorized, DisconnectDep, RepositoryDep, TranslateDep
 from service.errors import InvalidRequest
+from service.schemas import ERROR_RESPONSES
 
-router = APIRouter(tags=["LibreTranslate"], dependencies=[Authorized])
+router = APIRouter(tags=["LibreTranslate"], dependencies=[Authorized], responses=ERROR_RESPONSES)
 
 
 @router.post("/translate")

@@ -7,9 +7,11 @@ from typing import Any
 from fastapi import APIRouter
 
 from service.deps import Authorized, DisconnectDep, RepositoryDep, SettingsDep, TranslateDep
-from service.schemas import TranslateRequest, TranslateResponse
+from service.schemas import ERROR_RESPONSES, TranslateRequest, TranslateResponse
 
-router = APIRouter(prefix="/v1", tags=["native"], dependencies=[Authorized])
+router = APIRouter(
+    prefix="/v1", tags=["native"], dependencies=[Authorized], responses=ERROR_RESPONSES
+)
 
 
 @router.post("/translate", response_model=TranslateResponse)
