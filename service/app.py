@@ -18,7 +18,7 @@ from service.deps import Services
 from service.metrics import Metrics
 from service.models import ModelRepository
 from service.observe import ObserveMiddleware
-from service.routes import deepl, docs, libretranslate, native, ops
+from service.routes import deepl, docs, files, libretranslate, native, ops, page
 from service.settings import Settings
 from service.usecase import TranslateUseCase
 
@@ -63,6 +63,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> FastAPI:
         body_timeout=settings.body_timeout,
     )
     handlers.install(app, metrics)
-    for router in (native.router, libretranslate.router, deepl.router, ops.router, docs.router):
-        app.include_router(router)
+    routers = (native, libretranslate, files, deepl, ops, docs, page)
+    for module in routers:
+        app.include_router(module.router)
+    page.mount_static(app)
     return app

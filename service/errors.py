@@ -62,6 +62,12 @@ class Forbidden(ServiceError):
     status, error_type = 403, "forbidden"
 
 
+class NotSupported(ServiceError):
+    """A route clients call that this server cannot answer yet (language detection)."""
+
+    status, error_type = 501, "not_implemented"
+
+
 class QueueFull(ServiceError):
     status, error_type = 429, "queue_full"
 

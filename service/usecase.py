@@ -35,12 +35,6 @@ OFF_LOOP_CHARS = 2000
 Disconnect = Callable[[], Awaitable[None]]
 
 
-def finish_reason(model: LoadedModel, hypothesis: Hypothesis) -> str:
-    """eos | length — the one place that reads it until the scheduler puts it on its results."""
-    tokens = hypothesis.tokens
-    return "eos" if tokens and tokens[-1] == model.engine.config.eos_id else "length"
-
-
 def joined(segmented: Segmented, parts: list[Translation]) -> Translation:
     """One text's translation from its sentences', with the text's own spacing."""
     if not parts:
@@ -137,7 +131,7 @@ class TranslateUseCase:
                 text=model.tokenizer.decode(best.tokens),
                 score=best.score,
                 tokens=len(best.tokens),
-                finish_reason=finish_reason(model, best),
+                finish_reason=best.finish_reason,
                 alternatives=[model.tokenizer.decode(h.tokens) for h in hyps[1:]],
             )
             self.cache.put((model.name, options, work.segmented[i].sentences[j]), done[i, j])

@@ -6,9 +6,16 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.compat import LANGUAGE_NAMES, native_request, pair_for, read_body, text_field
+from service.compat import (
+    LANGUAGE_NAMES,
+    pair_for,
+    read_body,
+    text_field,
+    translate_plain_or_markup,
+)
 from service.deps import Authorized, DisconnectDep, RepositoryDep, TranslateDep
 from service.errors import InvalidRequest
+from service.markup import TagOptions
 from service.schemas import ERROR_RESPONSES
 
 router = APIRouter(
@@ -26,8 +33,9 @@ async def translate(
     translate: TranslateDep,
     disconnect: DisconnectDep,
 ) -> dict[str, Any]:
-    """DeepL v2: ``text`` (list), ``target_lang``, optional ``source_lang``; other DeepL
-    options are accepted and ignored."""
+    """DeepL v2: ``text`` (list), ``target_lang``, optional ``source_lang``, ``tag_handling``
+    (html or xml) with ``ignore_tags``, ``splitting_tags``, ``non_splitting_tags`` and
+    ``outline_detection``; other DeepL options are accepted and ignored."""
     data = await read_body(request)
     text, target_lang = data.get("text"), text_field(data, "target_lang")
     if text is None or not target_lang:
@@ -38,15 +46,24 @@ async def translate(
     target = target_lang.split("-")[0].lower()  # EN-US -> en
     source_lang = text_field(data, "source_lang")
     source, target = pair_for(repository, source_lang.lower() if source_lang else None, target)
-    result = await translate(native_request(texts, source, target), disconnect)
+    tags = None
+    if data.get("tag_handling"):
+        tags = TagOptions.parse(
+            str(data["tag_handling"]),
+            data.get("ignore_tags"),
+            data.get("non_splitting_tags"),
+            data.get("splitting_tags"),
+            data.get("outline_detection"),
+        )
+    translated = await translate_plain_or_markup(translate, disconnect, texts, source, target, tags)
     return {
         "translations": [
             {
                 "detected_source_language": source.upper(),
-                "text": t.text,
+                "text": text,
                 "billed_characters": len(original),
             }
-            for t, original in zip(result.translations, texts, strict=True)
+            for text, original in zip(translated, texts, strict=True)
         ]
     }
 

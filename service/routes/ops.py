@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from service.deps import MetricsAuthorized, ServicesDep
+from service.deps import MetricsAuthorized, RepositoryDep, ServicesDep
 from service.schemas import ERROR_RESPONSES
 
 router = APIRouter(tags=["operations"], responses=ERROR_RESPONSES)
@@ -22,8 +22,11 @@ class Ready(BaseModel):
 
 
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
-async def healthz() -> JSONResponse:
-    """Liveness: the process answers."""
+async def healthz(repository: RepositoryDep) -> JSONResponse:
+    """Liveness: the process answers and every model's scheduler thread runs (a dead one would
+    answer nobody again: Kubernetes should restart the pod)."""
+    if not repository.healthy:
+        return JSONResponse({"status": "a scheduler thread has stopped"}, status_code=503)
     return JSONResponse({"status": "ok"})
 
 

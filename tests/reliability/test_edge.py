@@ -135,3 +135,13 @@ def test_liveness_stays_fast_during_a_large_request(server: Server) -> None:
     # which is found only after splitting and tokenizing all of it.
     assert replies[0].status == 422 and "per sentence" in replies[0].body["error"]
     assert slowest < 1.0, f"/healthz took {slowest:.2f} s during the large request"
+
+
+def test_liveness_fails_when_a_scheduler_thread_is_dead(toy_repository: Path) -> None:
+    """/healthz stayed 200 with the scheduler thread gone, so Kubernetes never restarted the pod."""
+    with running_server(toy_repository) as server:
+        assert server.request("GET", "/healthz").status == 200
+        for model in server.app.state.repository.models.values():
+            model.scheduler.stop(30)  # the loop thread ends: nobody would be answered
+        reply = server.request("GET", "/healthz")
+        assert reply.status == 503 and "scheduler" in reply.body["status"]
