@@ -117,9 +117,8 @@ def test_errors_are_explained(page, keyed_server: Server, artifacts: Path) -> No
     page.fill("#api-key", "wrong")
     with page.expect_response("**/v1/models") as answer:
         page.dispatch_event("#api-key", "change")
-    assert (
-        answer.value.status == 403
-    )  # a wrong key: 403, as DeepL's and LibreTranslate's clients expect
+    # a wrong key: 403, as DeepL's and LibreTranslate's clients expect
+    assert answer.value.status == 403
     page.wait_for_function("document.querySelector('#message').textContent.includes('valid API')")
     page.screenshot(path=str(artifacts / "page-key-error.png"), full_page=True)
     page.fill("#api-key", "s3cret")
