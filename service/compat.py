@@ -35,15 +35,28 @@ async def read_body(request: Request) -> dict[str, Any]:
     """JSON object or form fields (repeated form fields become lists)."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
+        if not await request.body():
+            return {}
         try:
             data = await request.json()
-        except ValueError:
-            raise InvalidRequest("body is not valid JSON") from None
+        except (ValueError, RecursionError):  # UnicodeDecodeError and deep nesting included
+            raise InvalidRequest(
+                "body is not valid JSON (UTF-8, nested at most ~900 deep)"
+            ) from None
         if not isinstance(data, dict):
             raise InvalidRequest("body must be a JSON object")
         return data
     form = await request.form()
     return {k: (vs if len(vs := form.getlist(k)) > 1 else vs[0]) for k in form}
+
+
+def text_field(data: dict[str, Any], name: str) -> str | None:
+    """The string field ``name`` of a body, None if absent; a number, list or object is a 422
+    (DeepL's ``source_lang`` given twice in a form arrives as a list)."""
+    value = data.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    raise InvalidRequest(f"'{name}' must be a single string, got {type(value).__name__}")
 
 
 def pair_for(repository: ModelRepository, source: str | None, target: str) -> tuple[str, str]:

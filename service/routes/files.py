@@ -14,8 +14,9 @@ from service.compat import batched, pair_for, read_body
 from service.deps import Authorized, DisconnectDep, RepositoryDep, SettingsDep, TranslateDep
 from service.errors import InvalidRequest, NotFound, PayloadTooLarge
 from service.markup import TagOptions, translate_markup
+from service.schemas import ERROR_RESPONSES
 
-router = APIRouter(tags=["LibreTranslate"])
+router = APIRouter(tags=["LibreTranslate"], responses=ERROR_RESPONSES)
 
 KEPT_FILES = 32  # translated files waiting to be downloaded; the oldest goes first
 MEDIA_TYPES = {".txt": "text/plain; charset=utf-8", ".html": "text/html; charset=utf-8"}

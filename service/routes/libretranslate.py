@@ -7,12 +7,21 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.compat import LANGUAGE_NAMES, pair_for, read_body, translate_plain_or_markup
+from service.compat import (
+    LANGUAGE_NAMES,
+    pair_for,
+    read_body,
+    text_field,
+    translate_plain_or_markup,
+)
 from service.deps import Authorized, DisconnectDep, RepositoryDep, SettingsDep, TranslateDep
 from service.errors import InvalidRequest, NotSupported
 from service.markup import TagOptions
+from service.schemas import ERROR_RESPONSES, ErrorBody
 
-router = APIRouter(tags=["LibreTranslate"])
+# Every route needs the key (when keys are set) but /frontend/settings, which the page reads
+# to learn whether to ask for one.
+router = APIRouter(tags=["LibreTranslate"], responses=ERROR_RESPONSES)
 
 
 @router.post("/translate", dependencies=[Authorized])
@@ -24,26 +33,27 @@ async def translate(
 ) -> dict[str, Any]:
     """LibreTranslate: ``q`` (string or list), source, target, format, api_key."""
     data = await read_body(request)
-    q, target = data.get("q"), data.get("target")
+    q, target, source = data.get("q"), text_field(data, "target"), text_field(data, "source")
     if q is None or not target:
         raise InvalidRequest("'q' and 'target' are required")
-    if data.get("format", "text") not in ("text", "html"):
-        raise InvalidRequest(f"format must be 'text' or 'html', got {data.get('format')!r}")
-    tags = TagOptions(mode="html") if data.get("format") == "html" else None
+    text_format = text_field(data, "format") or "text"
+    if text_format not in ("text", "html"):
+        raise InvalidRequest(f"format must be 'text' or 'html', got {text_format!r}")
+    tags = TagOptions(mode="html") if text_format == "html" else None
     texts = q if isinstance(q, list) else [q]
     if not all(isinstance(t, str) for t in texts):
         raise InvalidRequest("'q' must be a string or a list of strings")
-    source, target = pair_for(repository, data.get("source"), target)
+    source, target = pair_for(repository, source, target)
     translated = await translate_plain_or_markup(translate, disconnect, texts, source, target, tags)
     answer: dict[str, Any] = {
         "translatedText": translated if isinstance(q, list) else translated[0]
     }
-    if data.get("source") in (None, "auto"):
+    if data.get("source") in (None, "", "auto"):
         answer["detectedLanguage"] = {"language": source, "confidence": 100.0}
     return answer
 
 
-@router.get("/languages")
+@router.get("/languages", dependencies=[Authorized])
 async def languages(repository: RepositoryDep) -> list[dict[str, Any]]:
     """Every source language with the targets it translates to."""
     sources = sorted({s for s, _ in repository.models})
@@ -57,7 +67,11 @@ async def languages(repository: RepositoryDep) -> list[dict[str, Any]]:
     ]
 
 
-@router.post("/detect", dependencies=[Authorized])
+@router.post(
+    "/detect",
+    dependencies=[Authorized],
+    responses={501: {"model": ErrorBody, "description": "no language detector yet"}},
+)
 async def detect() -> dict[str, Any]:
     """Language detection: not available until a detector ships; a clear 501, not a guess."""
     raise NotSupported(

@@ -57,7 +57,7 @@ async function loadModels() {
     body = await getJSON("/v1/models");
   } catch (failure) {
     showMessage(failure instanceof Response ? await describeFailure(failure) : "Cannot reach the server.");
-    return;
+    return false;
   }
   state.pairs.clear();
   for (const m of body.models) {
@@ -66,7 +66,7 @@ async function loadModels() {
     state.limit = Math.min(state.limit, m.max_text_chars || state.limit);
     state.maxTexts = Math.min(state.maxTexts, m.max_texts || state.maxTexts);
   }
-  if (!state.pairs.size) { showMessage("This server has no model loaded."); return; }
+  if (!state.pairs.size) { showMessage("This server has no model loaded."); return false; }
   showMessage("");
   const source = $("source");
   const previous = source.value;
@@ -74,6 +74,7 @@ async function loadModels() {
   if (state.pairs.has(previous)) source.value = previous;
   fillTargets();
   updateCount();
+  return true;
 }
 
 function languageName(code) {
@@ -209,7 +210,9 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("target").addEventListener("change", () => { updateSwap(); schedule(0); });
   $("swap").addEventListener("click", swap);
   $("copy").addEventListener("click", copy);
-  $("api-key").addEventListener("change", async () => { await loadModels(); schedule(0); });
+  // With keys set the models need the key too: translate only once they loaded (else the
+  // message saying why stays).
+  $("api-key").addEventListener("change", async () => { if (await loadModels()) schedule(0); });
   $("translator").addEventListener("submit", (e) => { e.preventDefault(); schedule(0); });
   await loadSettings();
   await loadModels();

@@ -108,23 +108,24 @@ def answer_with(status: int):
 
 
 def test_errors_are_explained(page, keyed_server: Server, artifacts: Path) -> None:
-    page.goto(keyed_server.url + "/")
-    page.wait_for_function("document.querySelectorAll('#target option').length == 1")
+    with page.expect_response("**/v1/models") as answer:
+        page.goto(keyed_server.url + "/")
+    assert answer.value.status == 401  # /v1/models needs the key too: no languages without it
     page.wait_for_selector("#key-row:not([hidden])")  # /frontend/settings: keys are on
-    with page.expect_response("**/v1/translate") as answer:
-        page.fill("#input", "red dog")
-    assert answer.value.status == 401
     page.wait_for_function("document.querySelector('#message').textContent.includes('valid API')")
+    page.fill("#input", "red dog")
     page.fill("#api-key", "wrong")
-    with page.expect_response("**/v1/translate") as answer:
+    with page.expect_response("**/v1/models") as answer:
         page.dispatch_event("#api-key", "change")
-    assert answer.value.status == 401
+    # a wrong key: 403, as DeepL's and LibreTranslate's clients expect
+    assert answer.value.status == 403
     page.wait_for_function("document.querySelector('#message').textContent.includes('valid API')")
     page.screenshot(path=str(artifacts / "page-key-error.png"), full_page=True)
     page.fill("#api-key", "s3cret")
     with page.expect_response("**/v1/translate") as answer:
         page.dispatch_event("#api-key", "change")
     assert answer.value.status == 200
+    assert page.eval_on_selector_all("#target option", "options => options.length") == 1
     page.wait_for_function("document.querySelectorAll('#output p').length == 1")
     assert page.inner_text("#message") == ""
     # a busy server (429 with Retry-After) and a failing one (500) read as such
