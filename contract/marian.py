@@ -6,7 +6,9 @@ maps pieces to the ids the model was trained with; a piece the map lacks is ``<u
 side follows ``MarianTokenizer`` step by step (tests hold the ids identical on mixed text, Korean
 included):
 
-- a text that starts with ``>>`` and contains ``<<`` keeps everything up to that ``<<`` as one
+- the text is first split around the special pieces ``</s>``, ``<unk>``, ``<pad>`` written in it
+  (each becomes its own id, as Transformers' added tokens do);
+- a segment that starts with ``>>`` and contains ``<<`` keeps everything up to that ``<<`` as one
   piece (a language token such as ``>>kor<<``) and hands the rest to SentencePiece;
 - the source SentencePiece model cuts the rest into pieces; EOS is appended.
 
@@ -18,6 +20,7 @@ and strips the ends.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +28,7 @@ import sentencepiece as spm
 
 PAD_PIECE, UNK_PIECE, EOS_PIECE = "<pad>", "<unk>", "</s>"
 SPIECE_UNDERLINE = "\u2581"
+SPECIAL_SPLIT = re.compile("(</s>|<unk>|<pad>)")
 
 
 def language_token(piece: str) -> bool:
@@ -90,7 +94,17 @@ class MarianTokenizer:
         return sorted((p for p in self.encoder if language_token(p)), key=self.encoder.__getitem__)
 
     def pieces(self, text: str) -> list[str]:
-        """Pieces of ``text``: a leading ``>>...<<`` kept whole, the rest cut by SentencePiece."""
+        """Pieces of ``text``: special pieces and a leading ``>>...<<`` kept whole, the rest cut
+        by SentencePiece."""
+        out: list[str] = []
+        for segment in SPECIAL_SPLIT.split(text):
+            if segment in (PAD_PIECE, UNK_PIECE, EOS_PIECE):
+                out.append(segment)
+            elif segment:
+                out += self.segment_pieces(segment)
+        return out
+
+    def segment_pieces(self, text: str) -> list[str]:
         code: list[str] = []
         if text.startswith(">>") and (end := text.find("<<")) != -1:
             code, text = [text[: end + 2]], text[end + 2 :]

@@ -90,7 +90,7 @@ def step_parity(
         finite = np.isfinite(reference)
         if not np.array_equal(finite, np.isfinite(onnx_dense)):
             raise ParityError("decoder log-probabilities (suppressed tokens)", float("inf"), 0.0)
-        worst = max(worst, float(np.abs(onnx_dense - reference)[finite].max()))
+        worst = max(worst, float(np.abs(onnx_dense[finite] - reference[finite]).max()))
         agree += int((out.ids[:, 0] == reference.argmax(axis=1)).sum())
         past = out.cache
     report = ParityReport(steps, worst, agree / (steps * batch))
