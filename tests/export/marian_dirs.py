@@ -106,6 +106,9 @@ class Variant:
     ffn: int = 32
     layers: int = 2
     max_positions: int = 128
+    # Added to EOS's final_logits_bias: tuned so that the random model ends some outputs early
+    # and runs others to the length limit (both paths of the searches are compared).
+    eos_boost: float = 4.0
     extra_config: dict[str, Any] = field(default_factory=dict)
 
 
@@ -122,6 +125,7 @@ EN_MUL = Variant(
     eos_first=False,
     language_tokens=(">>kor<<", ">>deu<<", ">>jpn<<"),
     safetensors=False,
+    eos_boost=7.0,
 )
 # gelu, unscaled embeddings, an untied output projection.
 EN_DE_GELU = Variant(
@@ -177,14 +181,13 @@ def build_marian_dir(variant: Variant, out: Path, seed: int = 0) -> Path:
         bad_words_ids=[[pad]],
         num_beams=4,
         max_length=variant.max_positions,
-        init_std=0.3,
-        **variant.extra_config,
+        **{"init_std": 0.5, **variant.extra_config},
     )
     torch.manual_seed(seed)
     model = MarianMTModel(config).eval()
     with torch.no_grad():  # a real final_logits_bias, EOS favoured so that outputs end early
         bias = torch.randn(model.final_logits_bias.shape) * 0.5
-        bias[0, eos] += 4.0
+        bias[0, eos] += variant.eos_boost
         model.final_logits_bias.copy_(bias)
     model.save_pretrained(str(out))
     if not variant.safetensors:  # the older format some hub models still have
