@@ -142,9 +142,10 @@ class ModelRepository:
         scheduler.start()
         seconds = time.perf_counter() - started
         self.metrics.model_load.labels(config.name).set(seconds)
+        several = len(config.pairs) > 1  # each pair its own name: caches are keyed by it
         return [
             LoadedModel(
-                config.name,
+                f"{config.name}:{source}-{target}" if several else config.name,
                 source,
                 target,
                 tokenizers[target],
