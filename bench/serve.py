@@ -121,8 +121,14 @@ def start_server(repository: Path, policy: str, threads: int, port: int) -> subp
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    return wait_ready(proc, port, "tongyeok serve")
+
+
+def wait_ready(proc: subprocess.Popen, port: int, name: str) -> subprocess.Popen:
+    """``proc`` once its /readyz on ``port`` answers 200 (killed, and an error, if it never does
+    within two minutes or exits first)."""
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
             conn.request("GET", "/readyz")
@@ -131,7 +137,7 @@ def start_server(repository: Path, policy: str, threads: int, port: int) -> subp
         except OSError:
             time.sleep(0.2)
     proc.kill()
-    raise RuntimeError("server did not become ready")
+    raise RuntimeError(f"{name} did not become ready on port {port}")
 
 
 def rows_per_step(port: int) -> tuple[float, float]:
@@ -376,101 +382,6 @@ def markdown(
 
 
 # -- capacity: the highest Poisson arrival rate whose tail latency stays within a bound -----------
-
-
-@dataclass(frozen=True)
-class Trial:
-    rate: float  # offered, requests/s
-    duration: float
-    samples: list[Sample]
-
-    @property
-    def completed(self) -> float:
-        return sum(s.ok for s in self.samples) / self.duration
-
-    @property
-    def failures(self) -> int:
-        return sum(not s.ok for s in self.samples)
-
-    def percentile(self, q: float) -> float:
-        # A failed request counts as infinitely slow: it never met the bound.
-        return nearest_rank(
-            [s.seconds if s.ok else float("inf") for s in self.samples], q, float("inf")
-        )
-
-
-def capacity(
-    port: int,
-    sentences: Sequence[str],
-    bound: float = 0.250,
-    quantile: float = 0.97,
-    seconds: float = 30.0,
-    start_rate: float = 25.0,
-    refine: int = 4,
-    beam: int = 1,
-    pair: tuple[str, str] = ("en", "de"),
-    host: str = "127.0.0.1",
-    max_rate: float = 100_000.0,
-    log: Callable[[str], None] = print,
-) -> tuple[float, list[Trial]]:
-    """MLPerf's server scenario: one sentence per request, Poisson arrivals. Double the rate until
-    the ``quantile`` latency passes ``bound``, then bisect ``refine`` times between the last rate
-    that met it and the first that did not. Returns the best rate that met it, and every trial."""
-    trials: list[Trial] = []
-
-    def meets(rate: float) -> bool:
-        samples, duration = loadgen(
-            port, sentences, seconds, beam, pair, "--mode", "open", "--rate", str(rate),
-            "--host", host, "--seed", str(len(trials)),
-        )  # fmt: skip
-        trial = Trial(rate, duration, samples)
-        trials.append(trial)
-        ok = trial.percentile(quantile) <= bound
-        log(
-            f"{rate:7.1f} req/s offered: {trial.completed:7.1f} done/s, "
-            f"p{quantile * 100:g} {trial.percentile(quantile) * 1000:7.1f} ms, "
-            f"{trial.failures} failed -> {'meets' if ok else 'misses'} the bound"
-        )
-        return ok
-
-    good, bad = 0.0, start_rate
-    while meets(bad):
-        good, bad = bad, bad * 2
-        if bad > max_rate:
-            return good, trials
-    for _ in range(refine):
-        middle = (good + bad) / 2
-        if meets(middle):
-            good = middle
-        else:
-            bad = middle
-    return good, trials
-
-
-def capacity_markdown(
-    best: float, trials: list[Trial], bound: float, quantile: float, machine: str, setup: str
-) -> str:
-    q = f"p{quantile * 100:g}"
-    lines = [
-        f"Capacity: the highest Poisson arrival rate at which {q} latency stays <= "
-        f"{bound * 1000:.0f} ms (MLPerf's server scenario; one sentence per request; latency "
-        "from the scheduled arrival, so queueing counts).",
-        "",
-        f"Machine: {machine}. {setup}",
-        "",
-        f"**Result: {best:.1f} requests/s** with {q} <= {bound * 1000:.0f} ms.",
-        "",
-        f"| offered req/s | done/s | p50 ms | p90 ms | {q} ms | p99 ms | failed | meets |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
-    ]
-    for t in sorted(trials, key=lambda t: t.rate):
-        lines.append(
-            f"| {t.rate:.1f} | {t.completed:.1f} | {t.percentile(0.5) * 1000:.0f} | "
-            f"{t.percentile(0.9) * 1000:.0f} | {t.percentile(quantile) * 1000:.0f} | "
-            f"{t.percentile(0.99) * 1000:.0f} | {t.failures} | "
-            f"{'yes' if t.percentile(quantile) <= bound else 'no'} |"
-        )
-    return "\n".join(lines)
 
 
 def machine_description() -> str:

@@ -5,7 +5,9 @@ Torch-free, so that the service can import it.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
+from typing import Literal
 
 # The one default beam: the API, the CLI, the engine and the PyTorch reference all read it here.
 DEFAULT_BEAM_SIZE = 4
@@ -37,9 +39,28 @@ class SearchOptions:
         return max(1, min(int(self.max_length_a * source_tokens + self.max_length_b), cap))
 
 
+# Why a hypothesis ended: it chose EOS, or its length budget ran out (the API reports it).
+FinishReason = Literal["eos", "length"]
+
+
 @dataclass(frozen=True)
 class Hypothesis:
-    """One output sentence as token ids, with its score."""
+    """One output sentence as token ids, with its score and why it ended."""
 
     tokens: list[int]  # generated ids, ending with EOS unless the length limit cut it
     score: float  # log-probability / length ** length_penalty
+    finish_reason: FinishReason  # decided where the search ends it, read by everyone else
+
+
+@dataclass(frozen=True)
+class SequenceResult:
+    """One finished sentence of a decoding engine: its n-best, or why it failed (the other
+    sentences of the batch carry on: one sentence's failure is its own request's)."""
+
+    seq_id: Hashable
+    hypotheses: list[Hypothesis]  # nbest, best first; empty when ``error`` is set
+    error: str | None = None
+
+    @property
+    def best(self) -> Hypothesis:
+        return self.hypotheses[0]

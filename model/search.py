@@ -69,7 +69,7 @@ def search(model: Transformer, src: Tensor, options: SearchOptions) -> list[list
                 if is_eos[row, j] and top_scores[row, j] > float("-inf"):
                     prefix = history[row * k + beam_index[row, j]].tolist()
                     finished[row].append(
-                        Hypothesis(prefix + [cfg.eos_id], float(top_scores[row, j]) / norm)
+                        Hypothesis(prefix + [cfg.eos_id], float(top_scores[row, j]) / norm, "eos")
                     )
         open_scores = top_scores.masked_fill(is_eos, float("-inf"))
         scores, pick = open_scores.topk(k, dim=1)
@@ -87,7 +87,11 @@ def search(model: Transformer, src: Tensor, options: SearchOptions) -> list[list
                 for j in range(k):
                     if scores[row, j] > float("-inf"):
                         finished[row].append(
-                            Hypothesis(history[row * k + j].tolist(), float(scores[row, j]) / norm)
+                            Hypothesis(
+                                history[row * k + j].tolist(),
+                                float(scores[row, j]) / norm,
+                                "length",
+                            )
                         )
                 done[row] = True
             elif len(finished[row]) >= k:

@@ -16,7 +16,7 @@ from pathlib import Path
 from contract.options import SearchOptions
 from contract.package import MANIFEST, PackageError, load_package_config
 from contract.tokenizers import TextTokenizer, for_target, load_tokenizer
-from service.engine import Engine
+from service.engine import Engine, check_source
 from service.errors import UnsupportedPair
 from service.metrics import Metrics
 from service.runtime import PackageRuntime, RuntimeOptions
@@ -43,6 +43,10 @@ class LoadedModel:
     scheduler: Scheduler
     max_source_tokens: int
     load_seconds: float
+
+    def check_source(self, src_ids: list[int]) -> None:
+        """Raises ``SourceTooLong`` (a ValueError) for a sentence longer than the model takes."""
+        check_source(src_ids, self.max_source_tokens)
 
 
 def cuda_driver_present() -> bool:
@@ -74,6 +78,27 @@ def runtime_options(settings: Settings) -> RuntimeOptions:
     )
 
 
+def check_repository(root: Path) -> None:
+    """Refuse at once, with one line that says what to do, a repository that cannot serve:
+    missing, unreadable, or holding no package."""
+    if not root.is_dir():
+        raise PackageError(f"model repository {root} is not a directory")
+    try:
+        if not os.access(root, os.R_OK | os.X_OK):
+            raise PermissionError
+        packages = [d for d in root.iterdir() if d.is_dir() and (d / MANIFEST).exists()]
+    except PermissionError:
+        raise PackageError(
+            f"model repository {root} is not readable by uid {os.getuid()}: "
+            "make it readable (a mounted volume keeps its owner and mode)"
+        ) from None
+    if not packages:
+        raise PackageError(
+            f"model repository {root} holds no model package (a directory with {MANIFEST}): "
+            f"build one with `tongyeok export --out {root}/en-de`"
+        )
+
+
 class ModelRepository:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings, self.metrics = settings, metrics
@@ -82,13 +107,7 @@ class ModelRepository:
 
     def load(self) -> None:
         root = self.settings.model_repository
-        if not root.is_dir():
-            raise PackageError(f"model repository {root} is not a directory")
-        if not os.access(root, os.R_OK | os.X_OK):
-            raise PackageError(
-                f"model repository {root} is not readable by uid {os.getuid()}: "
-                "make it readable (a mounted volume keeps its owner and mode)"
-            )
+        check_repository(root)
         for directory in sorted(p for p in root.iterdir() if p.is_dir()):
             if not (directory / MANIFEST).exists():
                 continue
@@ -165,10 +184,25 @@ class ModelRepository:
         return model
 
     @property
+    def healthy(self) -> bool:
+        """Every model's scheduler loop is running (liveness: a dead loop answers nobody)."""
+        return all(m.scheduler.alive for m in self.models.values())
+
+    @property
     def idle(self) -> bool:
         return all(m.scheduler.idle for m in self.models.values())
 
+    def drain(self, deadline: float) -> None:
+        """Refuse new work; what is unfinished at ``deadline`` (monotonic) gets 503."""
+        for scheduler in self.schedulers():
+            scheduler.drain(deadline)
+
     def stop(self, timeout: float | None = None) -> None:
-        schedulers = {id(m.scheduler): m.scheduler for m in self.models.values()}
-        for scheduler in schedulers.values():  # once each, though several pairs share one
+        """Answer or refuse what is left within ``timeout``, then join every scheduler thread
+        (ONNX Runtime still running in a thread at exit aborts the process)."""
+        for scheduler in self.schedulers():
             scheduler.stop(timeout)
+
+    def schedulers(self) -> list[Scheduler]:
+        """Each scheduler once, though several pairs of one package share it."""
+        return list({id(m.scheduler): m.scheduler for m in self.models.values()}.values())

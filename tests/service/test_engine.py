@@ -37,9 +37,12 @@ def test_engine_equals_reference_search(toy, beam: int) -> None:
     engine = Engine(runtime)
     got = engine.run(src, options, max_batch=7)  # 30 sentences through 7 slots: many joins
     want = translate_ids(model, src, options)
+    eos = runtime.config.eos_id
     for g, w in zip(got, want, strict=True):
         assert [h.tokens for h in g] == [h.tokens for h in w]
         assert [h.score for h in g] == pytest.approx([h.score for h in w], abs=1e-4)
+        assert [h.finish_reason for h in g] == [h.finish_reason for h in w]
+        assert all((h.finish_reason == "eos") == (h.tokens[-1] == eos) for h in g)
     assert len(engine) == 0 and engine.rows == 0  # everything finished and was compacted away
 
 
@@ -68,6 +71,7 @@ def test_forced_lengths_match_the_reference(toy, beam: int) -> None:
     got = Engine(runtime).run(src, options)
     want = translate_ids(model, src, options)
     assert [len(h[0].tokens) for h in got] == [12] * 6
+    assert {h[0].finish_reason for h in got} == {"length"}  # cut by the budget, no EOS
     assert [h[0].tokens for h in got] == [h[0].tokens for h in want]
 
 
