@@ -3,12 +3,17 @@
 A package is a directory::
 
     config.json     architecture, special ids, languages, limits, graph IO names/axes, precision,
-                    versions of the tools that made it
+                    tokenizer kind and files, versions of the tools that made it
     encoder.onnx    source ids -> encoder states + cross keys/values of every decoder layer
     decoder.onnx    one step for a batch -> top-k log-probs + grown self-attention cache
-    tokenizer.model the SentencePiece vocabulary
+    tokenizer files ours: tokenizer.model (one joint SentencePiece vocabulary, ids = pieces);
+                    an imported Marian model: source.spm, target.spm, vocab.json (pieces -> ids)
+                    and, with separate vocabularies, target_vocab.json
     manifest.json   SHA-256 and size of every other file, checked on load
 
+Format 2 added the tokenizer entry, the target vocabulary size and the languages (every source and
+target, and the ``>>xxx<<`` token that selects each target of a multilingual model); format 1
+packages (ours, one pair, tokenizer.model) still load, read as their format-2 equivalent.
 Loading verifies every hash, so a partial copy or a swapped file is refused with the file's name.
 """
 
@@ -16,11 +21,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 CONFIG, MANIFEST = "config.json", "manifest.json"
 ENCODER, DECODER, TOKENIZER = "encoder.onnx", "decoder.onnx", "tokenizer.model"
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -68,7 +74,7 @@ def verify_manifest(directory: Path) -> None:
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
         raise PackageError(f"{directory / MANIFEST}: no 'files' listed")
-    for required in (CONFIG, ENCODER, DECODER, TOKENIZER):
+    for required in (CONFIG, ENCODER, DECODER):
         if required not in files:
             raise PackageError(f"{directory / MANIFEST}: does not list {required}")
     for name, entry in files.items():
@@ -89,13 +95,13 @@ class PackageConfig:
 
     directory: Path
     name: str
-    source_lang: str
-    target_lang: str
+    source_lang: str  # the first of source_langs
+    target_lang: str  # the first of target_langs
     precision: str
     pad_id: int
     eos_id: int
     decoder_start_id: int
-    vocab_size: int
+    vocab_size: int  # of the output (target) vocabulary: what the decoder's top-k ranges over
     decoder_layers: int
     n_heads: int
     head_dim: int
@@ -104,6 +110,17 @@ class PackageConfig:
     encoder_io: dict[str, Any]
     decoder_io: dict[str, Any]
     raw: dict[str, Any]
+    source_langs: tuple[str, ...] = ()
+    target_langs: tuple[str, ...] = ()
+    # target -> the ">>xxx<<" piece put in front of the source to select it (multilingual models)
+    target_tokens: dict[str, str] = field(default_factory=dict)
+    # {"kind": "sentencepiece", "model": FILE} or {"kind": "marian", "source_spm": ..., ...}
+    tokenizer: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        """Every (source, target) this package translates."""
+        return [(s, t) for s in self.source_langs for t in self.target_langs]
 
     @property
     def encoder_path(self) -> Path:
@@ -115,7 +132,7 @@ class PackageConfig:
 
     @property
     def tokenizer_path(self) -> Path:
-        return self.directory / TOKENIZER
+        return self.directory / self.tokenizer.get("model", TOKENIZER)
 
 
 def load_package_config(directory: str | Path, verify: bool = True) -> PackageConfig:
@@ -127,12 +144,21 @@ def load_package_config(directory: str | Path, verify: bool = True) -> PackageCo
         verify_manifest(directory)
     raw = read_json(directory / CONFIG)
     try:
-        if raw["format_version"] != FORMAT_VERSION:
+        if raw["format_version"] not in READABLE_VERSIONS:
             raise PackageError(
                 f"{directory / CONFIG}: package format {raw['format_version']}, "
-                f"this version reads {FORMAT_VERSION}"
+                f"this version reads {READABLE_VERSIONS}"
             )
         model = raw["model"]
+        tokenizer = tokenizer_entry(raw)
+        languages = raw.get("languages", {})
+        sources = tuple(languages.get("sources", [raw["source_lang"]]))
+        targets = tuple(languages.get("targets", [raw["target_lang"]]))
+        if verify:
+            listed = read_json(directory / MANIFEST)["files"]
+            for key, file in tokenizer.items():
+                if key != "kind" and file not in listed:
+                    raise PackageError(f"{directory / MANIFEST}: does not list {file}")
         return PackageConfig(
             directory=directory,
             name=raw["name"],
@@ -142,7 +168,7 @@ def load_package_config(directory: str | Path, verify: bool = True) -> PackageCo
             pad_id=model["pad_id"],
             eos_id=model["eos_id"],
             decoder_start_id=raw["decoder_start_id"],
-            vocab_size=model["vocab_size"],
+            vocab_size=model.get("target_vocab_size") or model["vocab_size"],
             decoder_layers=model["decoder_layers"],
             n_heads=model["n_heads"],
             head_dim=model["d_model"] // model["n_heads"],
@@ -151,6 +177,20 @@ def load_package_config(directory: str | Path, verify: bool = True) -> PackageCo
             encoder_io=raw["graphs"]["encoder"],
             decoder_io=raw["graphs"]["decoder"],
             raw=raw,
+            source_langs=sources,
+            target_langs=targets,
+            target_tokens=dict(languages.get("target_tokens", {})),
+            tokenizer=tokenizer,
         )
     except KeyError as exc:
         raise PackageError(f"{directory / CONFIG}: missing key {exc}") from None
+
+
+def tokenizer_entry(raw: dict[str, Any]) -> dict[str, str]:
+    """The config's tokenizer entry; format 1 named only the SentencePiece file."""
+    entry = raw.get("tokenizer", TOKENIZER)
+    if isinstance(entry, str):
+        return {"kind": "sentencepiece", "model": entry}
+    if not isinstance(entry, dict) or entry.get("kind") not in ("sentencepiece", "marian"):
+        raise PackageError(f"config.json: unknown tokenizer entry {entry!r}")
+    return dict(entry)

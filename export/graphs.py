@@ -7,7 +7,6 @@ computation traced into ONNX is the very code the PyTorch reference runs.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model.transformer import Transformer
@@ -62,7 +61,7 @@ class DecoderGraph(nn.Module):
         logits, present = self.model.decode_step(
             input_ids, positions, cross, src_mask, past, self_mask
         )
-        log_probs = F.log_softmax(logits[:, -1].float(), dim=-1)  # (B, V)
+        log_probs = self.model.log_probs(logits[:, -1])  # (B, V)
         # Traced with a constant k; the exporter then wires the TopK node to the ``top_k`` input
         # (export/onnx_export.py), since the tracer cannot take k from a tensor.
         k = TRACE_K if torch.jit.is_tracing() else int(top_k)

@@ -1,8 +1,9 @@
-"""Checkpoint -> model package: trace both graphs, check them, convert precision, hash, write.
+"""Model -> model package: trace both graphs, check them, convert precision, hash, write.
 
 One pipeline (load -> trace -> validate -> convert -> package) for every source of weights: a new
-source only has to produce a ``Checkpoint``. The package is assembled in a sibling ``.partial``
-directory and renamed into place, so a failed export never leaves a package that looks complete.
+source only has to produce a ``ModelSource`` (export/source.py). The package is assembled in a
+sibling ``.partial`` directory and renamed into place, so a failed export never leaves a package
+that looks complete.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from contract.package import (
     ENCODER,
     FORMAT_VERSION,
     PRECISIONS,
-    TOKENIZER,
     PackageError,
     sha256_file,
     write_manifest,
@@ -31,7 +31,8 @@ from contract.package import (
 from contract.spec import OPSET, GraphSpec, decoder_spec, encoder_spec
 from contract.version import __version__
 from export.graphs import TRACE_K, DecoderGraph, EncoderGraph
-from model.checkpoint import Checkpoint, load_checkpoint
+from export.source import ModelSource, from_checkpoint
+from model.checkpoint import load_checkpoint
 from model.transformer import Transformer
 
 
@@ -56,7 +57,7 @@ def example_decoder_inputs(model: Transformer) -> tuple[torch.Tensor, ...]:
     for _ in range(cfg.decoder_layers):
         caches += [torch.randn(shape_cross, generator=g), torch.randn(shape_cross, generator=g)]
     return (
-        torch.tensor([[11, 13], [12, 14]]) % cfg.vocab_size,
+        torch.tensor([[11, 13], [12, 14]]) % cfg.output_vocab_size,
         torch.tensor([[4, 5], [4, 5]]),
         torch.tensor([1, 0]),
         torch.ones(batch, past + new, dtype=torch.bool),
@@ -147,16 +148,19 @@ def tool_versions() -> dict[str, str]:
     }
 
 
-def package_config(
-    ckpt: Checkpoint, name: str, precision: str, checkpoint_sha: str
-) -> dict[str, Any]:
-    cfg = ckpt.config
+def package_config(source: ModelSource, name: str, precision: str) -> dict[str, Any]:
+    cfg = source.model.cfg
     float_dtype = "float16" if precision == "fp16" else "float32"
     return {
         "format_version": FORMAT_VERSION,
         "name": name,
-        "source_lang": ckpt.source_lang,
-        "target_lang": ckpt.target_lang,
+        "source_lang": source.source_langs[0],
+        "target_lang": source.target_langs[0],
+        "languages": {
+            "sources": source.source_langs,
+            "targets": source.target_langs,
+            "target_tokens": source.target_tokens,
+        },
         "precision": precision,
         "model": cfg.to_dict(),
         "decoder_start_id": cfg.decoder_start_id,
@@ -167,11 +171,62 @@ def package_config(
             "encoder": {"file": ENCODER, **encoder_spec(cfg.decoder_layers, float_dtype).to_dict()},
             "decoder": {"file": DECODER, **decoder_spec(cfg.decoder_layers, float_dtype).to_dict()},
         },
-        "tokenizer": TOKENIZER,
+        "tokenizer": source.tokenizer,
         "opset": OPSET,
         "made_with": tool_versions(),
-        "checkpoint": {"sha256": checkpoint_sha, "metadata": ckpt.metadata},
+        "origin": source.origin,
     }
+
+
+def trace_graphs(model: Transformer, directory: Path, precision: str) -> None:
+    """Trace, check and convert the encoder and decoder graphs of ``model`` into ``directory``."""
+    cfg = model.cfg
+    torch.manual_seed(0)
+    with torch.no_grad():
+        trace(
+            EncoderGraph(model),
+            example_encoder_inputs(model),
+            encoder_spec(cfg.decoder_layers),
+            directory / ENCODER,
+        )
+        trace(
+            DecoderGraph(model),
+            example_decoder_inputs(model),
+            decoder_spec(cfg.decoder_layers),
+            directory / DECODER,
+        )
+    wire_top_k(directory / DECODER, decoder_spec(cfg.decoder_layers))
+    for graph in (ENCODER, DECODER):
+        onnx.checker.check_model(str(directory / graph), full_check=True)
+        if precision == "fp16":
+            convert_fp16(directory / graph)
+        elif precision == "int8":
+            convert_int8(directory / graph)
+        onnx.checker.check_model(str(directory / graph))
+
+
+def write_package(
+    source: ModelSource, out_dir: str | Path, precision: str = "fp32", name: str | None = None
+) -> Path:
+    """The one writer every loader feeds: graphs, tokenizer files, config, manifest."""
+    if precision not in PRECISIONS:
+        raise PackageError(f"unsupported precision {precision!r}: choose one of {PRECISIONS}")
+    out = Path(out_dir)
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    trace_graphs(source.model, partial, precision)
+    for file_name, data in source.files.items():
+        (partial / file_name).write_bytes(data)
+    config = package_config(source, name or source.pair_name, precision)
+    (partial / CONFIG).write_text(
+        json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    write_manifest(partial)
+    if out.exists():
+        shutil.rmtree(out)
+    partial.rename(out)
+    return out
 
 
 def export_package(
@@ -181,52 +236,9 @@ def export_package(
     name: str | None = None,
 ) -> Path:
     """Write the package for ``checkpoint`` (the shipped model if None) to ``out_dir``."""
-    if precision not in PRECISIONS:
+    if precision not in PRECISIONS:  # before loading anything
         raise PackageError(f"unsupported precision {precision!r}: choose one of {PRECISIONS}")
-    ckpt = load_checkpoint(checkpoint)
-    checkpoint_path = Path(checkpoint) if checkpoint else None
-    model = ckpt.build_model()
-    cfg = model.cfg
-    out = Path(out_dir)
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-
-    torch.manual_seed(0)
-    with torch.no_grad():
-        trace(
-            EncoderGraph(model),
-            example_encoder_inputs(model),
-            encoder_spec(cfg.decoder_layers),
-            partial / ENCODER,
-        )
-        trace(
-            DecoderGraph(model),
-            example_decoder_inputs(model),
-            decoder_spec(cfg.decoder_layers),
-            partial / DECODER,
-        )
-    wire_top_k(partial / DECODER, decoder_spec(cfg.decoder_layers))
-    for graph in (ENCODER, DECODER):
-        onnx.checker.check_model(str(partial / graph), full_check=True)
-        if precision == "fp16":
-            convert_fp16(partial / graph)
-        elif precision == "int8":
-            convert_int8(partial / graph)
-        onnx.checker.check_model(str(partial / graph))
-
-    ckpt.tokenizer.save(partial / TOKENIZER)
-    from model.checkpoint import DEFAULT_CHECKPOINT
-
-    source = checkpoint_path or DEFAULT_CHECKPOINT
-    pair = f"{ckpt.source_lang}-{ckpt.target_lang}"
-    config = package_config(ckpt, name or pair, precision, sha256_file(source))
-    (partial / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    write_manifest(partial)
-    if out.exists():
-        shutil.rmtree(out)
-    partial.rename(out)
-    return out
+    return write_package(from_checkpoint(checkpoint), out_dir, precision, name)
 
 
 def cache_dir() -> Path:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from export.source import ModelSource
 from model.data import pad
 from model.transformer import Transformer
 from service.runtime import PackageRuntime
@@ -72,7 +72,7 @@ def step_parity(
             np.arange(batch),
             np.ones((batch, step + 1), bool),
             src_mask,
-            cfg.vocab_size,
+            cfg.output_vocab_size,
             past,
             enc.cross,
         )
@@ -83,10 +83,14 @@ def step_parity(
             torch.from_numpy(src_mask),
             cache,
         )
-        reference = F.log_softmax(logits[:, -1].float(), dim=-1).numpy()
+        reference = model.log_probs(logits[:, -1]).numpy()
         onnx_dense = np.empty_like(reference)
         np.put_along_axis(onnx_dense, out.ids, out.logprobs.astype(np.float32), axis=1)
-        worst = max(worst, float(np.abs(onnx_dense - reference).max()))
+        # A suppressed token is -inf on both sides: compare the finite entries, and where they are.
+        finite = np.isfinite(reference)
+        if not np.array_equal(finite, np.isfinite(onnx_dense)):
+            raise ParityError("decoder log-probabilities (suppressed tokens)", float("inf"), 0.0)
+        worst = max(worst, float(np.abs(onnx_dense[finite] - reference[finite]).max()))
         agree += int((out.ids[:, 0] == reference.argmax(axis=1)).sum())
         past = out.cache
     report = ParityReport(steps, worst, agree / (steps * batch))
@@ -142,16 +146,25 @@ def onnx_greedy(
 
 
 def check_package(checkpoint: str | Path | None, package: str | Path) -> str:
-    """A short parity report of ``package`` against ``checkpoint`` on built-in sentences: greedy
-    translations compared, and (fp32 only) every step's log-probabilities within 1e-4."""
-    from model.checkpoint import load_checkpoint
-    from model.evaluate import SAMPLE_SOURCES
+    """A short parity report of ``package`` against ``checkpoint`` (see :func:`verify_package`)."""
+    from export.source import from_checkpoint
+
+    return verify_package(from_checkpoint(checkpoint), package)
+
+
+def verify_package(source: ModelSource, package: str | Path) -> str:
+    """The pipeline's last step, for every loader: the package's own tokenizer encodes the
+    source's sample texts (for its first target), then greedy translations are compared with the
+    PyTorch reference search and (fp32 only) every step's log-probabilities within 1e-4."""
+    from contract.tokenizers import for_target, load_tokenizer
     from model.search import SearchOptions, max_lengths, search
 
-    ckpt = load_checkpoint(checkpoint)
-    model = ckpt.build_model()
+    model = source.model
     runtime = PackageRuntime(package)
-    sources = ckpt.tokenizer.encode_batch(SAMPLE_SOURCES)
+    config = runtime.config
+    tokenizer = for_target(load_tokenizer(config), config, config.target_langs[0])
+    limit = config.max_source_tokens - 1
+    sources = [ids[:limit] for ids in tokenizer.encode_batch(source.sample_texts)]
     src = padded_sources(model, sources)
     options = SearchOptions(beam_size=1)
     reference = [h[0].tokens for h in search(model, torch.from_numpy(src), options)]
@@ -160,10 +173,10 @@ def check_package(checkpoint: str | Path | None, package: str | Path) -> str:
     )
     onnx_out = onnx_greedy(runtime, src, limits.tolist())
     same = sum(a == b for a, b in zip(onnx_out, reference, strict=True))
-    fp32 = runtime.config.precision == "fp32"
+    fp32 = config.precision == "fp32"
     parity = step_parity(model, runtime, sources, reference, tolerance=1e-4 if fp32 else None)
     return (
-        f"{runtime.config.precision}: greedy translations identical to PyTorch for {same}/"
+        f"{config.precision}: greedy translations identical to PyTorch for {same}/"
         f"{len(reference)} sentences; log-probabilities max |diff| {parity.max_diff:.2e} over "
         f"{parity.steps} steps, best token agrees {parity.argmax_agreement:.1%}"
     )

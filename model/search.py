@@ -7,7 +7,6 @@ speed: every row of the batch keeps running until the whole batch is done.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from contract.options import Hypothesis, SearchOptions
@@ -50,7 +49,7 @@ def search(model: Transformer, src: Tensor, options: SearchOptions) -> list[list
     for step in range(max(limits)):
         positions = torch.full_like(tokens, step)
         logits, cache = model.decode_step(tokens, positions, cross, src_mask, cache)
-        log_probs = F.log_softmax(logits[:, -1].float(), dim=-1)
+        log_probs = model.log_probs(logits[:, -1])
         if step + 1 < options.min_length:
             log_probs[:, cfg.eos_id] = float("-inf")
         vocab = log_probs.shape[-1]

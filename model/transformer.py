@@ -26,6 +26,9 @@ from torch import Tensor, nn
 # One (key, value) pair per layer, each (B, H, L, Dh).
 KV = tuple[Tensor, Tensor]
 
+# Feed-forward activations by their Transformers names.
+ACTIVATIONS = {"relu": F.relu, "swish": F.silu, "silu": F.silu, "gelu": F.gelu}
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -44,16 +47,36 @@ class ModelConfig:
     pad_id: int = 0
     unk_id: int = 1
     eos_id: int = 2
+    # The variants imported Marian models need (docs/decisions.md #1); the defaults are ours.
+    target_vocab_size: int | None = None  # None: one joint vocabulary for both sides
+    share_embeddings: bool = True  # encoder and decoder read one embedding matrix
+    tie_output: bool = True  # the output projection is the decoder's embedding matrix
+    activation: str = "relu"
+    scale_embedding: bool = True  # token embeddings times sqrt(d_model)
+    suppress_pad: bool = False  # never generate pad (Marian: pad is the decoder start, not a word)
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
-        if self.vocab_size <= max(self.pad_id, self.unk_id, self.eos_id):
+        if min(self.vocab_size, self.output_vocab_size) <= max(
+            self.pad_id, self.unk_id, self.eos_id
+        ):
             raise ValueError(f"vocab_size={self.vocab_size} does not cover the special token ids")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"activation {self.activation!r} is not supported: one of {sorted(ACTIVATIONS)}"
+            )
+        if self.share_embeddings and self.output_vocab_size != self.vocab_size:
+            raise ValueError("a separate target vocabulary needs share_embeddings=False")
 
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
+
+    @property
+    def output_vocab_size(self) -> int:
+        """Size of the target vocabulary: the decoder's embeddings and the output projection."""
+        return self.target_vocab_size or self.vocab_size
 
     @property
     def decoder_start_id(self) -> int:
@@ -120,16 +143,20 @@ class MultiHeadAttention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """FFN(x) = max(0, x W1 + b1) W2 + b2."""
+    """FFN(x) = act(x W1 + b1) W2 + b2; act is ReLU in the paper and ours, SiLU or GELU in some
+    Marian models (Transformers' names: "swish" is SiLU, "gelu" the exact erf form)."""
 
-    def __init__(self, d_model: int, d_ff: int, activation_dropout: float) -> None:
+    def __init__(
+        self, d_model: int, d_ff: int, activation_dropout: float, activation: str = "relu"
+    ) -> None:
         super().__init__()
         self.fc1 = nn.Linear(d_model, d_ff)
         self.fc2 = nn.Linear(d_ff, d_model)
         self.activation_dropout = nn.Dropout(activation_dropout)
+        self.act = ACTIVATIONS[activation]
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.activation_dropout(F.relu(self.fc1(x))))
+        return self.fc2(self.activation_dropout(self.act(self.fc1(x))))
 
 
 # --- §3.4-3.5 Embeddings and positional encoding -------------------------------------------------
@@ -159,7 +186,7 @@ class EncoderLayer(nn.Module):
         super().__init__()
         self.self_attn = MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.attention_dropout)
         self.self_attn_layer_norm = nn.LayerNorm(cfg.d_model)
-        self.ffn = FeedForward(cfg.d_model, cfg.d_ff, cfg.activation_dropout)
+        self.ffn = FeedForward(cfg.d_model, cfg.d_ff, cfg.activation_dropout, cfg.activation)
         self.final_layer_norm = nn.LayerNorm(cfg.d_model)
         self.dropout = nn.Dropout(cfg.dropout)
 
@@ -177,7 +204,7 @@ class DecoderLayer(nn.Module):
         self.self_attn_layer_norm = nn.LayerNorm(cfg.d_model)
         self.encoder_attn = MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.attention_dropout)
         self.encoder_attn_layer_norm = nn.LayerNorm(cfg.d_model)
-        self.ffn = FeedForward(cfg.d_model, cfg.d_ff, cfg.activation_dropout)
+        self.ffn = FeedForward(cfg.d_model, cfg.d_ff, cfg.activation_dropout, cfg.activation)
         self.final_layer_norm = nn.LayerNorm(cfg.d_model)
         self.dropout = nn.Dropout(cfg.dropout)
 
@@ -202,20 +229,34 @@ class DecoderLayer(nn.Module):
 
 
 class Transformer(nn.Module):
-    """Encoder-decoder with one joint vocabulary; embeddings tied to the output projection."""
+    """Encoder-decoder; ours has one joint vocabulary and embeddings tied to the output projection.
+
+    Imported Marian models may have a separate target vocabulary (``decoder_embed``) and an untied
+    output projection (``lm_head``); ``shared`` is always the encoder's embedding matrix.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.embed_scale = math.sqrt(cfg.d_model)
+        self.embed_scale = math.sqrt(cfg.d_model) if cfg.scale_embedding else 1.0
         self.shared = nn.Embedding(cfg.vocab_size, cfg.d_model, padding_idx=cfg.pad_id)
+        self.decoder_embed = (
+            None
+            if cfg.share_embeddings
+            else nn.Embedding(cfg.output_vocab_size, cfg.d_model, padding_idx=cfg.pad_id)
+        )
+        self.lm_head = (
+            None
+            if cfg.tie_output
+            else nn.Parameter(torch.empty(cfg.output_vocab_size, cfg.d_model))
+        )
         self.register_buffer(
             "positions", sinusoidal_table(cfg.max_positions, cfg.d_model), persistent=False
         )
         self.encoder_layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.encoder_layers))
         self.decoder_layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.decoder_layers))
         # Marian calls this final_logits_bias; the weight is self.shared.weight (tied).
-        self.final_logits_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+        self.final_logits_bias = nn.Parameter(torch.zeros(cfg.output_vocab_size))
         self.dropout = nn.Dropout(cfg.dropout)
         self.reset_parameters()
 
@@ -223,8 +264,17 @@ class Transformer(nn.Module):
         for p in self.parameters():
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
-        nn.init.normal_(self.shared.weight, mean=0.0, std=self.cfg.d_model**-0.5)
+        for embedding in self.embeddings():
+            nn.init.normal_(embedding.weight, mean=0.0, std=self.cfg.d_model**-0.5)
         self.zero_pad_embedding()
+
+    def embeddings(self) -> list[nn.Embedding]:
+        return [self.shared] if self.decoder_embed is None else [self.shared, self.decoder_embed]
+
+    @property
+    def target_embed(self) -> nn.Embedding:
+        """The decoder's token embeddings: ``shared`` unless the vocabularies are separate."""
+        return self.shared if self.decoder_embed is None else self.decoder_embed
 
     def zero_pad_embedding(self) -> None:
         """Keep the pad row of the shared embedding at zero, as Marian does: the decoder starts
@@ -232,11 +282,12 @@ class Transformer(nn.Module):
         it). ``padding_idx`` alone does not ensure it, because the tied output projection trains
         that row too; training calls this after every optimizer step."""
         with torch.no_grad():
-            self.shared.weight[self.cfg.pad_id].zero_()
+            for embedding in self.embeddings():
+                embedding.weight[self.cfg.pad_id].zero_()
 
-    def embed(self, ids: Tensor, positions: Tensor) -> Tensor:
+    def embed(self, table: nn.Embedding, ids: Tensor, positions: Tensor) -> Tensor:
         """(B, L) ids and positions -> (B, L, D): scaled token embeddings plus sinusoids (§3.4)."""
-        return self.dropout(self.shared(ids) * self.embed_scale + self.positions[positions])
+        return self.dropout(table(ids) * self.embed_scale + self.positions[positions])
 
     # -- encoder ---------------------------------------------------------------------------------
 
@@ -246,7 +297,7 @@ class Transformer(nn.Module):
         Masks are True where a position is real, here, in the graphs and in the runtime alike."""
         self.check_length(src.shape[1])
         positions = torch.arange(src.shape[1], device=src.device).unsqueeze(0)
-        x = self.embed(src, positions)
+        x = self.embed(self.shared, src, positions)
         allowed = src_mask[:, None, None, :]  # (B, 1, 1, S): keys that are not padding
         for layer in self.encoder_layers:
             x = layer(x, allowed)
@@ -302,7 +353,7 @@ class Transformer(nn.Module):
             self_allowed = self_allowed & self_mask[:, None, None, :]
         cross_allowed = src_mask[:, None, None, :]
 
-        x = self.embed(tokens, positions)
+        x = self.embed(self.target_embed, tokens, positions)
         new_cache: list[KV] = []
         for i, layer in enumerate(self.decoder_layers):
             past = None if cache is None else cache[i]
@@ -311,8 +362,23 @@ class Transformer(nn.Module):
         return x, new_cache
 
     def project(self, x: Tensor) -> Tensor:
-        """Decoder states (..., D) -> logits (..., V) through the tied embedding matrix."""
-        return F.linear(x, self.shared.weight, self.final_logits_bias)
+        """Decoder states (..., D) -> logits (..., V) through the tied embedding matrix (or the
+        untied ``lm_head`` of an imported model)."""
+        weight = self.target_embed.weight if self.lm_head is None else self.lm_head
+        return F.linear(x, weight, self.final_logits_bias)
+
+    def log_probs(self, logits: Tensor) -> Tensor:
+        """Next-token log-probabilities (..., V) from logits, as every search reads them. A pad the
+        model must never generate is set to -inf after the softmax, as Transformers' ``generate``
+        does with ``bad_words_ids=[[pad]]`` (the other scores keep pad's share of the mass)."""
+        log_probs = F.log_softmax(logits.float(), dim=-1)
+        if self.cfg.suppress_pad:
+            log_probs = log_probs.index_fill(-1, self.pad_index, float("-inf"))
+        return log_probs
+
+    @property
+    def pad_index(self) -> Tensor:
+        return torch.tensor([self.cfg.pad_id], device=self.final_logits_bias.device)
 
     def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
         """Teacher-forced decoder states (B, T, D) for training: ``tgt_in`` starts with the start

@@ -1,5 +1,9 @@
 """The model repository: every package in a directory, loaded, warmed and scheduled; routing by
-(source, target). A broken package is refused with its reason; the others still load."""
+(source, target). A broken package is refused with its reason; the others still load.
+
+A package may serve several pairs (a multilingual Marian model: one per ``>>xxx<<`` target): each
+pair gets its own entry, sharing the package's engine and scheduler, with the tokenizer bound to
+that target (contract/tokenizers.py), so callers only ever pass ``target``."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from pathlib import Path
 
 from contract.options import SearchOptions
 from contract.package import MANIFEST, PackageError, load_package_config
-from contract.tokenizer import Tokenizer
+from contract.tokenizers import TextTokenizer, for_target, load_tokenizer
 from service.engine import Engine, check_source
 from service.errors import UnsupportedPair
 from service.metrics import Metrics
@@ -34,7 +38,7 @@ class LoadedModel:
     name: str
     source: str
     target: str
-    tokenizer: Tokenizer
+    tokenizer: TextTokenizer  # bound to ``target``
     engine: Engine
     scheduler: Scheduler
     max_source_tokens: int
@@ -108,26 +112,36 @@ class ModelRepository:
             if not (directory / MANIFEST).exists():
                 continue
             try:
-                model = self._load_one(directory)
+                entries = self._load_one(directory)
             except (PackageError, ValueError, OSError) as exc:
                 self.failures[directory.name] = str(exc)
                 log.error("model package %s refused: %s", directory, exc)
                 continue
-            pair = (model.source, model.target)
-            if pair in self.models:
-                self.failures[directory.name] = f"duplicate language pair {pair}"
-                model.scheduler.stop()
+            taken = [(m.source, m.target) for m in entries if (m.source, m.target) in self.models]
+            if taken:
+                self.failures[directory.name] = f"duplicate language pair(s) {taken}"
+                entries[0].scheduler.stop()
                 continue
-            self.models[pair] = model
-            log.info("loaded %s (%s→%s) in %.2f s", model.name, *pair, model.load_seconds)
+            for model in entries:
+                self.models[(model.source, model.target)] = model
+                log.info(
+                    "loaded %s (%s→%s) in %.2f s",
+                    model.name,
+                    model.source,
+                    model.target,
+                    model.load_seconds,
+                )
         if not self.models:
             raise PackageError(f"no loadable model package in {root}: {self.failures or 'none'}")
 
-    def _load_one(self, directory: Path) -> LoadedModel:
+    def _load_one(self, directory: Path) -> list[LoadedModel]:
+        """One entry per (source, target) of the package, sharing one engine and scheduler."""
         started = time.perf_counter()
         config = load_package_config(directory)
         runtime = PackageRuntime(config, runtime_options(self.settings))
-        tokenizer = Tokenizer.load(config.tokenizer_path)
+        base = load_tokenizer(config)
+        tokenizers = {t: for_target(base, config, t) for t in config.target_langs}
+        tokenizer = tokenizers[config.target_lang]
         engine = Engine(runtime)
         warmup = [
             ids[: config.max_source_tokens - 1] for ids in tokenizer.encode_batch(WARMUP_TEXTS)
@@ -147,16 +161,20 @@ class ModelRepository:
         scheduler.start()
         seconds = time.perf_counter() - started
         self.metrics.model_load.labels(config.name).set(seconds)
-        return LoadedModel(
-            config.name,
-            config.source_lang,
-            config.target_lang,
-            tokenizer,
-            engine,
-            scheduler,
-            config.max_source_tokens,
-            seconds,
-        )
+        several = len(config.pairs) > 1  # each pair its own name: caches are keyed by it
+        return [
+            LoadedModel(
+                f"{config.name}:{source}-{target}" if several else config.name,
+                source,
+                target,
+                tokenizers[target],
+                engine,
+                scheduler,
+                config.max_source_tokens,
+                seconds,
+            )
+            for source, target in config.pairs
+        ]
 
     def route(self, source: str, target: str) -> LoadedModel:
         model = self.models.get((source, target))
@@ -176,11 +194,15 @@ class ModelRepository:
 
     def drain(self, deadline: float) -> None:
         """Refuse new work; what is unfinished at ``deadline`` (monotonic) gets 503."""
-        for model in self.models.values():
-            model.scheduler.drain(deadline)
+        for scheduler in self.schedulers():
+            scheduler.drain(deadline)
 
     def stop(self, timeout: float | None = None) -> None:
         """Answer or refuse what is left within ``timeout``, then join every scheduler thread
         (ONNX Runtime still running in a thread at exit aborts the process)."""
-        for model in self.models.values():
-            model.scheduler.stop(timeout)
+        for scheduler in self.schedulers():
+            scheduler.stop(timeout)
+
+    def schedulers(self) -> list[Scheduler]:
+        """Each scheduler once, though several pairs of one package share it."""
+        return list({id(m.scheduler): m.scheduler for m in self.models.values()}.values())

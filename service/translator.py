@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from contract.options import Hypothesis, SearchOptions
-from contract.tokenizer import Tokenizer
+from contract.tokenizers import for_target, load_tokenizer
 from service.engine import Engine
 from service.runtime import PackageRuntime, RuntimeOptions
 
@@ -14,9 +14,16 @@ from service.runtime import PackageRuntime, RuntimeOptions
 class Translator:
     """One package loaded for translation; the CLI and the server both use it."""
 
-    def __init__(self, package: str | Path, options: RuntimeOptions | None = None) -> None:
+    def __init__(
+        self,
+        package: str | Path,
+        options: RuntimeOptions | None = None,
+        target: str | None = None,
+    ) -> None:
+        """``target``: which of the package's targets (default: its first)."""
         self.runtime = PackageRuntime(package, options)
-        self.tokenizer = Tokenizer.load(self.runtime.config.tokenizer_path)
+        config = self.runtime.config
+        self.tokenizer = for_target(load_tokenizer(config), config, target or config.target_lang)
         self.engine = Engine(self.runtime)
 
     def translate_hypotheses(

@@ -109,3 +109,27 @@ def multi30k() -> Path:
             pytest.fail(f"Multi30k not found at {path} in CI")
         pytest.skip(f"Multi30k not found at {path} (set TONGYEOK_DATA)")
     return path
+
+
+@pytest.fixture(scope="session")
+def marian_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Random-weight MarianMTModel directories shaped like OPUS-MT ones (see marian_dirs.py)."""
+    from tests.export.marian_dirs import EN_DE_GELU, EN_MUL, KO_EN, build_marian_dir
+
+    root = tmp_path_factory.mktemp("marian")
+    return {v.name: build_marian_dir(v, root / v.name) for v in (KO_EN, EN_MUL, EN_DE_GELU)}
+
+
+@pytest.fixture(scope="session")
+def marian_packages(
+    marian_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """Packages imported with ``tongyeok import``: ko-en, and en-mul kept to targets ko and ja."""
+    from tongyeok.cli import main
+
+    root = tmp_path_factory.mktemp("imported")
+    assert main(["import", str(marian_dirs["ko-en"]), "--out", str(root / "ko-en")]) == 0
+    out = root / "en-ko+ja"
+    argv = ["import", str(marian_dirs["en-mul"]), "--out", str(out), "--target", "ko"]
+    assert main([*argv, "--target", "ja"]) == 0
+    return {"ko-en": root / "ko-en", "en-mul": out}

@@ -1,4 +1,4 @@
-"""Commands that write model packages and other formats: ``export``, ``export-hf``."""
+"""Commands that write model packages and other formats: ``export``, ``export-hf``, ``import``."""
 
 from __future__ import annotations
 
@@ -61,6 +61,56 @@ def run_export_hf(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_import(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "import",
+        help="import a Hugging Face MarianMTModel directory (OPUS-MT) as a model package",
+        description="Read a local MarianMTModel directory (config.json, model.safetensors or "
+        "pytorch_model.bin, source.spm, target.spm, vocab.json, optional target_vocab.json and "
+        "tokenizer_config.json; nothing is downloaded), check every setting, and write a model "
+        "package through the same export pipeline and PyTorch-vs-ONNX parity check as "
+        "'tongyeok export'. Settings Tongyeok cannot represent are refused with their name.",
+        epilog="example: tongyeok import ~/models/opus-mt-ko-en --out models/ko-en",
+    )
+    p.add_argument("directory", help="the MarianMTModel directory")
+    p.add_argument("--out", required=True, help="package directory to write (replaced if present)")
+    p.add_argument("--precision", default="fp32", help="fp32 (default), fp16 (GPUs) or int8 (CPU)")
+    p.add_argument("--name", help="package name (default: SOURCE-TARGET, e.g. ko-en)")
+    p.add_argument("--source", help="source language (default: tokenizer_config.json's)")
+    p.add_argument(
+        "--target",
+        action="append",
+        help="target language (default: tokenizer_config.json's, or every >>xxx<< token of a "
+        "multilingual model); repeat to keep several",
+    )
+    p.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="skip the parity check against PyTorch",
+    )
+    p.set_defaults(run=run_import)
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from contract.package import PRECISIONS, PackageError
+    from export.marian import load_marian
+    from export.onnx_export import write_package
+
+    if args.precision not in PRECISIONS:
+        raise PackageError(f"unsupported precision {args.precision!r}: choose one of {PRECISIONS}")
+    source = load_marian(args.directory, args.source, args.target)
+    out = write_package(source, args.out, args.precision, args.name)
+    pairs = [f"{s}->{t}" for s in source.source_langs for t in source.target_langs]
+    print(f"wrote {out}: {', '.join(pairs)}")
+    if args.verify:
+        from export.verify import verify_package
+
+        print(verify_package(source, out))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     add_export(sub)
     add_export_hf(sub)
+    add_import(sub)

@@ -52,6 +52,9 @@ def add_translate(sub: argparse._SubParsersAction) -> None:
     add_search_flags(p)
     p.add_argument("--package", help="an exported model package to use instead of --model")
     p.add_argument(
+        "--target", help="with --package: which target of a multi-target package (default: first)"
+    )
+    p.add_argument(
         "--engine",
         choices=("onnx", "torch"),
         default="onnx",
@@ -86,7 +89,7 @@ def text_translator(args: argparse.Namespace) -> Callable[[list[str]], list[str]
     runtime = RuntimeOptions(
         providers=(*providers, "CPUExecutionProvider"), intra_op_threads=args.threads
     )
-    translator = Translator(package, runtime)
+    translator = Translator(package, runtime, getattr(args, "target", None))
     return lambda texts: translator.translate(texts, options, args.batch_size)
 
 
