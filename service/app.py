@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from service import handlers
 from service.deps import Services
+from service.detect import Detector
 from service.metrics import Metrics
 from service.models import ModelRepository
 from service.observe import ObserveMiddleware
@@ -54,7 +55,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> FastAPI:
     app.state.repository = repository
     app.state.metrics = metrics
     translate = TranslateUseCase(settings, repository, metrics, lambda: app.state.draining)
-    app.state.services = Services(settings, metrics, repository, translate)
+    app.state.services = Services(settings, metrics, repository, translate, Detector())
 
     app.add_middleware(
         ObserveMiddleware,

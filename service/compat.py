@@ -1,21 +1,27 @@
 """What the drop-in routes (LibreTranslate, DeepL API v2) share: language names, bodies that may
-be JSON or forms, a source language inferred from the target, and the native request they become.
+be JSON or forms, a source language inferred from the target or detected, and the native request
+they become.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
 from pydantic import ValidationError
 
+from service.detect import Detector
 from service.errors import InvalidRequest, UnsupportedPair
 from service.markup import TagOptions, translate_markup
 from service.models import ModelRepository
 from service.schemas import TranslateRequest
 from service.usecase import Disconnect, TranslateUseCase
+
+# Detection reads this much of a request: enough to decide, bounded so it stays ~a millisecond.
+DETECT_CHARS = 2000
 
 LANGUAGE_NAMES = {
     "en": "English",
@@ -59,17 +65,37 @@ def text_field(data: dict[str, Any], name: str) -> str | None:
     raise InvalidRequest(f"'{name}' must be a single string, got {type(value).__name__}")
 
 
-def pair_for(repository: ModelRepository, source: str | None, target: str) -> tuple[str, str]:
-    """Resolve a missing or "auto" source by the target when only one model fits."""
+@dataclass(frozen=True)
+class Pair:
+    source: str
+    target: str
+    confidence: float | None = None  # set when the source was detected
+
+
+def pair_for(
+    repository: ModelRepository,
+    source: str | None,
+    target: str,
+    texts: Sequence[str] = (),
+    detector: Detector | None = None,
+) -> Pair:
+    """Resolve a missing or "auto" source: by the target when only one model fits it, else by
+    detecting the language of ``texts`` among the sources served into ``target`` (a 400 when
+    that is ambiguous)."""
     if source and source != "auto":
-        return source, target
-    sources = [s for s, t in repository.models if t == target]
-    if len(sources) != 1:
+        return Pair(source, target)
+    sources = sorted({s for s, t in repository.models if t == target})
+    if not sources:
+        raise UnsupportedPair(f"no model translates into {target!r}")
+    if len(sources) == 1:
+        return Pair(sources[0], target, 1.0)
+    if detector is None:
         raise UnsupportedPair(
-            f"cannot pick a source language for target {target!r} "
-            f"(language detection is not supported): give source explicitly"
+            f"several sources translate into {target!r} ({', '.join(sources)}): give source"
         )
-    return sources[0], target
+    sample = " ".join(texts)[:DETECT_CHARS]
+    detection = detector.detect(sample, sources)
+    return Pair(detection.language, target, detection.confidence)
 
 
 def native_request(texts: list[str], source: str, target: str) -> TranslateRequest:

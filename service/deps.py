@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from pydantic import SecretStr
 
 from service.compat import read_body
+from service.detect import Detector
 from service.errors import Forbidden, ServiceError, Unauthorized
 from service.metrics import Metrics
 from service.models import ModelRepository
@@ -26,6 +27,7 @@ class Services:
     metrics: Metrics
     repository: ModelRepository
     translate: TranslateUseCase
+    detector: Detector  # source=auto; its model loads on first use
 
 
 def get_services(request: Request) -> Services:
@@ -48,6 +50,10 @@ def get_translate(services: ServicesDep) -> TranslateUseCase:
     return services.translate
 
 
+def get_detector(services: ServicesDep) -> Detector:
+    return services.detector
+
+
 def get_disconnect(request: Request) -> Disconnect:
     """Waits for the client to go away (the body has been read, so only that can arrive)."""
 
@@ -62,6 +68,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 RepositoryDep = Annotated[ModelRepository, Depends(get_repository)]
 TranslateDep = Annotated[TranslateUseCase, Depends(get_translate)]
 DisconnectDep = Annotated[Disconnect, Depends(get_disconnect)]
+DetectorDep = Annotated[Detector, Depends(get_detector)]
 
 
 BODY_KEYS = ("api_key", "auth_key")  # LibreTranslate's, DeepL's form field

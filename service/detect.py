@@ -42,22 +42,41 @@ class Detector:
     """One loaded model; a restricted copy per candidate set (py3langid restricts in place)."""
 
     def __init__(self, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> None:
-        from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
         self.min_confidence = min_confidence
-        self.model: Any = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-        self.known = set(self.model.labels)
+        self._model: Any = None  # loaded on first use (about a second), not at start-up
         self.restricted: dict[frozenset[str], Any] = {}
         self.lock = threading.Lock()
 
+    @property
+    def model(self) -> Any:
+        with self.lock:
+            if self._model is None:
+                from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+                self._model = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+            return self._model
+
+    @property
+    def known(self) -> set[str]:
+        return set(self.model.labels)
+
     def _for(self, candidates: frozenset[str]) -> Any:
+        base = self.model
         with self.lock:
             model = self.restricted.get(candidates)
             if model is None:
-                model = copy.copy(self.model)
+                model = copy.copy(base)
                 model.set_languages(sorted(candidates))
                 self.restricted[candidates] = model
             return model
+
+    def rank(self, text: str, candidates: Sequence[str]) -> list[tuple[str, float]]:
+        """Every usable candidate with its probability, best first, with no threshold: what
+        LibreTranslate's /detect answers (an empty list when none can be told)."""
+        usable = frozenset(c for c in candidates if c in self.known)
+        if not usable or not any(ch.isalpha() for ch in text):
+            return []
+        return [(lang, float(p)) for lang, p in self._for(usable).rank(text)]
 
     def detect(self, text: str, candidates: Sequence[str]) -> Detection:
         """The candidate ``text`` is written in; AmbiguousLanguage when it cannot be told."""
@@ -85,21 +104,3 @@ class Detector:
                 f"the source language is ambiguous ({leading}): give the source language"
             )
         return Detection(best, confidence, ranking)
-
-
-_detector: Detector | None = None
-_detector_lock = threading.Lock()
-
-
-def detector() -> Detector:
-    """The process's detector, loaded on first use (about a second), not at import."""
-    global _detector
-    with _detector_lock:
-        if _detector is None:
-            _detector = Detector()
-        return _detector
-
-
-def detect(text: str, candidates: Sequence[str]) -> str:
-    """The language code of ``text`` among ``candidates``; raises AmbiguousLanguage."""
-    return detector().detect(text, candidates).language

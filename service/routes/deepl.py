@@ -13,7 +13,7 @@ from service.compat import (
     text_field,
     translate_plain_or_markup,
 )
-from service.deps import Authorized, DisconnectDep, RepositoryDep, TranslateDep
+from service.deps import Authorized, DetectorDep, DisconnectDep, RepositoryDep, TranslateDep
 from service.errors import InvalidRequest
 from service.markup import TagOptions
 from service.schemas import ERROR_RESPONSES
@@ -32,6 +32,7 @@ async def translate(
     repository: RepositoryDep,
     translate: TranslateDep,
     disconnect: DisconnectDep,
+    detector: DetectorDep,
 ) -> dict[str, Any]:
     """DeepL v2: ``text`` (list), ``target_lang``, optional ``source_lang``, ``tag_handling``
     (html or xml) with ``ignore_tags``, ``splitting_tags``, ``non_splitting_tags`` and
@@ -45,7 +46,9 @@ async def translate(
         raise InvalidRequest("'text' must be a string or a list of strings")
     target = target_lang.split("-")[0].lower()  # EN-US -> en
     source_lang = text_field(data, "source_lang")
-    source, target = pair_for(repository, source_lang.lower() if source_lang else None, target)
+    source_code = source_lang.lower() if source_lang else None
+    pair = pair_for(repository, source_code, target, texts, detector)
+    source, target = pair.source, pair.target
     tags = None
     if data.get("tag_handling"):
         tags = TagOptions.parse(

@@ -11,7 +11,14 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from service.compat import batched, pair_for, read_body
-from service.deps import Authorized, DisconnectDep, RepositoryDep, SettingsDep, TranslateDep
+from service.deps import (
+    Authorized,
+    DetectorDep,
+    DisconnectDep,
+    RepositoryDep,
+    SettingsDep,
+    TranslateDep,
+)
 from service.errors import InvalidRequest, NotFound, PayloadTooLarge
 from service.markup import TagOptions, translate_markup
 from service.schemas import ERROR_RESPONSES
@@ -38,6 +45,7 @@ async def translate_file(
     settings: SettingsDep,
     translate: TranslateDep,
     disconnect: DisconnectDep,
+    detector: DetectorDep,
 ) -> dict[str, Any]:
     """A .txt (line by line) or .html (text nodes) file; at most max_texts × max_text_chars
     characters, every line of a .txt at most max_text_chars."""
@@ -55,7 +63,8 @@ async def translate_file(
     limit = settings.max_texts * settings.max_text_chars
     if len(text) > limit:
         raise PayloadTooLarge(f"the file has {len(text)} characters, more than {limit}")
-    source, target = pair_for(repository, data.get("source"), str(target))
+    pair = pair_for(repository, data.get("source"), str(target), [text], detector)
+    source, target = pair.source, pair.target
     run = batched(translate, disconnect, source, target)
     if suffix == ".html":
         translated = (await translate_markup([text], TagOptions(mode="html"), run))[0]

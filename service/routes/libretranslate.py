@@ -8,16 +8,24 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from service.compat import (
+    DETECT_CHARS,
     LANGUAGE_NAMES,
     pair_for,
     read_body,
     text_field,
     translate_plain_or_markup,
 )
-from service.deps import Authorized, DisconnectDep, RepositoryDep, SettingsDep, TranslateDep
-from service.errors import InvalidRequest, NotSupported
+from service.deps import (
+    Authorized,
+    DetectorDep,
+    DisconnectDep,
+    RepositoryDep,
+    SettingsDep,
+    TranslateDep,
+)
+from service.errors import InvalidRequest
 from service.markup import TagOptions
-from service.schemas import ERROR_RESPONSES, ErrorBody
+from service.schemas import ERROR_RESPONSES
 
 # Every route needs the key (when keys are set) but /frontend/settings, which the page reads
 # to learn whether to ask for one.
@@ -30,6 +38,7 @@ async def translate(
     repository: RepositoryDep,
     translate: TranslateDep,
     disconnect: DisconnectDep,
+    detector: DetectorDep,
 ) -> dict[str, Any]:
     """LibreTranslate: ``q`` (string or list), source, target, format, api_key."""
     data = await read_body(request)
@@ -43,13 +52,16 @@ async def translate(
     texts = q if isinstance(q, list) else [q]
     if not all(isinstance(t, str) for t in texts):
         raise InvalidRequest("'q' must be a string or a list of strings")
-    source, target = pair_for(repository, source, target)
-    translated = await translate_plain_or_markup(translate, disconnect, texts, source, target, tags)
+    pair = pair_for(repository, source, target, texts, detector)
+    translated = await translate_plain_or_markup(
+        translate, disconnect, texts, pair.source, pair.target, tags
+    )
     answer: dict[str, Any] = {
         "translatedText": translated if isinstance(q, list) else translated[0]
     }
     if data.get("source") in (None, "", "auto"):
-        answer["detectedLanguage"] = {"language": source, "confidence": 100.0}
+        confidence = round(100 * (pair.confidence or 1.0), 1)
+        answer["detectedLanguage"] = {"language": pair.source, "confidence": confidence}
     return answer
 
 
@@ -67,16 +79,19 @@ async def languages(repository: RepositoryDep) -> list[dict[str, Any]]:
     ]
 
 
-@router.post(
-    "/detect",
-    dependencies=[Authorized],
-    responses={501: {"model": ErrorBody, "description": "no language detector yet"}},
-)
-async def detect() -> dict[str, Any]:
-    """Language detection: not available until a detector ships; a clear 501, not a guess."""
-    raise NotSupported(
-        "language detection is not available on this server: give the source language"
-    )
+@router.post("/detect", dependencies=[Authorized])
+async def detect(
+    request: Request, repository: RepositoryDep, detector: DetectorDep
+) -> list[dict[str, Any]]:
+    """LibreTranslate's /detect: ``q``'s language among the sources this server translates, every
+    one with its confidence (0-100), best first; an empty list when none can be told."""
+    data = await read_body(request)
+    q = data.get("q")
+    if not isinstance(q, str) or not q:
+        raise InvalidRequest("'q' (a non-empty string) is required")
+    sources = sorted({s for s, _ in repository.models})
+    ranking = detector.rank(q[:DETECT_CHARS], sources)
+    return [{"language": lang, "confidence": round(100 * p, 1)} for lang, p in ranking]
 
 
 @router.get("/frontend/settings")

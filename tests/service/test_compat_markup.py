@@ -119,7 +119,7 @@ def test_translate_file_txt_and_html(server: Server) -> None:
 
 def test_detect_settings_and_page(server: Server) -> None:
     detect = server.request("POST", "/detect", {"q": "two dogs"})
-    assert detect.status == 501 and detect.body["error_type"] == "not_implemented"
+    assert detect.status == 200 and detect.body == [{"language": "en", "confidence": 100.0}]
     settings = server.request("GET", "/frontend/settings").body
     assert settings["charLimit"] == 5000 and settings["keyRequired"] is False
     assert settings["language"]["source"]["code"] == "en"

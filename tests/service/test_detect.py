@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.detect import AmbiguousLanguage, Detector, detect
+from service.detect import AmbiguousLanguage, Detector
 
 CANDIDATES = ["en", "de", "fr", "ko"]
 CLEAR = {
@@ -60,6 +60,15 @@ def test_one_candidate_and_unknown_codes(detector: Detector) -> None:
         detector.detect("Hello there", ["xx"])
 
 
-def test_module_function_uses_one_loaded_model() -> None:
-    assert detect("Ich bin müde und gehe schlafen.", CANDIDATES) == "de"
-    assert detect("저는 피곤해서 자러 갑니다.", CANDIDATES) == "ko"
+def test_rank_lists_every_candidate_without_a_threshold(detector: Detector) -> None:
+    ranking = detector.rank("Ich bin müde und gehe schlafen.", CANDIDATES)
+    assert ranking[0][0] == "de" and len(ranking) == 4
+    assert sum(p for _, p in ranking) == pytest.approx(1.0, abs=1e-6)
+    assert detector.rank("1234 !!", CANDIDATES) == []
+
+
+def test_the_model_loads_on_first_use() -> None:
+    detector = Detector()
+    assert detector._model is None
+    assert detector.detect("Ich bin müde und gehe schlafen.", CANDIDATES).language == "de"
+    assert detector.detect("저는 피곤해서 자러 갑니다.", CANDIDATES).language == "ko"
