@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     drain_seconds: float = Field(
         20.0, ge=0, description="grace period for in-flight requests on SIGTERM"
     )
+    faults: dict[str, float] = Field(
+        default_factory=dict,
+        description='tests only: fault injection as JSON, e.g. {"step_raises_every": 5} '
+        "(service/faults.py); empty: off",
+    )
 
     def masked(self) -> dict[str, Any]:
         """Every setting, secrets replaced by ***, for the start-up log line."""

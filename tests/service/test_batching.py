@@ -34,7 +34,8 @@ class FakeEngine:
             self.sequences[seq_id] = (options.beam_size, self.tokens_for(source, options))
 
     def step(self) -> list[SequenceResult]:
-        return []
+        """Every sentence finishes at its first step (the shell's tests need answers)."""
+        return self.finish(*self.sequences)
 
     def cancel(self, seq_ids: Sequence[Hashable]) -> None:
         for seq_id in seq_ids:

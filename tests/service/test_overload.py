@@ -1,0 +1,32 @@
+"""Overload at ~3x the measured capacity of a real ``tongyeok serve`` for 20 s (bounded for CI):
+every request answered exactly once with 200, 429 (with Retry-After), 503 or 504, the server's
+own count matching, and resident memory after the warm-up growing less than 10%."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.serve import free_port, start_server
+from bench.soak import soak
+from tests.conftest import copy_pairs
+
+
+def test_overload_at_three_times_capacity_answers_every_request_once(
+    toy_repository: Path,
+) -> None:
+    port = free_port()
+    limits = {"TONGYEOK_MAX_QUEUE_SENTENCES": "64", "TONGYEOK_REQUEST_TIMEOUT": "2"}
+    proc = start_server(toy_repository, "continuous", 1, port, limits)
+    try:
+        texts = [f"{s} {i}" for i, (s, _) in enumerate(copy_pairs(2000, seed=71))]
+        report = soak(port, proc.pid, texts, seconds=20, multiple=3.0, capacity_seconds=3)
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    summary = report.summary()
+    assert report.failures == 0, summary  # no dropped connection, no 500, 429s carry Retry-After
+    assert report.server_counted == len(report.replies), summary  # each one answered once
+    assert report.statuses[200] > 0, summary
+    assert report.statuses[429] + report.statuses[504] > 0, summary  # it was overloaded
+    assert report.memory_growth < 0.10, summary
+    print(summary)
