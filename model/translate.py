@@ -17,14 +17,18 @@ def translate_ids(
     sources: Sequence[Sequence[int]],
     options: SearchOptions,
     batch_size: int = 64,
+    sort: bool = True,
 ) -> list[list[Hypothesis]]:
     """Hypotheses for token-id sources (EOS appended here), in input order.
 
-    Sentences are decoded in batches of similar length so that padding stays small.
+    Sentences are decoded in batches of similar length so that padding stays small (unless
+    ``sort`` is False: batches in the given order, as benchmarks give every engine).
     """
     eos, pad_id = model.cfg.eos_id, model.cfg.pad_id
     rows = [list(s) + [eos] for s in sources]  # too long for the model: it raises, never truncates
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    order = list(range(len(rows)))
+    if sort:
+        order.sort(key=lambda i: len(rows[i]))
     results: list[list[Hypothesis]] = [[] for _ in rows]
     device = next(model.parameters()).device
     for start in range(0, len(order), batch_size):

@@ -26,6 +26,18 @@ class PayloadTooLarge(ServiceError):
     status, error_type = 413, "payload_too_large"
 
 
+class BadRequest(ServiceError):
+    status, error_type = 400, "bad_request"
+
+
+class NotFound(ServiceError):
+    status, error_type = 404, "not_found"
+
+
+class MethodNotAllowed(ServiceError):
+    status, error_type = 405, "method_not_allowed"
+
+
 class UnsupportedPair(ServiceError):
     status, error_type = 400, "unsupported_language_pair"
 
@@ -54,3 +66,28 @@ class Cancelled(ServiceError):
     """The client went away; nobody reads the answer, but the metric counts it."""
 
     status, error_type = 499, "cancelled"
+
+
+class Internal(ServiceError):
+    """A bug: answered as JSON (and counted) instead of a bare-text 500."""
+
+    status, error_type = 500, "internal"
+
+
+# What the framework (routing, body parsing) raises, as the service's own errors.
+FRAMEWORK_ERRORS: dict[int, type[ServiceError]] = {
+    400: BadRequest,
+    401: Unauthorized,
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: PayloadTooLarge,
+    422: InvalidRequest,
+}
+
+
+def for_status(status: int, message: str, headers: dict[str, str] | None = None) -> ServiceError:
+    """The service's error for a status the framework raised (404, 405, 413, ...)."""
+    error = FRAMEWORK_ERRORS.get(status, ServiceError)(message, headers)
+    if type(error) is ServiceError:
+        error.status, error.error_type = status, f"http_{status}"
+    return error

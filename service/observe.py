@@ -13,10 +13,10 @@ import time
 import uuid
 from typing import Any
 
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import PayloadTooLarge, error_body
+from service.errors import PayloadTooLarge
+from service.handlers import rejection
 from service.metrics import Metrics
 
 log = logging.getLogger("tongyeok.api")
@@ -48,12 +48,11 @@ class ObserveMiddleware:
         try:
             length = headers.get(b"content-length", b"").decode("latin-1")
             if length.isdigit() and int(length) > self.max_body_bytes:
-                self.metrics.requests_rejected.labels(PayloadTooLarge.error_type).inc()
                 message = (
                     f"request body of {length} bytes exceeds max_body_bytes={self.max_body_bytes}"
                 )
-                body = error_body(message, PayloadTooLarge.error_type)
-                await JSONResponse(body, status_code=413)(scope, receive, send_with_id)
+                answer = rejection(PayloadTooLarge(message), self.metrics)
+                await answer(scope, receive, send_with_id)
             else:
                 await self.app(scope, receive, send_with_id)
         finally:

@@ -10,7 +10,7 @@ from typing import Any
 
 import uvicorn
 
-from service.api import create_app
+from service.app import create_app
 from service.settings import Settings
 
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from bench.capacity import capacity, capacity_markdown
 from bench.serve import (
     LONG_WORDS,
     SHORT_WORDS,
-    capacity,
-    capacity_markdown,
     compare_mixed,
     free_port,
     markdown,

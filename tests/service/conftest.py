@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from service.api import create_app
+from service.app import create_app
 from service.settings import Settings
 
 

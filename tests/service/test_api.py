@@ -150,3 +150,28 @@ def test_limits_timeouts_and_auth(toy_repository: Path) -> None:
         )
         assert late.status == 504 and late.body["error_type"] == "deadline_exceeded"
         assert metric(server, "tongyeok_requests_rejected_total") >= 5
+
+
+def test_framework_errors_share_the_error_body_and_are_counted_once(server: Server) -> None:
+    """404, 405 and an unparsable form answer {"error", "error_type"} like every other error,
+    and each adds exactly one to tongyeok_requests_rejected_total under its own reason."""
+    cases = [
+        ("GET", "/nowhere", None, {}, 404, "not_found"),
+        ("GET", "/v1/translate", None, {}, 405, "method_not_allowed"),
+        (
+            "POST",
+            "/translate",
+            b"--x\r\nContent-Disposition: form-data\r\n\r\nq\r\n--x--\r\n",
+            {"content-type": "multipart/form-data; boundary=x"},
+            400,
+            "bad_request",
+        ),
+    ]
+    for method, path, raw, headers, status, error_type in cases:
+        label = f'tongyeok_requests_rejected_total{{reason="{error_type}"}}'
+        before, total = metric(server, label), metric(server, "tongyeok_requests_rejected_total")
+        reply = server.request(method, path, raw=raw, headers=headers)
+        assert reply.status == status, (path, reply.body)
+        assert set(reply.body) == {"error", "error_type"} and reply.body["error_type"] == error_type
+        assert metric(server, label) == before + 1
+        assert metric(server, "tongyeok_requests_rejected_total") == total + 1

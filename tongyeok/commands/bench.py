@@ -32,9 +32,12 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
 
     g = which.add_parser(
         "engine",
-        help="target tokens/s: Tongyeok fp32/int8 vs CTranslate2 float32/int8 vs PyTorch",
-        description="Decode the same sentences with the same weights, threads and forced output "
-        "length in every engine, at several batch sizes, greedy and beam; for the shipped model "
+        help="target tokens/s: Tongyeok fp32/int8 vs CTranslate2 float32/int8, Transformers, "
+        "PyTorch",
+        description="Decode the same sentences with the same weights, threads, forced output "
+        "length and batches (file order) in every engine, at several batch sizes, greedy and "
+        "beam; each measurement in a fresh process that loads only that engine, with the CPU "
+        "time of other processes recorded (contended runs are flagged). For the shipped model "
         "and a Transformer-base-sized one with random weights. Needs the 'hf' extra "
         "(transformers, ctranslate2).",
         epilog="example: tongyeok bench engine --source data/test_2016_flickr.en.gz "
@@ -51,6 +54,8 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--tokens", type=int, default=32, help="forced output length (default 32)")
     g.add_argument("--threads", type=int, default=2, help="(default 2)")
     g.add_argument("--sizes", nargs="+", default=["shipped", "base"], choices=["shipped", "base"])
+    g.add_argument("--engines", nargs="+", default=None, help="(default: all)")
+    g.add_argument("--repeats", type=int, default=3, help="timed runs, median kept (default 3)")
     g.add_argument("--output", help="also write the markdown table to this file")
     g.set_defaults(run=run_bench_engine)
 
@@ -99,6 +104,15 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--start-rate", type=float, default=25.0, help="req/s (default 25)")
     c.add_argument("--refine", type=int, default=4, help="bisection steps (default 4)")
     c.add_argument("--threads", type=int, default=2, help="server threads (default 2)")
+    c.add_argument("--beam", type=int, default=1, help="beam size of every request (default 1)")
+    c.add_argument(
+        "--peer",
+        choices=["ct2"],
+        help="also measure the server a user would build instead, on the same weights: "
+        "CTranslate2 behind FastAPI with dynamic batching (bench/peer_ct2.py); both servers "
+        "are built from --checkpoint, and each gets an overload trial at 2x the peer's capacity",
+    )
+    c.add_argument("--checkpoint", help="with --peer: checkpoint (default: the shipped model)")
     c.add_argument("--output", help="also write the markdown table to this file")
     c.set_defaults(run=run_bench_capacity)
 
@@ -181,7 +195,10 @@ def run_bench_export(args: argparse.Namespace) -> int:
 
 
 def run_bench_engine(args: argparse.Namespace) -> int:
-    from bench.engine import markdown, run_bench
+    import subprocess
+
+    from bench.engine import ENGINES, markdown, run_bench
+    from bench.serve import machine_description
     from model.checkpoint import load_checkpoint
 
     texts = bench_texts(args.source, args.sentences)
@@ -195,8 +212,14 @@ def run_bench_engine(args: argparse.Namespace) -> int:
         args.threads,
         args.sentences_batch1,
         args.sizes,
+        args.engines or ENGINES,
+        args.repeats,
     )
-    print_table(markdown(results, args.threads, args.tokens), args.output)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    machine = f"{machine_description()}, commit {commit or 'unknown'}"
+    print_table(markdown(results, args.threads, args.tokens, machine), args.output)
     return 0
 
 
@@ -225,19 +248,34 @@ def run_bench_serve(args: argparse.Namespace) -> int:
 
 
 def run_bench_capacity(args: argparse.Namespace) -> int:
+    import tempfile
     import urllib.parse
     from pathlib import Path
 
-    from bench.serve import (
-        capacity,
-        capacity_markdown,
-        free_port,
-        machine_description,
-        start_server,
-    )
+    from bench.capacity import capacity, capacity_markdown
+    from bench.serve import free_port, machine_description, start_server
 
     texts = bench_texts(args.source)
     bound = args.bound_ms / 1000
+
+    def search(port: int, host: str = "127.0.0.1") -> tuple[float, list]:
+        return capacity(
+            port,
+            texts,
+            bound,
+            args.quantile,
+            args.seconds,
+            args.start_rate,
+            args.refine,
+            beam=args.beam,
+            host=host,
+        )
+
+    if args.peer:
+        with tempfile.TemporaryDirectory() as tmp:
+            table = compare_with_peer(args, texts, Path(tmp), search)
+        print_table(table, args.output)
+        return 0
     proc = None
     if args.url:
         url = urllib.parse.urlsplit(args.url)
@@ -252,16 +290,7 @@ def run_bench_capacity(args: argparse.Namespace) -> int:
             "on the same machine."
         )
     try:
-        best, trials = capacity(
-            port,
-            texts,
-            bound,
-            args.quantile,
-            args.seconds,
-            args.start_rate,
-            args.refine,
-            host=host,
-        )
+        best, trials = search(port, host)
     finally:
         if proc:
             proc.terminate()
@@ -269,6 +298,68 @@ def run_bench_capacity(args: argparse.Namespace) -> int:
     table = capacity_markdown(best, trials, bound, args.quantile, machine_description(), setup)
     print_table(table, args.output)
     return 0
+
+
+def compare_with_peer(args: argparse.Namespace, texts: list[str], work, search) -> str:
+    """Tongyeok and the CTranslate2 peer built from one checkpoint, measured back to back."""
+    import subprocess
+
+    from bench.capacity import (
+        ServerCapacity,
+        capacity_markdown,
+        comparison_markdown,
+        overload_trial,
+        start_peer,
+    )
+    from bench.engine import prepare
+    from bench.serve import free_port, machine_description, start_server
+    from export.onnx_export import export_package
+    from model.checkpoint import load_checkpoint
+
+    prepare(load_checkpoint(args.checkpoint), work, ["ct2 float32"])
+    export_package(work / "model.pt", work / "repository" / "en-de")
+    servers = {
+        "Tongyeok (continuous batching)": lambda port: start_server(
+            work / "repository", "continuous", args.threads, port
+        ),
+        "CTranslate2 + FastAPI (dynamic batching, 64 sentences or 5 ms)": lambda port: start_peer(
+            work, args.threads, port
+        ),
+    }
+    measured = []
+    for name, start in servers.items():
+        port = free_port()
+        proc = start(port)
+        try:
+            best, trials = search(port)
+            measured.append((name, port, proc, best, trials))
+        except BaseException:
+            proc.terminate()
+            raise
+        proc.terminate()
+        proc.wait(60)
+    peer_best = measured[1][3]
+    results = []
+    for (name, _, _, best, trials), start in zip(measured, servers.values(), strict=True):
+        port = free_port()
+        proc = start(port)  # a fresh server for the overload trial
+        try:
+            overload = overload_trial(port, texts, 2 * peer_best, args.seconds, args.beam)
+        finally:
+            proc.terminate()
+            proc.wait(60)
+        results.append(ServerCapacity(name, best, trials, overload))
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    machine = f"{machine_description()}, commit {commit or 'unknown'}"
+    bound = args.bound_ms / 1000
+    parts = [comparison_markdown(results[0], results[1], bound, args.quantile, args.beam)]
+    for r in results:
+        setup = f"{r.server}, {args.threads} threads, translation cache off."
+        parts += ["", f"### {r.server}", ""]
+        parts.append(capacity_markdown(r.best, r.trials, bound, args.quantile, machine, setup))
+    return "\n".join(parts)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -1,0 +1,177 @@
+"""``tongyeok bench capacity``: MLPerf's server scenario against real servers on this machine.
+
+Poisson arrivals of one-sentence requests at a fixed rate, latency counted from the scheduled
+arrival (queueing is charged); the rate doubles until the tail latency passes the bound, then is
+bisected. With ``--peer ct2`` the same search runs, back to back, against the server a user
+would build instead (``bench/peer_ct2.py``: CTranslate2 behind FastAPI with dynamic batching) on
+identical weights, and both get one overload trial at twice the peer's capacity.
+"""
+
+from __future__ import annotations
+
+import http.client
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.serve import Sample, loadgen, nearest_rank
+
+
+@dataclass(frozen=True)
+class Trial:
+    rate: float  # offered, requests/s
+    duration: float
+    samples: list[Sample]
+
+    @property
+    def completed(self) -> float:
+        return sum(s.ok for s in self.samples) / self.duration
+
+    @property
+    def failures(self) -> int:
+        return sum(not s.ok for s in self.samples)
+
+    def percentile(self, q: float) -> float:
+        # A failed request counts as infinitely slow: it never met the bound.
+        return nearest_rank(
+            [s.seconds if s.ok else float("inf") for s in self.samples], q, float("inf")
+        )
+
+
+def capacity(
+    port: int,
+    sentences: Sequence[str],
+    bound: float = 0.250,
+    quantile: float = 0.97,
+    seconds: float = 30.0,
+    start_rate: float = 25.0,
+    refine: int = 4,
+    beam: int = 1,
+    pair: tuple[str, str] = ("en", "de"),
+    host: str = "127.0.0.1",
+    max_rate: float = 100_000.0,
+    log: Callable[[str], None] = print,
+) -> tuple[float, list[Trial]]:
+    """MLPerf's server scenario: one sentence per request, Poisson arrivals. Double the rate until
+    the ``quantile`` latency passes ``bound``, then bisect ``refine`` times between the last rate
+    that met it and the first that did not. Returns the best rate that met it, and every trial."""
+    trials: list[Trial] = []
+
+    def meets(rate: float) -> bool:
+        samples, duration = loadgen(
+            port, sentences, seconds, beam, pair, "--mode", "open", "--rate", str(rate),
+            "--host", host, "--seed", str(len(trials)),
+        )  # fmt: skip
+        trial = Trial(rate, duration, samples)
+        trials.append(trial)
+        ok = trial.percentile(quantile) <= bound
+        log(
+            f"{rate:7.1f} req/s offered: {trial.completed:7.1f} done/s, "
+            f"p{quantile * 100:g} {trial.percentile(quantile) * 1000:7.1f} ms, "
+            f"{trial.failures} failed -> {'meets' if ok else 'misses'} the bound"
+        )
+        return ok
+
+    good, bad = 0.0, start_rate
+    while meets(bad):
+        good, bad = bad, bad * 2
+        if bad > max_rate:
+            return good, trials
+    for _ in range(refine):
+        middle = (good + bad) / 2
+        if meets(middle):
+            good = middle
+        else:
+            bad = middle
+    return good, trials
+
+
+def capacity_markdown(
+    best: float, trials: list[Trial], bound: float, quantile: float, machine: str, setup: str
+) -> str:
+    q = f"p{quantile * 100:g}"
+    lines = [
+        f"Capacity: the highest Poisson arrival rate at which {q} latency stays <= "
+        f"{bound * 1000:.0f} ms (MLPerf's server scenario; one sentence per request; latency "
+        "from the scheduled arrival, so queueing counts).",
+        "",
+        f"Machine: {machine}. {setup}",
+        "",
+        f"**Result: {best:.1f} requests/s** with {q} <= {bound * 1000:.0f} ms.",
+        "",
+        f"| offered req/s | done/s | p50 ms | p90 ms | {q} ms | p99 ms | failed | meets |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for t in sorted(trials, key=lambda t: t.rate):
+        lines.append(
+            f"| {t.rate:.1f} | {t.completed:.1f} | {t.percentile(0.5) * 1000:.0f} | "
+            f"{t.percentile(0.9) * 1000:.0f} | {t.percentile(quantile) * 1000:.0f} | "
+            f"{t.percentile(0.99) * 1000:.0f} | {t.failures} | "
+            f"{'yes' if t.percentile(quantile) <= bound else 'no'} |"
+        )
+    return "\n".join(lines)
+
+
+def start_peer(model_dir: Path, threads: int, port: int) -> subprocess.Popen:
+    """``bench/peer_ct2.py`` on loopback, ready to serve."""
+    command = [sys.executable, "-m", "bench.peer_ct2", "--model-dir", str(model_dir)]
+    command += ["--port", str(port), "--threads", str(threads)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/readyz")
+            if conn.getresponse().status == 200:
+                return proc
+        except OSError:
+            time.sleep(0.2)
+        if proc.poll() is not None:
+            break
+    proc.kill()
+    raise RuntimeError("the CTranslate2 peer server did not become ready")
+
+
+@dataclass(frozen=True)
+class ServerCapacity:
+    server: str
+    best: float
+    trials: list[Trial]
+    overload: Trial | None = None  # one trial at twice the peer's capacity
+
+
+def overload_trial(
+    port: int, sentences: Sequence[str], rate: float, seconds: float, beam: int
+) -> Trial:
+    samples, duration = loadgen(
+        port, sentences, seconds, beam, ("en", "de"), "--mode", "open", "--rate", str(rate)
+    )
+    return Trial(rate, duration, samples)
+
+
+def comparison_markdown(
+    ours: ServerCapacity, peer: ServerCapacity, bound: float, quantile: float, beam: int
+) -> str:
+    q = f"p{quantile * 100:g}"
+    search = "greedy" if beam == 1 else f"beam {beam}"
+    lines = [
+        f"Capacity at {q} <= {bound * 1000:.0f} ms, {search}, same weights, same sentences, same "
+        "load generator, the two servers one after the other on this machine:",
+        "",
+        f"| server | capacity req/s | overload: offered req/s | done/s | {q} ms | failed |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for s in (ours, peer):
+        o = s.overload
+        extra = (
+            f"{o.rate:.1f} | {o.completed:.1f} | {o.percentile(quantile) * 1000:.0f} | {o.failures}"
+            if o
+            else "– | – | – | –"
+        )
+        lines.append(f"| {s.server} | {s.best:.1f} | {extra} |")
+    ratio = ours.best / peer.best if peer.best else float("inf")
+    lines += ["", f"**Tongyeok / peer: {ratio:.2f}×** capacity."]
+    return "\n".join(lines)

@@ -1,0 +1,60 @@
+"""The application: settings, metrics, repository and use case wired into the routers.
+
+Models load (and warm up) in the lifespan; ``app.state.draining`` is set by the server on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service import handlers
+from service.deps import Services
+from service.metrics import Metrics
+from service.models import ModelRepository
+from service.observe import ObserveMiddleware
+from service.routes import deepl, libretranslate, native, ops
+from service.settings import Settings
+from service.usecase import TranslateUseCase
+
+log = logging.getLogger("tongyeok.api")
+
+
+def create_app(settings: Settings, metrics: Metrics | None = None) -> FastAPI:
+    """The application for ``settings``; models load (and warm up) in its lifespan."""
+    metrics = metrics or Metrics()
+    repository = ModelRepository(settings, metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log.info(json.dumps({"event": "settings", **settings.masked()}, default=str))
+        await asyncio.to_thread(repository.load)
+        app.state.ready = True
+        yield
+        app.state.ready = False
+        await asyncio.to_thread(repository.stop, settings.drain_seconds)
+        log.info(json.dumps({"event": "stopped"}))
+
+    app = FastAPI(
+        title="Tongyeok",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Neural machine translation served with continuous batching.",
+    )
+    app.state.ready = False
+    app.state.draining = False
+    app.state.repository = repository
+    app.state.metrics = metrics
+    translate = TranslateUseCase(settings, repository, metrics, lambda: app.state.draining)
+    app.state.services = Services(settings, metrics, repository, translate)
+
+    app.add_middleware(ObserveMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    handlers.install(app, metrics)
+    for router in (native.router, libretranslate.router, deepl.router, ops.router):
+        app.include_router(router)
+    return app

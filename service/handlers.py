@@ -1,0 +1,49 @@
+"""Every error mapped to its HTTP answer, and counted, in one place.
+
+Each rejection is counted once in ``tongyeok_requests_rejected_total``, here, where it becomes an
+HTTP answer: the service's own errors, request validation, and the framework's (404, 405, body
+parsing), all with the one body shape ``{"error", "error_type"}``.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from service.errors import Cancelled, InvalidRequest, ServiceError, error_body, for_status
+from service.metrics import Metrics
+
+
+def rejection(error: ServiceError, metrics: Metrics) -> JSONResponse:
+    """The answer to ``error``, counted under its error type (a client gone away: the scheduler
+    counts it when it drops the job, and nobody reads the answer)."""
+    if not isinstance(error, Cancelled):
+        metrics.requests_rejected.labels(error.error_type).inc()
+    return JSONResponse(error_body(error.message, error.error_type), error.status, error.headers)
+
+
+def validation_message(exc: RequestValidationError) -> str:
+    """``field: problem; ...`` from pydantic's errors (the body's own name left out)."""
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors()
+    )
+    return problems or "invalid request"
+
+
+def install(app: FastAPI, metrics: Metrics) -> None:
+    """Route every error the application can raise through ``rejection``."""
+
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        return rejection(exc, metrics)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return rejection(InvalidRequest(validation_message(exc)), metrics)
+
+    @app.exception_handler(HTTPException)
+    async def framework(request: Request, exc: HTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        return rejection(for_status(exc.status_code, str(exc.detail), headers), metrics)

@@ -1,0 +1,1 @@
+"""The HTTP routes, one router per API: native (/v1), LibreTranslate, DeepL v2, operations."""

@@ -1,0 +1,66 @@
+"""DeepL's API v2, so its clients work unchanged: /v2/translate and /v2/languages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from service.compat import LANGUAGE_NAMES, native_request, pair_for, read_body
+from service.deps import Authorized, DisconnectDep, RepositoryDep, TranslateDep
+from service.errors import InvalidRequest
+
+router = APIRouter(prefix="/v2", tags=["DeepL"], dependencies=[Authorized])
+
+
+@router.post("/translate")
+async def translate(
+    request: Request,
+    repository: RepositoryDep,
+    translate: TranslateDep,
+    disconnect: DisconnectDep,
+) -> dict[str, Any]:
+    """DeepL v2: ``text`` (list), ``target_lang``, optional ``source_lang``; other DeepL
+    options are accepted and ignored."""
+    data = await read_body(request)
+    text, target_lang = data.get("text"), data.get("target_lang")
+    if text is None or not target_lang:
+        raise InvalidRequest("'text' and 'target_lang' are required")
+    texts = text if isinstance(text, list) else [text]
+    if not all(isinstance(t, str) for t in texts):
+        raise InvalidRequest("'text' must be a string or a list of strings")
+    target = str(target_lang).split("-")[0].lower()  # EN-US -> en
+    source_lang = data.get("source_lang")
+    source, target = pair_for(repository, source_lang.lower() if source_lang else None, target)
+    result = await translate(native_request(texts, source, target), disconnect)
+    return {
+        "translations": [
+            {
+                "detected_source_language": source.upper(),
+                "text": t.text,
+                "billed_characters": len(original),
+            }
+            for t, original in zip(result.translations, texts, strict=True)
+        ]
+    }
+
+
+@router.get("/languages")
+async def languages(
+    request: Request, repository: RepositoryDep, type: str | None = None
+) -> list[dict[str, Any]]:
+    """Source or target languages (``type``), in DeepL's shape."""
+    if type is None:  # the official client sends it as a form body, even on GET
+        body = await read_body(request) if request.headers.get("content-type") else {}
+        type = str(body.get("type", "source"))
+    if type not in ("source", "target"):
+        raise InvalidRequest(f"type must be 'source' or 'target', got {type!r}")
+    index = 0 if type == "source" else 1
+    codes = sorted({pair[index] for pair in repository.models})
+    entries: list[dict[str, Any]] = [
+        {"language": c.upper(), "name": LANGUAGE_NAMES.get(c, c)} for c in codes
+    ]
+    if type == "target":
+        for entry in entries:
+            entry["supports_formality"] = False
+    return entries

@@ -1,0 +1,43 @@
+"""The CTranslate2 peer server of ``bench capacity --peer ct2``, on the toy model's weights: it
+answers the load generator's requests with the same translations the toy model makes."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+from bench.capacity import ServerCapacity, Trial, comparison_markdown, overload_trial, start_peer
+from bench.engine import prepare
+from bench.serve import Sample, free_port
+from model.checkpoint import load_checkpoint
+from tests.conftest import copy_pairs
+
+
+def test_the_peer_translates_the_same_weights(toy_checkpoint: Path, tmp_path: Path) -> None:
+    prepare(load_checkpoint(toy_checkpoint), tmp_path, ["ct2 float32"])
+    port = free_port()
+    proc = start_peer(tmp_path, 1, port)
+    try:
+        sentences = [s for s, _ in copy_pairs(6, seed=41)]
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/translate",
+            data=json.dumps({"texts": sentences, "source": "en", "target": "de"}).encode(),
+            headers={"content-type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            body = json.load(reply)
+        assert [t["text"] for t in body["translations"]] == sentences  # the toy task copies
+        trial = overload_trial(port, sentences, rate=20, seconds=1.0, beam=1)
+        assert trial.samples and trial.failures == 0
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_comparison_names_the_ratio() -> None:
+    fast = Trial(10.0, 1.0, [Sample(0.01, 3, True)] * 10)
+    ours = ServerCapacity("ours", 30.0, [fast], fast)
+    peer = ServerCapacity("peer", 20.0, [fast], None)
+    table = comparison_markdown(ours, peer, 0.25, 0.97, 4)
+    assert "**Tongyeok / peer: 1.50×** capacity." in table and "beam 4" in table
