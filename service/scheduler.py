@@ -64,6 +64,7 @@ class Scheduler:
         self.answers: list[Answer] = []  # resolved this iteration, not yet handed over
         self.lock = threading.Condition()
         self.stopping = False
+        self.submitted = 0  # jobs accepted so far (tests account for every one)
         self.thread = threading.Thread(target=self._run, name=f"scheduler-{name}", daemon=True)
 
     # -- called from the event loop ----------------------------------------------------------------
@@ -78,6 +79,7 @@ class Scheduler:
             if self.stopping:
                 raise ShuttingDown("the server is shutting down")
             batching.enqueue(self.state, job, self.clock())
+            self.submitted += 1
             self._gauge_queue()
             self.lock.notify()
 

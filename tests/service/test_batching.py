@@ -183,6 +183,16 @@ def test_a_cancelled_request_leaves_queue_and_engine_unanswered() -> None:
     assert list(state.running) == [other.id] and state.queued_sentences == 0
 
 
+def test_a_request_both_running_and_waiting_is_cancelled_once() -> None:
+    gone = job(3)
+    state, engine = queued(Limits(max_rows=1), gone), FakeEngine()
+    run_plan(state, engine)  # one sentence runs, two wait
+    gone.state = JobState.CANCELLED
+    out = batching.sweep(state, now=2.0)
+    assert out.cancelled == 1 and out.cancel == [(gone.id, 0)]
+    assert not state.waiting and not state.running and state.queued_sentences == 0
+
+
 def test_a_failing_sentence_fails_only_its_request() -> None:
     a, b = job(2), job(1)
     state, engine = queued(Limits(), a, b), FakeEngine()
