@@ -96,14 +96,17 @@ async def post(port: int, payload: bytes) -> Reply:
     try:
         head = (
             f"POST {TRANSLATE} HTTP/1.1\r\nHost: soak\r\nContent-Type: application/json\r\n"
-            f"Connection: close\r\nContent-Length: {len(payload)}\r\n\r\n"
+            f"Content-Length: {len(payload)}\r\n\r\n"
         )
         writer.write(head.encode() + payload)
         status = int((await reader.readline()).split()[1])
-        retry_after = False
+        retry_after, length = False, 0
         while (line := await reader.readline()) not in (b"\r\n", b""):
-            retry_after |= line.lower().startswith(b"retry-after:")
-        await reader.read()  # the body, to the close
+            name, _, value = line.partition(b":")
+            retry_after |= name.strip().lower() == b"retry-after"
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        await reader.readexactly(length)
         return Reply(status, retry_after)
     except (OSError, IndexError, ValueError, asyncio.IncompleteReadError):
         return Reply(0, False)
@@ -174,10 +177,12 @@ def soak(
     seconds: float,
     multiple: float = 3.0,
     capacity_seconds: float = 3.0,
+    min_rate: float = 1.0,
 ) -> SoakReport:
-    """Measure capacity, then offer ``multiple`` x capacity for ``seconds`` and account."""
+    """Measure capacity, then offer ``multiple`` x capacity (at least ``min_rate`` requests/s:
+    a measurement on a busy machine can come out far low) for ``seconds`` and account."""
     capacity = asyncio.run(measure_capacity(port, texts, capacity_seconds))
-    rate = max(multiple * capacity, 1.0)
+    rate = max(multiple * capacity, min_rate)
     before = requests_counted(port)
     replies, memory = asyncio.run(offer(port, texts, rate, seconds, pid))
     time.sleep(0.5)  # the middleware counts after the last byte is sent

@@ -1,6 +1,11 @@
 """Overload at ~3x the measured capacity of a real ``tongyeok serve`` for 20 s (bounded for CI):
 every request answered exactly once with 200, 429 (with Retry-After), 503 or 504, the server's
-own count matching, and resident memory after the warm-up growing less than 10%."""
+own count matching, and resident memory after the warm-up growing less than 10%.
+
+The server's capacity is pinned low (2 decoder rows, steps of at least 5 ms: at most ~55
+sentences/s) and the offered rate is at least 120 requests/s: on the shared 2-core machine a
+closed-loop measurement swung from 1.7 to 90 requests/s with the neighbours' load, and "3x" an
+unlucky measurement never overloaded the server."""
 
 from __future__ import annotations
 
@@ -15,11 +20,18 @@ def test_overload_at_three_times_capacity_answers_every_request_once(
     toy_repository: Path,
 ) -> None:
     port = free_port()
-    limits = {"TONGYEOK_MAX_QUEUE_SENTENCES": "64", "TONGYEOK_REQUEST_TIMEOUT": "2"}
+    limits = {
+        "TONGYEOK_MAX_QUEUE_SENTENCES": "64",
+        "TONGYEOK_REQUEST_TIMEOUT": "2",
+        "TONGYEOK_MAX_BATCH_ROWS": "2",
+        "TONGYEOK_FAULTS": '{"step_sleep_seconds": 0.005}',
+    }
     proc = start_server(toy_repository, "continuous", 1, port, limits)
     try:
         texts = [f"{s} {i}" for i, (s, _) in enumerate(copy_pairs(2000, seed=71))]
-        report = soak(port, proc.pid, texts, seconds=20, multiple=3.0, capacity_seconds=3)
+        report = soak(
+            port, proc.pid, texts, seconds=20, multiple=3.0, capacity_seconds=3, min_rate=120
+        )
     finally:
         proc.terminate()
         proc.wait(60)

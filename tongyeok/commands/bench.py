@@ -135,6 +135,12 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     k.add_argument("--queue", type=int, default=256, help="server queue, sentences (default 256)")
     k.add_argument("--timeout", type=float, default=5.0, help="request timeout s (default 5)")
     k.add_argument("--max-growth", type=float, default=0.05, help="(default 0.05)")
+    k.add_argument(
+        "--min-rate",
+        type=float,
+        default=1.0,
+        help="offer at least this many req/s whatever the measurement (default 1)",
+    )
     k.add_argument("--output", help="also write the markdown table to this file")
     k.set_defaults(run=run_bench_soak)
 
@@ -155,7 +161,9 @@ def run_bench_soak(args: argparse.Namespace) -> int:
     }
     proc = start_server(Path(args.model_repository), "continuous", args.threads, port, settings)
     try:
-        report = soak(port, proc.pid, texts, args.minutes * 60, args.multiple)
+        report = soak(
+            port, proc.pid, texts, args.minutes * 60, args.multiple, min_rate=args.min_rate
+        )
     finally:
         proc.terminate()
         proc.wait(60)
