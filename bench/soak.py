@@ -125,7 +125,8 @@ async def measure_capacity(
         nonlocal done
         rng = random.Random(index)
         while time.perf_counter() < stop_at:
-            done += (await post(port, body(rng.choice(texts)))).status == 200
+            reply = await post(port, body(rng.choice(texts)))  # not inside ``done +=``: that
+            done += reply.status == 200  # reads ``done`` before the await and loses updates
 
     started = time.perf_counter()
     await asyncio.gather(*(client(i) for i in range(clients)))
