@@ -162,12 +162,16 @@ async def offer(
 
 
 def requests_counted(port: int) -> int:
-    """The server's count of finished /v1/translate requests (every status class)."""
+    """The server's count of /v1/translate requests: those it handled (every status class) and
+    those it shed at the door before routing."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
         text = resp.read().decode()
-    prefix = f'tongyeok_request_duration_seconds_count{{route="{TRANSLATE}"'
+    prefixes = (
+        f'tongyeok_request_duration_seconds_count{{route="{TRANSLATE}"',
+        'tongyeok_requests_rejected_total{reason="overloaded"}',
+    )
     return int(
-        sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix))
+        sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefixes))
     )
 
 

@@ -12,6 +12,7 @@ import uvicorn
 
 from service.app import create_app
 from service.settings import Settings
+from service.shed import ShedLoad
 
 
 def answer_deadline(drain_seconds: float) -> float:
@@ -50,7 +51,7 @@ def serve(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     app = create_app(settings)
     config = uvicorn.Config(
-        app,
+        ShedLoad(app, settings.max_inflight_requests, app.state.metrics),
         host=settings.host,
         port=settings.port,
         # A float: a drain under a second is still a limit (int() made 0.5 s "no limit").
