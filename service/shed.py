@@ -3,9 +3,9 @@
 Under sustained overload the scheduler's queue limit comes too late: every request is still read,
 parsed, split and tokenized on the event loop before the queue refuses it, and on 2 cores the
 event loop fell behind (3x capacity on the shipped model: answers two minutes late, resident
-memory growing ~4.8 MB/s with the backlog: docs/decisions.md #19). Past ``limit`` requests in flight, this answers at once
-with the project's JSON 429 and Retry-After, without reading the body. Liveness, readiness and
-metrics are never shed.
+memory growing ~4.8 MB/s with the backlog; docs/decisions.md). Past ``limit`` requests in
+flight, this answers at once with the project's JSON 429 and Retry-After, without reading the
+body. Liveness, readiness and metrics are never shed.
 """
 
 from __future__ import annotations
