@@ -9,15 +9,13 @@ identical weights, and both get one overload trial at twice the peer's capacity.
 
 from __future__ import annotations
 
-import http.client
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.serve import Sample, loadgen, nearest_rank
+from bench.serve import Sample, loadgen, nearest_rank, wait_ready
 
 
 @dataclass(frozen=True)
@@ -120,19 +118,7 @@ def start_peer(model_dir: Path, threads: int, port: int) -> subprocess.Popen:
     command = [sys.executable, "-m", "bench.peer_ct2", "--model-dir", str(model_dir)]
     command += ["--port", str(port), "--threads", str(threads)]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/readyz")
-            if conn.getresponse().status == 200:
-                return proc
-        except OSError:
-            time.sleep(0.2)
-        if proc.poll() is not None:
-            break
-    proc.kill()
-    raise RuntimeError("the CTranslate2 peer server did not become ready")
+    return wait_ready(proc, port, "the CTranslate2 peer server")
 
 
 @dataclass(frozen=True)

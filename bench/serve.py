@@ -130,8 +130,14 @@ def start_server(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    return wait_ready(proc, port, "tongyeok serve")
+
+
+def wait_ready(proc: subprocess.Popen, port: int, name: str) -> subprocess.Popen:
+    """``proc`` once its /readyz on ``port`` answers 200 (killed, and an error, if it never does
+    within two minutes or exits first)."""
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
             conn.request("GET", "/readyz")
@@ -140,7 +146,7 @@ def start_server(
         except OSError:
             time.sleep(0.2)
     proc.kill()
-    raise RuntimeError("server did not become ready")
+    raise RuntimeError(f"{name} did not become ready on port {port}")
 
 
 def rows_per_step(port: int) -> tuple[float, float]:

@@ -18,7 +18,7 @@ from service.deps import Services
 from service.metrics import Metrics
 from service.models import ModelRepository
 from service.observe import ObserveMiddleware
-from service.routes import deepl, libretranslate, native, ops
+from service.routes import deepl, docs, files, libretranslate, native, ops, page
 from service.settings import Settings
 from service.usecase import TranslateUseCase
 
@@ -45,6 +45,9 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         description="Neural machine translation served with continuous batching.",
+        docs_url=None,  # served by routes/docs.py, behind the API key
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.ready = False
     app.state.draining = False
@@ -53,8 +56,15 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> FastAPI:
     translate = TranslateUseCase(settings, repository, metrics, lambda: app.state.draining)
     app.state.services = Services(settings, metrics, repository, translate)
 
-    app.add_middleware(ObserveMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        ObserveMiddleware,
+        metrics=metrics,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout=settings.body_timeout,
+    )
     handlers.install(app, metrics)
-    for router in (native.router, libretranslate.router, deepl.router, ops.router):
-        app.include_router(router)
+    routers = (native, libretranslate, files, deepl, ops, docs, page)
+    for module in routers:
+        app.include_router(module.router)
+    page.mount_static(app)
     return app

@@ -3,13 +3,15 @@ and the API-key check, all taken from the one ``Services`` the application was b
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from pydantic import SecretStr
 
 from service.compat import read_body
-from service.errors import ServiceError, Unauthorized
+from service.errors import Forbidden, ServiceError, Unauthorized
 from service.metrics import Metrics
 from service.models import ModelRepository
 from service.settings import Settings
@@ -62,29 +64,53 @@ TranslateDep = Annotated[TranslateUseCase, Depends(get_translate)]
 DisconnectDep = Annotated[Disconnect, Depends(get_disconnect)]
 
 
-async def body_key(request: Request) -> str:
-    """A key given in the body (LibreTranslate's ``api_key``), if the body has one."""
-    if not request.headers.get("content-type"):
-        return ""
-    try:
-        data = await read_body(request)
-    except ServiceError:  # the route reports a malformed body; here it only has no key
-        return ""
-    key = data.get("api_key")
-    return key if isinstance(key, str) else ""
+BODY_KEYS = ("api_key", "auth_key")  # LibreTranslate's, DeepL's form field
+SCHEMES = ("bearer", "deepl-auth-key")
+
+
+async def given_key(request: Request) -> str | None:
+    """The key the client sent: ``Authorization: Bearer KEY`` or ``DeepL-Auth-Key KEY`` (scheme
+    in any case), ``X-API-Key``, else the body's ``api_key`` / ``auth_key``. Headers win over a
+    (perhaps stale) key in the body; None when there is none."""
+    scheme, _, credentials = request.headers.get("authorization", "").strip().partition(" ")
+    if scheme.lower() in SCHEMES and credentials.strip():
+        return credentials.strip()
+    if request.headers.get("x-api-key"):
+        return request.headers["x-api-key"]
+    if request.headers.get("content-type"):
+        try:
+            data = await read_body(request)
+        except ServiceError:  # the route reports a malformed body; here it only has no key
+            return None
+        for name in BODY_KEYS:
+            if isinstance(data.get(name), str) and data[name]:
+                return str(data[name])
+    return None
+
+
+def check(given: str | None, accepted: list[SecretStr]) -> None:
+    """Unauthorized (401) without a key, Forbidden (403) for a wrong one; compared in constant
+    time against every accepted key, so the answer's timing tells nothing about a key."""
+    if given is None:
+        raise Unauthorized("missing API key (Authorization: Bearer KEY)")
+    offered = given.encode("utf-8", "surrogatepass")
+    matches = [hmac.compare_digest(offered, k.get_secret_value().encode()) for k in accepted]
+    if not any(matches):
+        raise Forbidden("invalid API key")
 
 
 async def authorize(request: Request, settings: SettingsDep) -> None:
-    """Accepts ``Authorization: Bearer KEY``, ``DeepL-Auth-Key KEY``, ``X-API-Key`` or a key
-    given in the body (LibreTranslate's ``api_key``)."""
-    if not settings.api_keys:
-        return
-    header = request.headers.get("authorization", "")
-    for scheme in ("Bearer ", "DeepL-Auth-Key "):
-        header = header.removeprefix(scheme)
-    given = await body_key(request) or header.strip() or request.headers.get("x-api-key", "")
-    if not any(given == key.get_secret_value() for key in settings.api_keys):
-        raise Unauthorized("missing or invalid API key (Authorization: Bearer KEY)")
+    """Every route but liveness, readiness and metrics: a valid API key when keys are set."""
+    if settings.api_keys:
+        check(await given_key(request), settings.api_keys)
+
+
+async def authorize_metrics(request: Request, settings: SettingsDep) -> None:
+    """/metrics: its own bearer token when ``metrics_token`` is set (a scraper is no client)."""
+    if settings.metrics_token is not None:
+        scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
+        check(token.strip() if scheme.lower() == "bearer" else None, [settings.metrics_token])
 
 
 Authorized = Depends(authorize)
+MetricsAuthorized = Depends(authorize_metrics)

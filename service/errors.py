@@ -4,8 +4,9 @@ from __future__ import annotations
 
 
 def error_body(error: str, error_type: str) -> dict[str, str]:
-    """Every error response's JSON: what is wrong, and a stable type to branch on."""
-    return {"error": error, "error_type": error_type}
+    """Every error response's JSON: what is wrong, and a stable type to branch on (a message
+    that quotes a lone surrogate from the request is made encodable, not a second error)."""
+    return {"error": error.encode("utf-8", "replace").decode("utf-8"), "error_type": error_type}
 
 
 class ServiceError(Exception):
@@ -26,6 +27,12 @@ class PayloadTooLarge(ServiceError):
     status, error_type = 413, "payload_too_large"
 
 
+class BodyTimeout(ServiceError):
+    """The client sent its body too slowly: a slow upload must not hold a connection forever."""
+
+    status, error_type = 408, "body_timeout"
+
+
 class BadRequest(ServiceError):
     status, error_type = 400, "bad_request"
 
@@ -43,7 +50,22 @@ class UnsupportedPair(ServiceError):
 
 
 class Unauthorized(ServiceError):
+    """No key given (DeepL's and LibreTranslate's clients expect 401 for that)."""
+
     status, error_type = 401, "unauthorized"
+
+
+class Forbidden(ServiceError):
+    """A key given, but not one of ours (their clients expect 403: DeepL's raises
+    AuthorizationException on it)."""
+
+    status, error_type = 403, "forbidden"
+
+
+class NotSupported(ServiceError):
+    """A route clients call that this server cannot answer yet (language detection)."""
+
+    status, error_type = 501, "not_implemented"
 
 
 class QueueFull(ServiceError):
@@ -78,6 +100,7 @@ class Internal(ServiceError):
 FRAMEWORK_ERRORS: dict[int, type[ServiceError]] = {
     400: BadRequest,
     401: Unauthorized,
+    403: Forbidden,
     404: NotFound,
     405: MethodNotAllowed,
     413: PayloadTooLarge,

@@ -12,16 +12,30 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from service.errors import Cancelled, InvalidRequest, ServiceError, error_body, for_status
+from service.deps import authorize
+from service.errors import (
+    BadRequest,
+    Cancelled,
+    InvalidRequest,
+    ServiceError,
+    error_body,
+    for_status,
+)
 from service.metrics import Metrics
 
+DEEPL_PREFIX = "/v2/"
 
-def rejection(error: ServiceError, metrics: Metrics) -> JSONResponse:
+
+def rejection(error: ServiceError, metrics: Metrics, path: str) -> JSONResponse:
     """The answer to ``error``, counted under its error type (a client gone away: the scheduler
-    counts it when it drops the job, and nobody reads the answer)."""
+    counts it when it drops the job, and nobody reads the answer). DeepL's routes add the
+    ``message`` its clients read into their exceptions."""
     if not isinstance(error, Cancelled):
         metrics.requests_rejected.labels(error.error_type).inc()
-    return JSONResponse(error_body(error.message, error.error_type), error.status, error.headers)
+    body = error_body(error.message, error.error_type)
+    if path.startswith(DEEPL_PREFIX):
+        body["message"] = error.message
+    return JSONResponse(body, error.status, error.headers)
 
 
 def validation_message(exc: RequestValidationError) -> str:
@@ -37,13 +51,24 @@ def install(app: FastAPI, metrics: Metrics) -> None:
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        return rejection(exc, metrics)
+        return rejection(exc, metrics, request.url.path)
+
+    async def keyed(request: Request, error: ServiceError) -> JSONResponse:
+        """``error`` for clients with a key, else the key's own error: a body FastAPI cannot
+        parse or validate fails before any dependency (the key check) runs."""
+        try:
+            await authorize(request, request.app.state.services.settings)
+        except ServiceError as refused:
+            error = refused
+        return rejection(error, metrics, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return rejection(InvalidRequest(validation_message(exc)), metrics)
+        return await keyed(request, InvalidRequest(validation_message(exc)))
 
     @app.exception_handler(HTTPException)
     async def framework(request: Request, exc: HTTPException) -> JSONResponse:
-        headers = dict(exc.headers or {})
-        return rejection(for_status(exc.status_code, str(exc.detail), headers), metrics)
+        error = for_status(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+        if exc.status_code == BadRequest.status:  # an unparsable body
+            return await keyed(request, error)
+        return rejection(error, metrics, request.url.path)

@@ -75,6 +75,27 @@ def runtime_options(settings: Settings) -> RuntimeOptions:
     )
 
 
+def check_repository(root: Path) -> None:
+    """Refuse at once, with one line that says what to do, a repository that cannot serve:
+    missing, unreadable, or holding no package."""
+    if not root.is_dir():
+        raise PackageError(f"model repository {root} is not a directory")
+    try:
+        if not os.access(root, os.R_OK | os.X_OK):
+            raise PermissionError
+        packages = [d for d in root.iterdir() if d.is_dir() and (d / MANIFEST).exists()]
+    except PermissionError:
+        raise PackageError(
+            f"model repository {root} is not readable by uid {os.getuid()}: "
+            "make it readable (a mounted volume keeps its owner and mode)"
+        ) from None
+    if not packages:
+        raise PackageError(
+            f"model repository {root} holds no model package (a directory with {MANIFEST}): "
+            f"build one with `tongyeok export --out {root}/en-de`"
+        )
+
+
 class ModelRepository:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings, self.metrics = settings, metrics
@@ -83,13 +104,7 @@ class ModelRepository:
 
     def load(self) -> None:
         root = self.settings.model_repository
-        if not root.is_dir():
-            raise PackageError(f"model repository {root} is not a directory")
-        if not os.access(root, os.R_OK | os.X_OK):
-            raise PackageError(
-                f"model repository {root} is not readable by uid {os.getuid()}: "
-                "make it readable (a mounted volume keeps its owner and mode)"
-            )
+        check_repository(root)
         for directory in sorted(p for p in root.iterdir() if p.is_dir()):
             if not (directory / MANIFEST).exists():
                 continue

@@ -1,4 +1,9 @@
-"""Every HTTP request measured, logged and tagged with an id; oversized bodies refused up front.
+"""Every HTTP request measured, logged and tagged with an id; its body read here, bounded.
+
+The body is read before the application sees it, counting the bytes as they arrive (a chunked
+body has no Content-Length to trust) and within ``body_timeout`` seconds: too large gets 413, too
+slow 408, both before any key check or parsing. An exception no handler mapped becomes a JSON
+500 here, so the connection is kept alive and the body shape is the one every error has.
 
 A plain ASGI middleware: Starlette's ``@app.middleware("http")`` (BaseHTTPMiddleware) streams each
 response through extra tasks and memory channels, which cost a fifth of the event loop's time at
@@ -7,6 +12,7 @@ response through extra tasks and memory channels, which cost a fifth of the even
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -15,16 +21,23 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import PayloadTooLarge
+from service.errors import BodyTimeout, Internal, PayloadTooLarge, ServiceError
 from service.handlers import rejection
 from service.metrics import Metrics
 
 log = logging.getLogger("tongyeok.api")
 
 
+class ClientGone(Exception):
+    """The client disconnected while sending its body: there is nobody to answer."""
+
+
 class ObserveMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
-        self.app, self.metrics, self.max_body_bytes = app, metrics, max_body_bytes
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, body_timeout: float
+    ) -> None:
+        self.app, self.metrics = app, metrics
+        self.max_body_bytes, self.body_timeout = max_body_bytes, body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -34,11 +47,12 @@ class ObserveMiddleware:
         headers = dict(scope["headers"])
         request_id = headers.get(b"x-request-id", b"").decode("latin-1") or uuid.uuid4().hex
         status = 500  # what the client gets if the app raises before answering
+        answered = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, answered = message["status"], True
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"x-request-id", request_id.encode("latin-1")),
@@ -46,17 +60,55 @@ class ObserveMiddleware:
             await send(message)
 
         try:
-            length = headers.get(b"content-length", b"").decode("latin-1")
-            if length.isdigit() and int(length) > self.max_body_bytes:
-                message = (
-                    f"request body of {length} bytes exceeds max_body_bytes={self.max_body_bytes}"
-                )
-                answer = rejection(PayloadTooLarge(message), self.metrics)
-                await answer(scope, receive, send_with_id)
-            else:
-                await self.app(scope, receive, send_with_id)
+            replay = await self.read_body(headers, receive)
+            await self.app(scope, replay, send_with_id)
+        except ClientGone:
+            status = 499
+        except ServiceError as error:  # too large or too slow: answered before the app runs
+            await rejection(error, self.metrics, scope["path"])(scope, receive, send_with_id)
+        except Exception:
+            if answered:
+                raise
+            log.exception("unhandled error on %s", scope.get("path"))
+            bug = Internal("internal error: the request was logged with its x-request-id")
+            await rejection(bug, self.metrics, scope["path"])(scope, receive, send_with_id)
         finally:
             self.record(scope, request_id, status, time.perf_counter() - started)
+
+    async def read_body(self, headers: dict[bytes, bytes], receive: Receive) -> Receive:
+        """The whole body, at most ``max_body_bytes`` as received, replayed to the app."""
+        limit = self.max_body_bytes
+        length = headers.get(b"content-length", b"").decode("latin-1")
+        if length.isdigit() and int(length) > limit:
+            raise PayloadTooLarge(f"request body of {length} bytes exceeds max_body_bytes={limit}")
+        chunks, size = [], 0
+        deadline = time.monotonic() + self.body_timeout
+        while True:
+            try:
+                message = await asyncio.wait_for(receive(), deadline - time.monotonic())
+            except TimeoutError:
+                raise BodyTimeout(
+                    f"request body not received within body_timeout={self.body_timeout} s"
+                ) from None
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body exceeds max_body_bytes={limit}")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        pending: Message | None = {"type": "http.request", "body": b"".join(chunks)}
+
+        async def replay() -> Message:
+            nonlocal pending
+            if pending is None:
+                return await receive()  # only a disconnect can come now
+            message, pending = pending, None
+            return message
+
+        return replay
 
     def record(self, scope: Scope, request_id: str, status: int, seconds: float) -> None:
         route: Any = scope.get("route")  # set by the router on this same scope

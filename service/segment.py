@@ -11,8 +11,13 @@ import re
 from dataclasses import dataclass
 
 # A sentence ends at . ! ? … (with closing quotes or brackets) followed by whitespace and a
-# capital letter, digit or opening quote; or at a line break. Abbreviations that take a capital
-# after them ("Dr. Smith", "e.g. Paris") are kept whole.
+# capital letter, digit, Hangul syllable or opening quote; at 。！？ (Chinese, Japanese; no space
+# needed); or at a line break. Abbreviations that take a capital after them ("Dr. Smith",
+# "e.g. Paris") are kept whole.
+#
+# Every alternative runs in linear time: a match may start only where a whitespace run starts
+# (``(?<!\s)``) or right after sentence-ending punctuation, so no run of whitespace is rescanned
+# from each of its positions (``\s*\n\s*`` alone took 45 ms for 5,000 spaces, quadratically).
 ABBREVIATIONS = {
     "mr",
     "mrs",
@@ -35,7 +40,11 @@ ABBREVIATIONS = {
     "mlle",
     "m",
 }
-BOUNDARY = re.compile(r"""(?<=[.!?…])["'”’»)\]]*(\s+)(?=["'“‘«(\[]?[A-ZÀ-ÖØ-Þ0-9])|(\s*\n\s*)""")
+BOUNDARY = re.compile(
+    r"""(?<=[.!?…])["'”’»)\]]*(\s+)(?=["'“‘«(\[]?[A-ZÀ-ÖØ-Þ0-9가-힣])"""
+    r"""|(?<=[。！？])[」』）"”’]*(\s*)(?=[^\s。！？.!?」』）"”’])"""
+    r"""|(?<!\s)(\s*\n\s*)"""
+)
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,13 @@ class Segmented:
         return "".join(out)
 
 
+def last_word(text: str, start: int, end: int) -> str:
+    """The word before ``end`` (from ``start`` on), lower-cased, dots stripped; looks only at a
+    short tail, which is all an abbreviation needs, so skipping many abbreviations stays linear."""
+    tail = text[max(start, end - 12) : end].rsplit(None, 1)
+    return tail[-1].rstrip(".").lower() if tail else ""
+
+
 def split(text: str) -> Segmented:
     stripped = text.strip()
     if not stripped:
@@ -60,11 +76,11 @@ def split(text: str) -> Segmented:
     trail = text[len(text.rstrip()) :]
     sentences, gaps, start = [], [lead], 0
     for match in BOUNDARY.finditer(stripped):
-        gap_start, gap_end = match.span(1) if match.group(1) is not None else match.span(2)
-        candidate = stripped[start:gap_start]
-        last_word = candidate.rsplit(None, 1)[-1].rstrip(".").lower() if candidate else ""
-        if match.group(1) is not None and last_word in ABBREVIATIONS:
+        group = next(g for g in (1, 2, 3) if match.group(g) is not None)
+        gap_start, gap_end = match.span(group)
+        if group == 1 and last_word(stripped, start, gap_start) in ABBREVIATIONS:
             continue
+        candidate = stripped[start:gap_start]
         if candidate:
             sentences.append(candidate)
             gaps.append(stripped[gap_start:gap_end])

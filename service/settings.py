@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -49,18 +49,32 @@ class Settings(BaseSettings):
         "this many decoder steps (or at once when 8 or more wait); larger batches one encoder pass",
     )
     max_queue_sentences: int = Field(
-        4096, ge=1, description="sentences waiting beyond which requests get 429"
+        4096,
+        ge=1,
+        description="sentences waiting beyond which requests get 429 (a request with more gets "
+        "413)",
     )
     request_timeout: float = Field(30.0, gt=0, description="seconds before a request gets 504")
     max_texts: int = Field(128, ge=1, description="texts per request")
     max_text_chars: int = Field(5000, ge=1, description="characters per text")
-    max_body_bytes: int = Field(1_000_000, ge=1, description="request body size")
+    max_body_bytes: int = Field(
+        1_000_000, ge=1, description="request body size, counted as it arrives (413 beyond)"
+    )
+    body_timeout: float = Field(
+        10.0, gt=0, description="seconds a client may take to send its body (408 beyond)"
+    )
     max_beam_size: int = Field(8, ge=1, description="largest beam a request may ask for")
     cache_entries: int = Field(
         20_000, ge=0, description="sentence translations kept in the LRU cache (0: off)"
     )
+    cache_bytes: int = Field(
+        64 * 1024 * 1024, ge=0, description="bytes of text the translation cache may hold"
+    )
     api_keys: list[SecretStr] = Field(
         default_factory=list, description="accepted API keys (JSON list); empty: no auth"
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="bearer token /metrics requires (unset: /metrics is open)"
     )
     drain_seconds: float = Field(
         20.0, ge=0, description="grace period for in-flight requests on SIGTERM"
@@ -77,9 +91,19 @@ class Settings(BaseSettings):
         "(service/faults.py); empty: off",
     )
 
+    @field_validator("api_keys", "metrics_token")
+    @classmethod
+    def no_empty_secrets(cls, value: Any) -> Any:
+        """An empty key would let anyone in: refuse it at start-up."""
+        secrets = value if isinstance(value, list) else [value]
+        if any(s is not None and not s.get_secret_value().strip() for s in secrets):
+            raise ValueError("an empty key or token is not allowed")
+        return value
+
     def masked(self) -> dict[str, Any]:
         """Every setting, secrets replaced by ***, for the start-up log line."""
         data = self.model_dump()
         data["api_keys"] = ["***"] * len(self.api_keys)
+        data["metrics_token"] = "***" if self.metrics_token else None
         data["model_repository"] = str(self.model_repository)
         return data

@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
 
 from contract.options import Hypothesis, SearchOptions
 from service.cache import LRUCache
-from service.errors import Cancelled, DeadlineExceeded, InvalidRequest, ShuttingDown
+from service.errors import (
+    Cancelled,
+    DeadlineExceeded,
+    InvalidRequest,
+    PayloadTooLarge,
+    ShuttingDown,
+)
 from service.metrics import Metrics
 from service.models import LoadedModel, ModelRepository
 from service.scheduler import Job, Scheduler
@@ -20,14 +27,12 @@ from service.schemas import TranslateRequest, TranslateResponse, Translation
 from service.segment import Segmented, split
 from service.settings import Settings
 
+# Requests with more characters than this are split, looked up and tokenized in a worker thread
+# (a few milliseconds of work at most on the event loop itself).
+OFF_LOOP_CHARS = 2000
+
 # Resolves when the client has gone away (the route knows how to tell).
 Disconnect = Callable[[], Awaitable[None]]
-
-
-def finish_reason(model: LoadedModel, hypothesis: Hypothesis) -> str:
-    """eos | length — the one place that reads it until the scheduler puts it on its results."""
-    tokens = hypothesis.tokens
-    return "eos" if tokens and tokens[-1] == model.engine.config.eos_id else "length"
 
 
 def joined(segmented: Segmented, parts: list[Translation]) -> Translation:
@@ -43,6 +48,23 @@ def joined(segmented: Segmented, parts: list[Translation]) -> Translation:
     )
 
 
+@dataclass
+class Work:
+    """A request's sentences: those answered from the cache, and the token ids of the rest."""
+
+    segmented: list[Segmented]
+    done: dict[tuple[int, int], Translation]
+    todo: list[tuple[int, int]]  # (text, sentence) to translate, in the order of ``sources``
+    sources: list[list[int]]
+
+
+def cached_bytes(key: Hashable, value: Translation) -> int:
+    """What a cache entry holds: its sentence and its translations (plus object overhead)."""
+    sentence = key[-1] if isinstance(key, tuple) else ""
+    texts = [str(sentence), value.text, *value.alternatives]
+    return 200 + sum(len(t.encode("utf-8", "replace")) for t in texts)
+
+
 class TranslateUseCase:
     """Translates a validated request over the repository, one scheduler job per request."""
 
@@ -55,7 +77,10 @@ class TranslateUseCase:
     ) -> None:
         self.settings, self.repository, self.metrics = settings, repository, metrics
         self.draining = draining
-        self.cache: LRUCache[Translation] = LRUCache(settings.cache_entries)
+        self.cache: LRUCache[Translation] = LRUCache(
+            settings.cache_entries, settings.cache_bytes, cached_bytes
+        )
+        self.characters = 0  # translated by this process (DeepL's usage)
 
     def check_limits(self, body: TranslateRequest) -> SearchOptions:
         """The request's options, or InvalidRequest naming the limit it breaks."""
@@ -89,8 +114,49 @@ class TranslateUseCase:
         options = self.check_limits(body)
         model = self.repository.route(body.source, body.target)
         started = time.perf_counter()
+        if sum(len(t) for t in body.texts) > OFF_LOOP_CHARS:  # keep the event loop answering
+            work = await asyncio.to_thread(self.prepare, body.texts, model, options)
+        else:
+            work = self.prepare(body.texts, model, options)
+        self.characters += sum(len(t) for t in body.texts)
+        results = (
+            await self.run_job(model.scheduler, work.sources, options, disconnect)
+            if work.sources
+            else []
+        )
+        done = work.done
+        for (i, j), hyps in zip(work.todo, results, strict=True):
+            best = hyps[0]
+            done[i, j] = Translation(
+                text=model.tokenizer.decode(best.tokens),
+                score=best.score,
+                tokens=len(best.tokens),
+                finish_reason=best.finish_reason,
+                alternatives=[model.tokenizer.decode(h.tokens) for h in hyps[1:]],
+            )
+            self.cache.put((model.name, options, work.segmented[i].sentences[j]), done[i, j])
+        translations = [
+            joined(seg, [done[i, j] for j in range(len(seg.sentences))])
+            for i, seg in enumerate(work.segmented)
+        ]
+        return TranslateResponse(
+            translations=translations,
+            model=model.name,
+            timings={"total_seconds": round(time.perf_counter() - started, 4)},
+        )
+
+    def prepare(self, texts: list[str], model: LoadedModel, options: SearchOptions) -> Work:
+        """Sentences, cache hits and token ids: the per-sentence work before scheduling, after
+        the checks that need only the count (a request that can never fit gets 413 first)."""
         # Every text is split into sentences; all sentences of the request go in one job.
-        segmented = [split(text) for text in body.texts]
+        segmented = [split(text) for text in texts]
+        count = sum(len(seg.sentences) for seg in segmented)
+        limit = self.settings.max_queue_sentences
+        if count > limit:
+            raise PayloadTooLarge(
+                f"{count} sentences can never fit the queue (max_queue_sentences={limit}): "
+                "send fewer per request"
+            )
         done: dict[tuple[int, int], Translation] = {}
         todo: list[tuple[int, int]] = []  # (text, sentence) neither cached nor translated yet
         for i, seg in enumerate(segmented):
@@ -108,28 +174,7 @@ class TranslateUseCase:
                     f"texts[{i}] has a sentence of {len(ids)} tokens; the model takes at "
                     f"most {model.max_source_tokens - 1} per sentence"
                 )
-        results = (
-            await self.run_job(model.scheduler, sources, options, disconnect) if sources else []
-        )
-        for (i, j), hyps in zip(todo, results, strict=True):
-            best = hyps[0]
-            done[i, j] = Translation(
-                text=model.tokenizer.decode(best.tokens),
-                score=best.score,
-                tokens=len(best.tokens),
-                finish_reason=finish_reason(model, best),
-                alternatives=[model.tokenizer.decode(h.tokens) for h in hyps[1:]],
-            )
-            self.cache.put((model.name, options, segmented[i].sentences[j]), done[i, j])
-        translations = [
-            joined(seg, [done[i, j] for j in range(len(seg.sentences))])
-            for i, seg in enumerate(segmented)
-        ]
-        return TranslateResponse(
-            translations=translations,
-            model=model.name,
-            timings={"total_seconds": round(time.perf_counter() - started, 4)},
-        )
+        return Work(segmented, done, todo, sources)
 
     async def run_job(
         self,

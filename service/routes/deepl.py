@@ -6,11 +6,24 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.compat import LANGUAGE_NAMES, native_request, pair_for, read_body
+from service.compat import (
+    LANGUAGE_NAMES,
+    pair_for,
+    read_body,
+    text_field,
+    translate_plain_or_markup,
+)
 from service.deps import Authorized, DisconnectDep, RepositoryDep, TranslateDep
 from service.errors import InvalidRequest
+from service.markup import TagOptions
+from service.schemas import ERROR_RESPONSES
 
-router = APIRouter(prefix="/v2", tags=["DeepL"], dependencies=[Authorized])
+router = APIRouter(
+    prefix="/v2", tags=["DeepL"], dependencies=[Authorized], responses=ERROR_RESPONSES
+)
+
+# No quota here: a limit far above any count, so DeepL's clients never see it reached.
+CHARACTER_LIMIT = 10**12
 
 
 @router.post("/translate")
@@ -20,27 +33,37 @@ async def translate(
     translate: TranslateDep,
     disconnect: DisconnectDep,
 ) -> dict[str, Any]:
-    """DeepL v2: ``text`` (list), ``target_lang``, optional ``source_lang``; other DeepL
-    options are accepted and ignored."""
+    """DeepL v2: ``text`` (list), ``target_lang``, optional ``source_lang``, ``tag_handling``
+    (html or xml) with ``ignore_tags``, ``splitting_tags``, ``non_splitting_tags`` and
+    ``outline_detection``; other DeepL options are accepted and ignored."""
     data = await read_body(request)
-    text, target_lang = data.get("text"), data.get("target_lang")
+    text, target_lang = data.get("text"), text_field(data, "target_lang")
     if text is None or not target_lang:
         raise InvalidRequest("'text' and 'target_lang' are required")
     texts = text if isinstance(text, list) else [text]
     if not all(isinstance(t, str) for t in texts):
         raise InvalidRequest("'text' must be a string or a list of strings")
-    target = str(target_lang).split("-")[0].lower()  # EN-US -> en
-    source_lang = data.get("source_lang")
+    target = target_lang.split("-")[0].lower()  # EN-US -> en
+    source_lang = text_field(data, "source_lang")
     source, target = pair_for(repository, source_lang.lower() if source_lang else None, target)
-    result = await translate(native_request(texts, source, target), disconnect)
+    tags = None
+    if data.get("tag_handling"):
+        tags = TagOptions.parse(
+            str(data["tag_handling"]),
+            data.get("ignore_tags"),
+            data.get("non_splitting_tags"),
+            data.get("splitting_tags"),
+            data.get("outline_detection"),
+        )
+    translated = await translate_plain_or_markup(translate, disconnect, texts, source, target, tags)
     return {
         "translations": [
             {
                 "detected_source_language": source.upper(),
-                "text": t.text,
+                "text": text,
                 "billed_characters": len(original),
             }
-            for t, original in zip(result.translations, texts, strict=True)
+            for text, original in zip(translated, texts, strict=True)
         ]
     }
 
@@ -64,3 +87,9 @@ async def languages(
         for entry in entries:
             entry["supports_formality"] = False
     return entries
+
+
+@router.get("/usage")
+async def usage(translate: TranslateDep) -> dict[str, int]:
+    """DeepL's usage: characters translated by this process (``get_usage()`` in its clients)."""
+    return {"character_count": translate.characters, "character_limit": CHARACTER_LIMIT}

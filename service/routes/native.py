@@ -7,12 +7,14 @@ from typing import Any
 from fastapi import APIRouter
 
 from service.deps import Authorized, DisconnectDep, RepositoryDep, SettingsDep, TranslateDep
-from service.schemas import TranslateRequest, TranslateResponse
+from service.schemas import ERROR_RESPONSES, TranslateRequest, TranslateResponse
 
-router = APIRouter(prefix="/v1", tags=["native"])
+router = APIRouter(
+    prefix="/v1", tags=["native"], dependencies=[Authorized], responses=ERROR_RESPONSES
+)
 
 
-@router.post("/translate", response_model=TranslateResponse, dependencies=[Authorized])
+@router.post("/translate", response_model=TranslateResponse)
 async def translate(
     body: TranslateRequest, translate: TranslateDep, disconnect: DisconnectDep
 ) -> TranslateResponse:

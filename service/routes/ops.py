@@ -5,26 +5,44 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
-from service.deps import ServicesDep
+from service.deps import MetricsAuthorized, RepositoryDep, ServicesDep
+from service.schemas import ERROR_RESPONSES
 
-router = APIRouter(tags=["operations"])
-
-
-@router.get("/healthz")
-async def healthz() -> dict[str, str]:
-    """Liveness: the process answers."""
-    return {"status": "ok"}
+router = APIRouter(tags=["operations"], responses=ERROR_RESPONSES)
 
 
-@router.get("/readyz")
+class Health(BaseModel):
+    status: str  # ok | a reason it is not
+
+
+class Ready(BaseModel):
+    ready: bool
+
+
+@router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
+async def healthz(repository: RepositoryDep) -> JSONResponse:
+    """Liveness: the process answers and every model's scheduler thread runs (a dead one would
+    answer nobody again: Kubernetes should restart the pod)."""
+    if not repository.healthy:
+        return JSONResponse({"status": "a scheduler thread has stopped"}, status_code=503)
+    return JSONResponse({"status": "ok"})
+
+
+@router.get("/readyz", response_model=Ready, responses={503: {"model": Ready}})
 async def readyz(request: Request) -> JSONResponse:
     """Readiness: models loaded and not draining."""
     ready = request.app.state.ready and not request.app.state.draining
     return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    dependencies=[MetricsAuthorized],
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+)
 async def metrics(services: ServicesDep) -> Response:
     """Every metric, in Prometheus' text format."""
     return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)

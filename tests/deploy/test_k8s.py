@@ -55,7 +55,9 @@ def test_deployment_agrees_with_the_service() -> None:
     container = spec["containers"][0]
     env = {e["name"]: e["value"] for e in container["env"]}
     drain = float(env["TONGYEOK_DRAIN_SECONDS"])
-    assert spec["terminationGracePeriodSeconds"] > drain  # the drain ends before SIGKILL
+    pause = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pause >= 3  # endpoints drop the pod before SIGTERM starts the drain
+    assert spec["terminationGracePeriodSeconds"] > pause + drain  # the drain ends before SIGKILL
     assert set(env) <= {f"TONGYEOK_{name.upper()}" for name in Settings.model_fields}
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"

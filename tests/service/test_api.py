@@ -125,16 +125,15 @@ def test_limits_timeouts_and_auth(toy_repository: Path) -> None:
                 {"texts": ["x"], "source": "en", "target": "de"},
                 headers={"authorization": "Bearer wrong"},
             ).status
-            == 401
+            == 403
         )
-        full = server.request(
+        never = server.request(
             "POST",
             "/v1/translate",
             {"texts": ["a", "b", "c"], "source": "en", "target": "de"},
             headers=key,
-        )
-        assert full.status == 429 and full.headers["retry-after"] == "1"
-        assert "max_queue_sentences" not in full.body["error"] and "limit 2" in full.body["error"]
+        )  # more sentences than the queue can ever hold: no point retrying
+        assert never.status == 413 and "max_queue_sentences=2" in never.body["error"]
         big = server.request(
             "POST",
             "/v1/translate",
@@ -175,3 +174,18 @@ def test_framework_errors_share_the_error_body_and_are_counted_once(server: Serv
         assert set(reply.body) == {"error", "error_type"} and reply.body["error_type"] == error_type
         assert metric(server, label) == before + 1
         assert metric(server, "tongyeok_requests_rejected_total") == total + 1
+
+
+def test_a_full_queue_answers_429_with_retry_after(toy_repository: Path) -> None:
+    """Requests that could fit but find the queue full get 429 and Retry-After; every other
+    answer is a translation (bounded: 48 requests of 2 sentences against a queue of 2)."""
+    with running_server(toy_repository, max_queue_sentences=2) as server:
+        texts = [s for s, _ in copy_pairs(96, seed=7)]
+        pairs = [texts[i : i + 2] for i in range(0, len(texts), 2)]
+        with ThreadPoolExecutor(16) as pool:
+            replies = list(pool.map(lambda t: server.translate(t, beam_size=8), pairs))
+        full = [r for r in replies if r.status == 429]
+        assert {r.status for r in replies} <= {200, 429}
+        assert full, "no request found the queue full"
+        assert all(r.headers["retry-after"] == "1" and "limit 2" in r.body["error"] for r in full)
+        assert "max_queue_sentences" not in full[0].body["error"]

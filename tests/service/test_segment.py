@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from service.segment import split
@@ -46,3 +48,38 @@ def test_join_keeps_the_spacing_around_translations() -> None:
     assert segmented.join(["Eins.", "Zwei.", "Drei."]) == "  Eins. Zwei.\n\nDrei.  "
     with pytest.raises(ValueError, match="one translation per sentence"):
         segmented.join(["Eins."])
+
+
+def test_korean_and_cjk_sentence_ends() -> None:
+    korean = "나는 학생이다. 그는 선생님이다! 정말?  네."
+    assert split(korean).sentences == ["나는 학생이다.", "그는 선생님이다!", "정말?", "네."]
+    japanese = "今日は晴れです。明日は雨でしょう！本当？はい。"
+    assert split(japanese).sentences == [
+        "今日は晴れです。",
+        "明日は雨でしょう！",
+        "本当？",
+        "はい。",
+    ]
+    assert split("我很好。 你呢？").sentences == ["我很好。", "你呢？"]
+    assert split("「行こう。」と言った。次。").sentences == ["「行こう。」", "と言った。", "次。"]
+    assert split("すごい。。。本当").sentences == ["すごい。。。", "本当"]  # no empty sentences
+    for text in (korean, japanese, "我很好。 你呢？"):
+        segmented = split(text)
+        assert segmented.join(segmented.sentences) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a" + " " * 50_000 + "b",  # whitespace without a newline: quadratic before
+        "a" + "\t " * 25_000 + "\n" + " " * 25_000 + "b",
+        "Dr. " * 12_500 + "Smith.",  # abbreviations skipped one after another
+        "x。" * 25_000,
+    ],
+)
+def test_splitting_is_linear_in_the_text(text: str) -> None:
+    """50,000 characters split in well under a second (the quadratic pattern took ~1 minute)."""
+    started = time.perf_counter()
+    segmented = split(text)
+    assert time.perf_counter() - started < 2.0
+    assert segmented.join(segmented.sentences) == text

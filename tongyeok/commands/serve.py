@@ -1,8 +1,12 @@
-"""``tongyeok serve``: the HTTP service (ONNX Runtime only, no torch)."""
+"""``tongyeok serve``: the HTTP service (ONNX Runtime only, no torch) — with no model repository,
+the shipped model, exported once into the user cache."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from pathlib import Path
 
 
 def add_serve(sub: argparse._SubParsersAction) -> None:
@@ -10,20 +14,50 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
         "serve",
         help="serve translations over HTTP (ONNX Runtime only, no torch)",
         description="Serve every model package in the model repository over HTTP with "
-        "continuous batching. Every flag is also an environment variable (TONGYEOK_HOST, ...); "
-        "flags win.",
-        epilog="example: tongyeok export --out models/en-de && tongyeok serve --port 8000",
+        "continuous batching, and a translation page at /. Without a model repository (the "
+        "default `models` absent) the shipped English→German model is served, its package "
+        "exported once into $TONGYEOK_CACHE_DIR (default ~/.cache/tongyeok; needs the [train] "
+        "extra). Every flag is also an environment variable (TONGYEOK_HOST, ...); flags win.",
+        epilog="example: tongyeok serve --port 8000",
     )
     p.add_argument("--host", help="address to listen on (TONGYEOK_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (TONGYEOK_PORT, default 8000)")
     p.add_argument(
         "--model-repository",
-        help="directory of model packages (TONGYEOK_MODEL_REPOSITORY, default models)",
+        help="directory of model packages (TONGYEOK_MODEL_REPOSITORY, default models; when "
+        "neither is given and models is absent: the shipped model)",
     )
     p.set_defaults(run=run_serve)
 
 
+def shipped_repository() -> Path:
+    """A repository in the user cache holding the shipped model's package (exported on first
+    use, as ``tongyeok translate`` does), linked so that only that package is in it."""
+    from contract.package import PackageError
+
+    try:
+        from export.onnx_export import cache_dir, ensure_package
+    except ModuleNotFoundError as exc:
+        raise PackageError(
+            f"no model repository (models is absent) and the shipped model cannot be exported "
+            f"without {exc.name}: install the [train] extra, or serve packages built elsewhere "
+            "with --model-repository"
+        ) from None
+    print("tongyeok serve: no model repository; using the shipped model", file=sys.stderr)
+    package = ensure_package(None)
+    root = cache_dir() / "repository"
+    root.mkdir(parents=True, exist_ok=True)
+    link = root / package.name
+    for stale in root.iterdir():
+        if stale.is_symlink() and stale != link:
+            stale.unlink()
+    if not link.exists():
+        link.symlink_to(package.resolve(), target_is_directory=True)
+    return root
+
+
 def run_serve(args: argparse.Namespace) -> int:
+    from service.models import check_repository
     from service.server import serve
     from service.settings import Settings
 
@@ -36,7 +70,15 @@ def run_serve(args: argparse.Namespace) -> int:
         }.items()
         if v
     }
-    serve(Settings(**overrides))
+    settings = Settings(**overrides)
+    explicit = args.model_repository or "TONGYEOK_MODEL_REPOSITORY" in os.environ
+    if not explicit and not settings.model_repository.exists():
+        settings = settings.model_copy(update={"model_repository": shipped_repository()})
+    check_repository(settings.model_repository)  # PackageError: one line, exit status 1
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    base = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}"
+    print(f"Tongyeok: translation page {base}/ · API docs {base}/docs", flush=True)
+    serve(settings)
     return 0
 
 

@@ -1,0 +1,484 @@
+"""Translate the text of HTML or XML while every tag, attribute, comment, entity and CDATA section
+stays byte for byte where it was (DeepL ``tag_handling=html|xml``, LibreTranslate
+``format=html``).
+
+The document is cut, by the standard library's HTML tokenizer, into raw tokens that tile the input
+exactly; only text tokens ever change. Text is translated by *segment*: a run of text and inline
+(non-splitting) tags, so that "Press <b>Continue</b> now." is translated as one sentence. The
+inline tags are put back into the translation where the separately translated text of each tagged
+piece is found in it; where that fails the pieces are translated one by one (every tag kept, the
+sentence cut). Nothing of the input is ever dropped: what is not translated is copied.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+
+from service.errors import InvalidRequest
+
+Translate = Callable[[list[str]], Awaitable[list[str]]]
+
+# HTML phrasing content that sits inside a sentence (DeepL's non-splitting tags for HTML).
+HTML_INLINE = frozenset(
+    {
+        *("a", "abbr", "b", "bdi", "bdo", "cite", "code", "data", "dfn", "em", "font", "i"),
+        *("img", "kbd", "mark", "q", "s", "samp", "small", "span", "strong", "sub", "sup"),
+        *("time", "tt", "u", "var", "wbr"),
+    }
+)
+HTML_VOID = frozenset(
+    {
+        *("area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta"),
+        *("param", "source", "track", "wbr"),
+    }
+)
+# Never translated, whatever the options say.
+UNTRANSLATABLE = frozenset({"script", "style"})
+
+
+class MarkupError(InvalidRequest):
+    """XML that is not well formed (HTML is always taken as a best effort)."""
+
+    status, error_type = 400, "invalid_markup"
+
+
+@dataclass(frozen=True)
+class TagOptions:
+    """DeepL's tag options. ``outline_detection=False``: only ``splitting_tags`` split (XML)."""
+
+    mode: str = "html"  # "html" or "xml"
+    ignore_tags: frozenset[str] = frozenset()
+    non_splitting_tags: frozenset[str] = frozenset()
+    splitting_tags: frozenset[str] = frozenset()
+    outline_detection: bool = True
+
+    @classmethod
+    def parse(
+        cls,
+        mode: str,
+        ignore_tags: object = None,
+        non_splitting_tags: object = None,
+        splitting_tags: object = None,
+        outline_detection: object = None,
+    ) -> TagOptions:
+        """From request fields: comma-separated strings or lists of names."""
+        if mode not in ("html", "xml"):
+            raise InvalidRequest(f"tag_handling must be 'html' or 'xml', got {mode!r}")
+        return cls(
+            mode,
+            tag_set(ignore_tags, mode),
+            tag_set(non_splitting_tags, mode),
+            tag_set(splitting_tags, mode),
+            str(outline_detection) not in ("0", "False", "false"),
+        )
+
+
+def tag_set(value: object, mode: str) -> frozenset[str]:
+    if value is None or value == "":
+        return frozenset()
+    items: Iterable[object] = value.split(",") if isinstance(value, str) else value  # type: ignore[assignment]
+    if not isinstance(items, list | tuple | set | frozenset) and not isinstance(value, str):
+        raise InvalidRequest("tag lists must be comma-separated strings or lists of strings")
+    names = {str(v).strip() for v in items if str(v).strip()}
+    return frozenset(n.lower() for n in names) if mode == "html" else frozenset(names)
+
+
+# -- tokens -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Token:
+    """One raw span of the input. ``kind``: text, entity, start, end, empty, other."""
+
+    kind: str
+    raw: str
+    name: str = ""
+    text: str = ""  # decoded text (text and entity tokens)
+    frozen: bool = False  # inside script/style/ignored/translate="no": copied as it is
+    inline: bool = False  # a tag that does not split a sentence
+    parent: int = -1  # index of the start token of the enclosing element
+    opener: int = -1  # an end tag's start token
+    attrs: dict[str, str | None] = field(default_factory=dict)
+    line: int = 0
+    column: int = 0
+
+
+class Tokenizer(HTMLParser):
+    """html.parser events turned into raw spans that tile the input exactly."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__(convert_charrefs=False)
+        self.source = source
+        self.line_starts = [0]
+        for i, ch in enumerate(source):
+            if ch == "\n":
+                self.line_starts.append(i + 1)
+        self.events: list[tuple[int, Token]] = []
+
+    def run(self) -> list[Token]:
+        self.feed(self.source)
+        self.close()
+        offsets = [start for start, _ in self.events] + [len(self.source)]
+        tokens = []
+        for (start, token), end in zip(self.events, offsets[1:], strict=True):
+            token.raw = self.source[start:end]
+            tokens.append(token)
+        if offsets[0] != 0:  # never happens with html.parser; never lose a character if it did
+            tokens.insert(0, Token("other", self.source[: offsets[0]]))
+        return tokens
+
+    def add(self, token: Token) -> None:
+        line, column = self.getpos()
+        token.line, token.column = line, column
+        start = self.line_starts[line - 1] + column
+        if self.events and self.events[-1][0] == start:
+            return  # the same span reported twice
+        self.events.append((start, token))
+
+    def raw_name(self) -> str:
+        """The tag name as written (html.parser lowercases it; XML is case-sensitive)."""
+        text = self.get_starttag_text() or ""
+        return text[1:].split(None, 1)[0].rstrip("/>") if text else ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        token = Token("start", "", tag)
+        token.text = self.raw_name()
+        token.attrs = dict(attrs)
+        self.add(token)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        token = Token("empty", "", tag)
+        token.text = self.raw_name()
+        token.attrs = dict(attrs)
+        self.add(token)
+
+    def handle_endtag(self, tag: str) -> None:
+        self.add(Token("end", "", tag))
+
+    def handle_data(self, data: str) -> None:
+        self.add(Token("text", "", text=data))
+
+    def handle_entityref(self, name: str) -> None:
+        self.add(Token("entity", "", text=html.unescape(f"&{name};")))
+
+    def handle_charref(self, name: str) -> None:
+        self.add(Token("entity", "", text=html.unescape(f"&#{name};")))
+
+    def handle_comment(self, data: str) -> None:
+        self.add(Token("other", ""))
+
+    def handle_decl(self, decl: str) -> None:
+        self.add(Token("other", ""))
+
+    def handle_pi(self, data: str) -> None:
+        self.add(Token("other", ""))
+
+    def unknown_decl(self, data: str) -> None:  # CDATA sections: kept as they are
+        self.add(Token("other", ""))
+
+
+def tokenize(source: str, options: TagOptions) -> list[Token]:
+    """Raw tokens with their element structure resolved: names, parents, frozen and inline."""
+    tokens = Tokenizer(source).run()
+    xml = options.mode == "xml"
+    stack: list[int] = []  # indices of open start tokens
+    frozen_depth = 0  # how many open elements freeze their content
+    freezes: dict[int, bool] = {}
+    for i, token in enumerate(tokens):
+        if token.kind in ("start", "empty"):
+            name = token.text if xml else token.name
+            token.name = name
+            attrs = token.attrs
+            freezing = (
+                name.lower() in UNTRANSLATABLE
+                or name in options.ignore_tags
+                or attrs.get("translate") == "no"
+                or "notranslate" in (attrs.get("class") or "").split()
+            )
+            token.parent = stack[-1] if stack else -1
+            token.frozen = frozen_depth > 0 or freezing
+            void = token.kind == "empty" or (not xml and name in HTML_VOID)
+            if not void:
+                stack.append(i)
+                freezes[i] = freezing
+                frozen_depth += freezing
+            elif token.kind == "start":
+                token.kind = "empty"
+        elif token.kind == "end":
+            name = token.raw[2:].strip().rstrip(">").strip() if xml else token.name
+            token.name = name
+            opened = [j for j in stack if tokens[j].name == name]
+            if xml and (not stack or tokens[stack[-1]].name != name):
+                expected = f"</{tokens[stack[-1]].name}>" if stack else "no end tag"
+                raise MarkupError(
+                    f"markup is not well-formed XML at line {token.line}, column "
+                    f"{token.column + 1}: found </{name}>, expected {expected}"
+                )
+            if opened:  # HTML: an end tag closes everything opened after its start tag
+                while stack:
+                    j = stack.pop()
+                    frozen_depth -= freezes[j]
+                    if j == opened[-1]:
+                        break
+                token.parent = tokens[j].parent
+                token.opener = j
+            else:
+                token.parent = stack[-1] if stack else -1
+            token.frozen = frozen_depth > 0 or bool(opened and freezes.get(j, False))
+        else:
+            token.parent = stack[-1] if stack else -1
+            token.frozen = frozen_depth > 0
+    if xml and stack:
+        first = tokens[stack[0]]
+        raise MarkupError(
+            f"markup is not well-formed XML: <{first.name}> at line {first.line}, column "
+            f"{first.column + 1} is never closed"
+        )
+    mark_inline(tokens, options)
+    return tokens
+
+
+def mark_inline(tokens: list[Token], options: TagOptions) -> None:
+    """Which tags split sentences: DeepL's lists first, then HTML phrasing elements, or for XML
+    (outline detection) the elements that sit in mixed content: their parent has text of its own."""
+    mixed: set[int] = set()
+    if options.mode == "xml" and options.outline_detection:
+        for token in tokens:
+            if token.kind in ("text", "entity") and token.text.strip():
+                mixed.add(token.parent)
+    starts: dict[int, bool] = {}
+    for i, token in enumerate(tokens):
+        if token.kind not in ("start", "empty", "end"):
+            continue
+        if token.kind == "end":
+            token.inline = starts.get(token.opener, False)
+            continue
+        name = token.name
+        if name in options.splitting_tags:
+            inline = False
+        elif name in options.non_splitting_tags:
+            inline = True
+        elif options.mode == "html":
+            inline = name in HTML_INLINE
+        else:
+            inline = token.parent in mixed if options.outline_detection else True
+        token.inline = inline
+        starts[i] = inline
+
+
+# -- segments -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Segment:
+    """A run of text and inline tags translated as one: ``pieces`` are the texts between tags."""
+
+    tokens: list[Token] = field(default_factory=list)
+
+    def pieces(self) -> list[list[Token]]:
+        """The token runs between tags (a piece may be empty)."""
+        out: list[list[Token]] = [[]]
+        for token in self.tokens:
+            if token.kind in ("text", "entity") and not token.frozen:
+                out[-1].append(token)
+            else:
+                out.append([])
+        return out
+
+    def has_text(self) -> bool:
+        return any(
+            t.kind in ("text", "entity") and not t.frozen and t.text.strip() for t in self.tokens
+        )
+
+
+def segments(tokens: Sequence[Token]) -> list[Segment | Token]:
+    """Tokens grouped: translatable segments, and the tokens between them copied as they are."""
+    out: list[Segment | Token] = []
+    current = Segment()
+
+    def flush() -> None:
+        nonlocal current
+        if current.tokens:
+            if current.has_text():
+                out.append(current)
+            else:
+                out.extend(current.tokens)
+        current = Segment()
+
+    inside = 0  # depth within an inline element that is not translated (a product name)
+    for token in tokens:
+        if inside:
+            current.tokens.append(token)
+            inside += {"start": 1, "end": -1}.get(token.kind, 0)
+        elif (token.kind in ("text", "entity") and not token.frozen) or token.inline:
+            current.tokens.append(token)
+            inside = int(token.kind == "start" and token.frozen)
+        else:
+            flush()
+            out.append(token)
+    flush()
+    return out
+
+
+def plain(tokens: Iterable[Token]) -> str:
+    return "".join(t.text for t in tokens)
+
+
+SPACE = " \t\n\r\f"  # markup's whitespace; a no-break space (&nbsp;) is text
+
+
+def normalize(text: str) -> str:
+    """Whitespace in markup is layout: one space between words for the model."""
+    for ch in SPACE[1:]:
+        text = text.replace(ch, " ")
+    return " ".join(word for word in text.split(" ") if word)
+
+
+def escape(text: str, entities: dict[str, str]) -> str:
+    """Markup-escape translated text, writing characters the source spelled as an entity
+    (``&nbsp;``, ``&copy;``) the same way again."""
+    out = []
+    for ch in text:
+        if ch in entities:
+            out.append(entities[ch])
+        elif ch in "&<>":
+            out.append({"&": "&amp;", "<": "&lt;", ">": "&gt;"}[ch])
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def with_space(original: str, translated: str, entities: dict[str, str]) -> str:
+    """The translation with the source's leading and trailing whitespace (``&nbsp;`` included)."""
+    lead = original[: len(original) - len(original.lstrip(SPACE))]
+    trail = original[len(original.rstrip(SPACE)) :]
+    return escape(lead, entities) + translated + escape(trail, entities)
+
+
+# -- translation --------------------------------------------------------------------------------
+
+
+async def translate_markup(
+    documents: list[str], options: TagOptions, translate: Translate
+) -> list[str]:
+    """Translate each document's text; one call to ``translate`` for all their strings."""
+    parsed = [segments(tokenize(doc, options)) for doc in documents]
+    wanted: dict[str, None] = {}
+    for items in parsed:
+        for item in items:
+            if isinstance(item, Segment):
+                wanted[normalize(plain(t for p in item.pieces() for t in p))] = None
+                for piece in item.pieces():
+                    if plain(piece).strip():
+                        wanted[normalize(plain(piece))] = None
+    sources = list(wanted)
+    results = await translate(sources) if sources else []
+    table = dict(zip(sources, results, strict=True))
+    return [render(items, table) for items in parsed]
+
+
+def render(items: list[Segment | Token], table: dict[str, str]) -> str:
+    return "".join(
+        render_segment(item, table) if isinstance(item, Segment) else item.raw for item in items
+    )
+
+
+def render_segment(segment: Segment, table: dict[str, str]) -> str:
+    pieces = segment.pieces()
+    whole = plain(t for p in pieces for t in p)
+    key = normalize(whole)
+    if table[key] == key:  # nothing changed: the source, spelling and layout included
+        return "".join(t.raw for t in segment.tokens)
+    entities = {t.text: t.raw for t in segment.tokens if t.kind == "entity" and len(t.text) == 1}
+    placed = place_tags(segment, pieces, table, entities)
+    if placed is not None:
+        return with_space(whole, placed, entities)
+    # one by one: every tag where it was, the sentence translated in parts
+    out: list[str] = []
+    for piece, token in zip(pieces, [*boundaries(segment), None], strict=True):
+        text = plain(piece)
+        if text.strip():
+            out.append(with_space(text, escape(table[normalize(text)], entities), entities))
+        else:
+            out.append("".join(t.raw for t in piece))
+        if token is not None:
+            out.append(token.raw)
+    return "".join(out)
+
+
+def boundaries(segment: Segment) -> list[Token]:
+    """The tokens between pieces: inline tags, and whatever an inline frozen element holds."""
+    return [t for t in segment.tokens if not (t.kind in ("text", "entity") and not t.frozen)]
+
+
+def place_tags(
+    segment: Segment, pieces: list[list[Token]], table: dict[str, str], entities: dict[str, str]
+) -> str | None:
+    """The whole segment's translation with its inline tags put back: each piece inside a tag is
+    looked for (in order) in the translation; the pieces around it take what lies between. None
+    when a piece is not found or two outer pieces with text touch (no way to know where to cut)."""
+    target = table[normalize(plain(t for p in pieces for t in p))]
+    cuts_at = boundaries(segment)
+    texts = [normalize(plain(p)) for p in pieces]
+    depth, depths = 0, []
+    for i in range(len(pieces)):
+        depths.append(depth)
+        if i < len(cuts_at):
+            depth += {"start": 1, "end": -1}.get(cuts_at[i].kind, 0)
+    # pieces inside inline tags are found in the translation; the others fill the gaps
+    spans: list[tuple[int, int] | None] = []
+    cursor, lowered = 0, target.lower()
+    for text, level in zip(texts, depths, strict=True):
+        if level <= 0 or not text:
+            spans.append(None)
+            cursor += bool(text)  # an outer piece with text takes at least one character
+            continue
+        wanted = table[text].lower()
+        found = lowered.find(wanted, cursor) if wanted else -1
+        if found < 0:
+            return None
+        spans.append((found, found + len(wanted)))
+        cursor = found + len(wanted)
+    if not fill_gaps(spans, texts, len(target)):
+        return None
+    located = [s for s in spans if s is not None]
+    cuts = [
+        located[i][1] if tag.kind == "end" else located[i + 1][0] for i, tag in enumerate(cuts_at)
+    ]
+    if any(b < a for a, b in itertools.pairwise(cuts)):
+        return None
+    out, last = [], 0
+    for piece, tag, cut in zip(pieces, [*cuts_at, None], [*cuts, len(target)], strict=True):
+        text = target[last:cut]
+        # a space between two tags that the translation has nowhere else stays where it was
+        out.append(escape(text, entities) if text else "".join(t.raw for t in piece))
+        out.append(tag.raw if tag is not None else "")
+        last = cut
+    return "".join(out)
+
+
+def fill_gaps(spans: list[tuple[int, int] | None], texts: list[str], length: int) -> bool:
+    """Give each run of unplaced pieces the gap between its placed neighbours: the one piece with
+    text takes all of it, empty ones sit at its edges. False when a run has two pieces with text."""
+    i = 0
+    while i < len(spans):
+        if spans[i] is not None:
+            i += 1
+            continue
+        j = i
+        while j < len(spans) and spans[j] is None:
+            j += 1
+        left = spans[i - 1][1] if i > 0 else 0  # type: ignore[index]
+        right = spans[j][0] if j < len(spans) else length  # type: ignore[index]
+        with_text = [k for k in range(i, j) if texts[k]]
+        if len(with_text) > 1 or right < left:
+            return False
+        owner = with_text[0] if with_text else j
+        for k in range(i, j):
+            spans[k] = (left, left) if k < owner else (right, right) if k > owner else (left, right)
+        i = j
+    return True
