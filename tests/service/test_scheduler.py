@@ -20,6 +20,8 @@ from service.faults import Faults, FaultyEngine
 from service.metrics import Metrics
 from service.runtime import PackageRuntime
 from service.scheduler import Job, JobState, Scheduler
+from service.settings import Settings
+from service.usecase import TranslateUseCase
 from tests.conftest import copy_pairs
 from tests.contract.test_options import unchecked
 from tests.service.test_batching import FakeEngine
@@ -242,3 +244,24 @@ def test_liveness_sees_a_dead_thread() -> None:
     finally:
         loop.close()
     assert not scheduler.alive
+
+
+def test_a_cancelled_handler_cancels_its_job() -> None:
+    """A handler cancelled while it waits (uvicorn's shutdown, a client gone) used to leave its
+    job running for nobody."""
+    scheduler = Scheduler("fake", FakeEngine(), Metrics())  # not started: the job stays queued
+    use_case = TranslateUseCase(Settings(), None, Metrics(), lambda: False)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        never = asyncio.Event()
+        task = asyncio.create_task(
+            use_case.run_job(scheduler, [[5, 6]], SearchOptions(beam_size=1), never.wait)
+        )
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    (job,) = scheduler.state.waiting
+    assert job.state is JobState.CANCELLED
