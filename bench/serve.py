@@ -104,7 +104,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(repository: Path, policy: str, threads: int, port: int) -> subprocess.Popen:
+def start_server(
+    repository: Path,
+    policy: str,
+    threads: int,
+    port: int,
+    settings: dict[str, str] | None = None,
+) -> subprocess.Popen:
+    """``tongyeok serve`` on loopback, ready; ``settings`` (TONGYEOK_* variables) override the
+    benchmark's (no cache, a queue and a timeout that never refuse)."""
     env = {
         **os.environ,
         "TONGYEOK_BATCHING": policy,
@@ -113,6 +121,7 @@ def start_server(repository: Path, policy: str, threads: int, port: int) -> subp
         "TONGYEOK_CACHE_ENTRIES": "0",
         "TONGYEOK_REQUEST_TIMEOUT": "300",
         "TONGYEOK_MAX_QUEUE_SENTENCES": "100000",
+        **(settings or {}),
     }
     tongyeok = str(Path(sys.executable).parent / "tongyeok")
     proc = subprocess.Popen(

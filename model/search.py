@@ -60,7 +60,7 @@ def search(model: Transformer, src: Tensor, options: SearchOptions) -> list[list
         top_tokens = top_index % vocab
         is_eos = top_tokens.eq(cfg.eos_id)
         length = step + 1
-        norm = length**options.length_penalty
+        norm = options.length_norm(length)
 
         for row in range(batch):
             if done[row]:

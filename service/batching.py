@@ -192,7 +192,8 @@ def sweep(state: BatchState, now: float) -> Outcome:
     """Drop the requests that were cancelled or ran past their deadline (or the drain's)."""
     out = Outcome()
     draining = state.drain_at is not None and now >= state.drain_at
-    for job in [*state.waiting, *state.running.values()]:
+    # A job can be both running and waiting (its next sentence waits its turn): visit it once.
+    for job in dict.fromkeys([*state.waiting, *state.running.values()]):
         if job.state not in FINISHED and (draining or now > job.deadline):
             error: ServiceError = (
                 ShuttingDown("the server shut down before this request could finish")

@@ -20,6 +20,7 @@ length limit a * source_len + b. The graph returns each row's top 2K only (top 1
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
@@ -30,6 +31,8 @@ from service.rows import NEG_INF, Rows
 from service.runtime import PackageRuntime
 
 __all__ = ["Engine", "SequenceResult", "SourceTooLong", "check_source"]
+
+log = logging.getLogger("tongyeok.engine")
 
 
 class SourceTooLong(ValueError):
@@ -194,12 +197,17 @@ class Engine:
         next_tokens = batch.tokens.copy()
         results = []
         for seq in list(self.sequences.values()):
-            done = self._advance(seq, out.logprobs, out.ids, parent, next_tokens)
+            error: str | None = None
+            try:
+                done = self._advance(seq, out.logprobs, out.ids, parent, next_tokens)
+            except Exception as exc:  # this sentence's own search failed: only it ends
+                log.exception("search failed for sequence %r", seq.seq_id)
+                seq.finished, done, error = [], True, type(exc).__name__
             if done:
                 del self.sequences[seq.seq_id]
                 batch.kill(seq.slots, self.config.pad_id)
                 hyps = sorted(seq.finished, key=lambda h: h.score, reverse=True)
-                results.append(SequenceResult(seq.seq_id, hyps[: seq.options.nbest]))
+                results.append(SequenceResult(seq.seq_id, hyps[: seq.options.nbest], error))
         # Next step: every slot gathers its parent's cache row (inside the graph) and mask.
         self.batch = batch = batch.advanced(out.cache, mask, parent, next_tokens)
         for seq in self.sequences.values():  # append the chosen tokens to the reordered histories
@@ -240,7 +248,7 @@ class Engine:
         n_top = min(2 * beam, beam * cfg.vocab_size, cand.size)
         order = np.argsort(-cand, kind="stable")[:n_top]
         seq.length += 1
-        norm = seq.length**opts.length_penalty
+        norm = opts.length_norm(seq.length)
         for j in order[:beam]:  # EOS among the best K candidates finishes a hypothesis
             if cand_tok[j] == cfg.eos_id and cand[j] > NEG_INF:
                 prefix = history[cand_slot[j]]
@@ -290,5 +298,7 @@ class Engine:
                 index_of.update(zip(ids, batch, strict=True))
                 self.add(ids, [sources[i] for i in batch], options)
             for result in self.step():
+                if result.error is not None:
+                    raise RuntimeError(f"decoding failed: {result.error}")
                 results[index_of.pop(result.seq_id)] = result.hypotheses
         return results

@@ -16,6 +16,7 @@ from pathlib import Path
 from contract.options import SearchOptions
 from contract.package import MANIFEST, PackageError, load_package_config
 from contract.tokenizers import TextTokenizer, for_target, load_tokenizer
+from service.batching import EngineLike
 from service.engine import Engine, check_source
 from service.errors import UnsupportedPair
 from service.metrics import Metrics
@@ -150,7 +151,7 @@ class ModelRepository:
             engine.run(warmup, SearchOptions(beam_size=beam))
         scheduler = Scheduler(
             config.name,
-            engine,
+            self._with_faults(engine),
             self.metrics,
             max_rows=self.settings.max_batch_rows,
             max_queue=self.settings.max_queue_sentences,
@@ -175,6 +176,14 @@ class ModelRepository:
             )
             for source, target in config.pairs
         ]
+
+    def _with_faults(self, engine: Engine) -> EngineLike:
+        """The engine, wrapped with the test-only fault injection when ``faults`` asks for it."""
+        if not self.settings.faults:
+            return engine
+        from service.faults import Faults, FaultyEngine  # never loaded unless asked for
+
+        return FaultyEngine(engine, Faults.parse(self.settings.faults))
 
     def route(self, source: str, target: str) -> LoadedModel:
         model = self.models.get((source, target))

@@ -38,7 +38,7 @@ from service.batching import (
     Plan,
     Policy,
 )
-from service.errors import EngineFailure
+from service.errors import EngineFailure, ShuttingDown
 from service.metrics import Metrics
 
 __all__ = ["JOIN_AT_ONCE", "POLICIES", "Job", "JobState", "Scheduler"]
@@ -64,6 +64,7 @@ class Scheduler:
         self.answers: list[Answer] = []  # resolved this iteration, not yet handed over
         self.lock = threading.Condition()
         self.stopping = False
+        self.submitted = 0  # jobs accepted so far (tests account for every one)
         self.thread = threading.Thread(target=self._run, name=f"scheduler-{name}", daemon=True)
 
     # -- called from the event loop ----------------------------------------------------------------
@@ -75,7 +76,10 @@ class Scheduler:
         """Queue ``job``; raises QueueFull (429) when the queue cannot take all its sentences,
         ShuttingDown (503) once draining."""
         with self.lock:
+            if self.stopping:
+                raise ShuttingDown("the server is shutting down")
             batching.enqueue(self.state, job, self.clock())
+            self.submitted += 1
             self._gauge_queue()
             self.lock.notify()
 
@@ -116,30 +120,52 @@ class Scheduler:
     # -- the loop (its own thread) -----------------------------------------------------------------
 
     def _run(self) -> None:
-        state = self.state
+        """The loop: it survives any exception (a bug fails the requests in hand, never the
+        thread); only ``stop`` ends it."""
         while True:
-            with self.lock:
-                while not state.waiting and not state.running and not self.stopping:
-                    self.lock.wait()
-                if self.stopping and not state.waiting and not state.running:
-                    return
-                now = self.clock()
-                swept = batching.sweep(state, now)
-                plan = batching.admit(state, self.engine, now)
-                self._gauge_queue()
-            self._apply(swept)
-            self._apply(plan.outcome)
             try:
-                self._start(plan)
-                self._step()
-            except Exception as exc:  # a failing step fails only the requests in it
-                log.exception("engine step failed on model %s", self.name)
-                error = EngineFailure(f"translation failed: {type(exc).__name__}")
-                with self.lock:
-                    failed = batching.fail_running(state, error, self.clock())
-                self.engine.reset()  # its state is suspect after a failure: start clean
-                self.answers += failed.answers
+                if not self._iterate():
+                    return
+            except Exception:
+                log.exception("scheduler iteration failed on model %s", self.name)
+                self._fail_all(EngineFailure("translation failed: internal scheduler error"))
             self._settle()
+
+    def _iterate(self) -> bool:
+        """One iteration: sweep, admit, join, step; False once stopped and empty."""
+        state = self.state
+        with self.lock:
+            while not state.waiting and not state.running and not self.stopping:
+                self.lock.wait()
+            if self.stopping and not state.waiting and not state.running:
+                return False
+            now = self.clock()
+            swept = batching.sweep(state, now)
+            plan = batching.admit(state, self.engine, now)
+            self._gauge_queue()
+        self._apply(swept)
+        self._apply(plan.outcome)
+        try:
+            self._start(plan)
+            self._step()
+        except Exception as exc:  # a failing step fails only the requests in it
+            log.exception("engine step failed on model %s", self.name)
+            error = EngineFailure(f"translation failed: {type(exc).__name__}")
+            with self.lock:
+                failed = batching.fail_running(state, error, self.clock())
+            self.engine.reset()  # its state is suspect after a failure: start clean
+            self.answers += failed.answers
+        return True
+
+    def _fail_all(self, error: EngineFailure) -> None:
+        """Last resort after a bug outside the engine: answer every request in hand, start clean
+        (a request that keeps raising would otherwise spin the loop)."""
+        with self.lock:
+            state = self.state
+            failed = batching.fail(state, [*state.waiting, *state.running.values()], error, 0.0)
+            self._gauge_queue()
+        self.answers += failed.answers
+        self.engine.reset()
 
     def _apply(self, outcome: Outcome) -> None:
         """Carry out a core decision: drop sequences, count events, queue answers."""
@@ -161,7 +187,8 @@ class Scheduler:
             self.metrics.encoder.labels(self.name).observe(time.perf_counter() - started)
 
     def _step(self) -> None:
-        if not len(self.engine):
+        if not len(self.engine):  # the last sentences left (finished or cancelled): say so
+            self.metrics.active_rows.labels(self.name).set(self.engine.active_rows)
             return
         rows = self.engine.rows
         started = time.perf_counter()

@@ -5,26 +5,38 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import time
 from typing import Any
 
 import uvicorn
 
 from service.app import create_app
 from service.settings import Settings
+from service.shed import ShedLoad
+
+
+def answer_deadline(drain_seconds: float) -> float:
+    """Seconds into the drain at which the schedulers answer what is left with 503: before
+    uvicorn's own limit, which would cancel the handlers and send a bare-text 500 instead (the
+    margin is the time for those answers to be written)."""
+    return drain_seconds - min(1.0, drain_seconds / 4)
 
 
 class DrainingServer(uvicorn.Server):
     """On SIGTERM/SIGINT readiness turns false at once and new translations get 503, while
-    uvicorn lets in-flight requests finish (up to ``drain_seconds``) before the process exits."""
+    in-flight requests may finish for ``drain_seconds``; what cannot is answered with a JSON 503
+    shortly before, the scheduler threads are joined, and the process exits 0."""
 
-    def __init__(self, config: uvicorn.Config, app: Any) -> None:
+    def __init__(self, config: uvicorn.Config, app: Any, drain_seconds: float) -> None:
         super().__init__(config)
-        self.tongyeok_app = app
+        self.tongyeok_app, self.drain_seconds = app, drain_seconds
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         if not self.tongyeok_app.state.draining:
             name = signal.Signals(sig).name
             logging.getLogger("tongyeok").info(json.dumps({"event": "draining", "signal": name}))
+            deadline = time.monotonic() + answer_deadline(self.drain_seconds)
+            self.tongyeok_app.state.repository.drain(deadline)
         self.tongyeok_app.state.draining = True
         super().handle_exit(sig, frame)
         if sig == signal.SIGTERM:
@@ -39,11 +51,12 @@ def serve(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     app = create_app(settings)
     config = uvicorn.Config(
-        app,
+        ShedLoad(app, settings.max_inflight_requests, app.state.metrics),
         host=settings.host,
         port=settings.port,
-        timeout_graceful_shutdown=int(settings.drain_seconds) or None,
+        # A float: a drain under a second is still a limit (int() made 0.5 s "no limit").
+        timeout_graceful_shutdown=settings.drain_seconds,  # type: ignore[arg-type]
         log_level="warning",
         access_log=False,
     )
-    DrainingServer(config, app).run()
+    DrainingServer(config, app, settings.drain_seconds).run()

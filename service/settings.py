@@ -79,6 +79,17 @@ class Settings(BaseSettings):
     drain_seconds: float = Field(
         20.0, ge=0, description="grace period for in-flight requests on SIGTERM"
     )
+    max_inflight_requests: int = Field(
+        512,
+        ge=1,
+        description="requests in flight beyond which new ones get 429 before any work "
+        "(tongyeok serve only; bounds the event loop's backlog under overload)",
+    )
+    faults: dict[str, float] = Field(
+        default_factory=dict,
+        description='tests only: fault injection as JSON, e.g. {"step_raises_every": 5} '
+        "(service/faults.py); empty: off",
+    )
 
     @field_validator("api_keys", "metrics_token")
     @classmethod

@@ -195,6 +195,9 @@ class TranslateUseCase:
                 timeout=timeout + 1.0,
                 return_when=asyncio.FIRST_COMPLETED,
             )
+        except asyncio.CancelledError:  # the handler itself was cancelled: nobody will read it
+            scheduler.cancel(job)
+            raise
         finally:
             disconnected.cancel()
         if job.future in done:

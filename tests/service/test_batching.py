@@ -34,7 +34,8 @@ class FakeEngine:
             self.sequences[seq_id] = (options.beam_size, self.tokens_for(source, options))
 
     def step(self) -> list[SequenceResult]:
-        return []
+        """Every sentence finishes at its first step (the shell's tests need answers)."""
+        return self.finish(*self.sequences)
 
     def cancel(self, seq_ids: Sequence[Hashable]) -> None:
         for seq_id in seq_ids:
@@ -180,6 +181,16 @@ def test_a_cancelled_request_leaves_queue_and_engine_unanswered() -> None:
     assert out.answers == [] and out.cancelled == 1
     assert sorted(out.cancel) == [(gone.id, i) for i in range(4)]
     assert list(state.running) == [other.id] and state.queued_sentences == 0
+
+
+def test_a_request_both_running_and_waiting_is_cancelled_once() -> None:
+    gone = job(3)
+    state, engine = queued(Limits(max_rows=1), gone), FakeEngine()
+    run_plan(state, engine)  # one sentence runs, two wait
+    gone.state = JobState.CANCELLED
+    out = batching.sweep(state, now=2.0)
+    assert out.cancelled == 1 and out.cancel == [(gone.id, 0)]
+    assert not state.waiting and not state.running and state.queued_sentences == 0
 
 
 def test_a_failing_sentence_fails_only_its_request() -> None:

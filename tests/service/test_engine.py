@@ -71,7 +71,7 @@ def test_forced_lengths_match_the_reference(toy, beam: int) -> None:
     got = Engine(runtime).run(src, options)
     want = translate_ids(model, src, options)
     assert [len(h[0].tokens) for h in got] == [12] * 6
-    assert {h[0].finish_reason for h in got} == {"length"}  # cut by the budget, no EOS
+    assert [h[0].finish_reason for h in got] == [h[0].finish_reason for h in want]
     assert [h[0].tokens for h in got] == [h[0].tokens for h in want]
 
 
@@ -169,3 +169,26 @@ def test_memory_stays_flat_over_10000_sentences(toy) -> None:
     engine.run(src[1000:], options, max_batch=64)
     after = resident_bytes()
     assert after < before * 1.05, f"resident memory grew {after / before - 1:.1%}"
+
+
+def test_a_sentence_whose_search_fails_ends_alone(toy, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, tokenizer, runtime = toy
+    src = sources(tokenizer, 3, seed=16)
+    options = SearchOptions(beam_size=2)
+    engine = Engine(runtime)
+    advance = Engine._advance
+
+    def failing(self, seq, *args):
+        if seq.seq_id == "b" and seq.length == 2:
+            raise FloatingPointError("injected")
+        return advance(self, seq, *args)
+
+    monkeypatch.setattr(Engine, "_advance", failing)
+    engine.add(["a", "b", "c"], src, options)
+    results = {}
+    while len(engine):
+        results.update({r.seq_id: r for r in engine.step()})
+    assert results["b"].error == "FloatingPointError" and results["b"].hypotheses == []
+    for key, i in (("a", 0), ("c", 2)):  # the others decode as if alone
+        assert results[key].error is None
+        assert results[key].hypotheses == Engine(runtime).run([src[i]], options)[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import time
 from pathlib import Path
 
@@ -12,12 +13,18 @@ import pytest
 from contract.options import SearchOptions
 from contract.package import load_package_config
 from contract.tokenizer import Tokenizer
+from service import batching
 from service.engine import Engine
-from service.errors import DeadlineExceeded, EngineFailure
+from service.errors import DeadlineExceeded, EngineFailure, InvalidRequest
+from service.faults import Faults, FaultyEngine
 from service.metrics import Metrics
 from service.runtime import PackageRuntime
 from service.scheduler import Job, JobState, Scheduler
+from service.settings import Settings
+from service.usecase import TranslateUseCase
 from tests.conftest import copy_pairs
+from tests.contract.test_options import unchecked
+from tests.service.test_batching import FakeEngine
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +162,106 @@ def test_a_failing_step_fails_only_its_requests(parts) -> None:
     assert isinstance(failed, EngineFailure)
     assert len(later) == 4 and all(h for h in later)  # the loop kept going
     assert len(engine) == 0
+
+
+# -- one hostile request must never hurt anyone else (issue 11) ----------------------------------
+
+
+def submit_with(scheduler: Scheduler, src, options: SearchOptions, loop) -> Job:
+    job = Job(src, options, time.monotonic() + 30, loop, loop.create_future())
+    scheduler.submit(job)
+    return job
+
+
+def answers(scheduler: Scheduler, requests: list[tuple[list[list[int]], SearchOptions]]) -> list:
+    async def scenario() -> list:
+        loop = asyncio.get_running_loop()
+        jobs = [submit_with(scheduler, src, options, loop) for src, options in requests]
+        return await asyncio.gather(*(j.future for j in jobs), return_exceptions=True)
+
+    return asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_overflowing_options_fail_only_their_request_and_the_loop_lives(parts) -> None:
+    """Today's main: OverflowError in admission, under the lock, killed the thread for good."""
+    scheduler, _, _ = make_scheduler(parts)
+    src = sources(parts, 2, seed=21)
+    got = answers(
+        scheduler,
+        [
+            (src, unchecked(max_length_b=10**400)),  # a * n + b cannot even be computed
+            (src, unchecked(max_length_a=math.inf)),  # capped by the model: decodes fine
+            (src, SearchOptions(beam_size=1)),
+        ],
+    )
+    assert isinstance(got[0], InvalidRequest)
+    assert len(got[1]) == 2 and len(got[2]) == 2
+    assert scheduler.alive and answers(scheduler, [(src, SearchOptions(beam_size=1))])[0]
+    scheduler.stop(10)
+
+
+def test_a_huge_length_penalty_fails_nobody(parts) -> None:
+    """Today's main: length ** 1000 overflowed at step 3 and failed every running request."""
+    scheduler, _, _ = make_scheduler(parts)
+    src = sources(parts, 3, seed=22)
+    got = answers(
+        scheduler,
+        [(src, unchecked(length_penalty=1000.0, beam_size=2)), (src, SearchOptions(beam_size=2))],
+    )
+    scheduler.stop(10)
+    assert [len(g) for g in got] == [3, 3]  # both answered, neither failed
+
+
+def test_the_loop_survives_a_bug_in_the_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    scheduler = Scheduler("fake", FakeEngine(), Metrics())
+    scheduler.start()
+    real_admit, calls = batching.admit, []
+
+    def buggy_admit(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyError("a bug")
+        return real_admit(*args)
+
+    monkeypatch.setattr(batching, "admit", buggy_admit)
+    (first,) = answers(scheduler, [([[5, 6]], SearchOptions(beam_size=1))])
+    (second,) = answers(scheduler, [([[5, 6]], SearchOptions(beam_size=1))])
+    scheduler.stop(10)
+    assert isinstance(first, EngineFailure)  # the request in hand failed, with a 500
+    assert len(second) == 1 and scheduler.idle  # and the loop went on
+
+
+def test_liveness_sees_a_dead_thread() -> None:
+    scheduler = Scheduler(
+        "fake", FaultyEngine(FakeEngine(), Faults(thread_dies_at_step=1)), Metrics()
+    )
+    scheduler.start()
+    assert scheduler.alive
+    loop = asyncio.new_event_loop()
+    try:
+        submit_with(scheduler, [[5, 6]], SearchOptions(beam_size=1), loop)
+        scheduler.thread.join(10)
+    finally:
+        loop.close()
+    assert not scheduler.alive
+
+
+def test_a_cancelled_handler_cancels_its_job() -> None:
+    """A handler cancelled while it waits (uvicorn's shutdown, a client gone) used to leave its
+    job running for nobody."""
+    scheduler = Scheduler("fake", FakeEngine(), Metrics())  # not started: the job stays queued
+    use_case = TranslateUseCase(Settings(), None, Metrics(), lambda: False)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        never = asyncio.Event()
+        task = asyncio.create_task(
+            use_case.run_job(scheduler, [[5, 6]], SearchOptions(beam_size=1), never.wait)
+        )
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    (job,) = scheduler.state.waiting
+    assert job.state is JobState.CANCELLED

@@ -116,6 +116,60 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--output", help="also write the markdown table to this file")
     c.set_defaults(run=run_bench_capacity)
 
+    k = which.add_parser(
+        "soak",
+        help="overload soak: a multiple of measured capacity, answered-once accounting, memory",
+        description="Start 'tongyeok serve' on loopback with a short queue and timeout (so that "
+        "overload reaches 429 and 504), measure its capacity (closed loop), then offer a "
+        "multiple of it open-loop (Poisson arrivals, one connection each) for the run. Every "
+        "request must be answered once with 200, 429 (with Retry-After), 503 or 504, the "
+        "server's request count must match, and resident memory after the warm-up (first "
+        "quarter) must grow less than --max-growth. Exit status 1 when any of it fails.",
+        epilog="example: tongyeok bench soak --model-repository models --minutes 10 --multiple 3",
+    )
+    k.add_argument("--model-repository", default="models", help="(default models)")
+    k.add_argument("--source", help="sentences, one per line (default: built-in samples)")
+    k.add_argument("--minutes", type=float, default=10.0, help="(default 10)")
+    k.add_argument("--multiple", type=float, default=3.0, help="x capacity (default 3)")
+    k.add_argument("--threads", type=int, default=2, help="server threads (default 2)")
+    k.add_argument("--queue", type=int, default=256, help="server queue, sentences (default 256)")
+    k.add_argument("--timeout", type=float, default=5.0, help="request timeout s (default 5)")
+    k.add_argument("--max-growth", type=float, default=0.05, help="(default 0.05)")
+    k.add_argument(
+        "--min-rate",
+        type=float,
+        default=1.0,
+        help="offer at least this many req/s whatever the measurement (default 1)",
+    )
+    k.add_argument("--output", help="also write the markdown table to this file")
+    k.set_defaults(run=run_bench_soak)
+
+
+def run_bench_soak(args: argparse.Namespace) -> int:
+    import shlex
+    import sys
+    from pathlib import Path
+
+    from bench.serve import free_port, start_server
+    from bench.soak import markdown, soak
+
+    texts = bench_texts(args.source)
+    port = free_port()
+    settings = {
+        "TONGYEOK_MAX_QUEUE_SENTENCES": str(args.queue),
+        "TONGYEOK_REQUEST_TIMEOUT": str(args.timeout),
+    }
+    proc = start_server(Path(args.model_repository), "continuous", args.threads, port, settings)
+    try:
+        report = soak(
+            port, proc.pid, texts, args.minutes * 60, args.multiple, min_rate=args.min_rate
+        )
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    print_table(markdown(report, shlex.join(["tongyeok", *sys.argv[1:]])), args.output)
+    return 0 if report.answered_once and report.memory_growth < args.max_growth else 1
+
 
 def bench_texts(source: str | None, count: int | None = None) -> list[str]:
     """Benchmark sentences: the file's lines (or the built-in samples), cycled to ``count``."""

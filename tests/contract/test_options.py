@@ -1,0 +1,42 @@
+"""Decoding options are finite and bounded, and no length computation can overflow."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from contract.options import MAX_LENGTH_PENALTY, SearchOptions
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("max_length_a", math.inf),  # JSON's 1e999
+        ("max_length_a", math.nan),
+        ("max_length_a", 1e6),
+        ("max_length_b", 10**400),  # 1 followed by 400 zeros
+        ("length_penalty", 1000.0),
+        ("length_penalty", -math.inf),
+        ("min_length", 10**9),
+    ],
+)
+def test_out_of_bounds_options_are_refused_naming_the_limit(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match=rf"{field} must be in \[.+\], got"):
+        SearchOptions(**{field: value})  # type: ignore[arg-type]
+
+
+def unchecked(**values: float) -> SearchOptions:
+    """Options that skipped validation (as a bug elsewhere might let through)."""
+    options = SearchOptions(beam_size=1)
+    for name, value in values.items():
+        object.__setattr__(options, name, value)
+    return options
+
+
+def test_lengths_stay_in_range_even_past_validation() -> None:
+    assert unchecked(max_length_a=math.inf).max_length(10, cap=64) == 64
+    assert unchecked(max_length_a=math.nan).max_length(10, cap=64) == 64
+    assert unchecked(length_penalty=1000.0).length_norm(300) == math.inf
+    assert SearchOptions(length_penalty=MAX_LENGTH_PENALTY).length_norm(1024) < math.inf
+    assert SearchOptions(length_penalty=0.6).length_norm(7) == 7**0.6  # the usual formula
