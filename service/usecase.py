@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from contract.options import Hypothesis, SearchOptions
 from service.cache import LRUCache
+from service.engine import SourceTooLong
 from service.errors import (
     Cancelled,
     DeadlineExceeded,
@@ -169,11 +170,13 @@ class TranslateUseCase:
                     todo.append((i, j))
         sources = model.tokenizer.encode_batch([segmented[i].sentences[j] for i, j in todo])
         for (i, _), ids in zip(todo, sources, strict=True):
-            if len(ids) + 1 > model.max_source_tokens:
+            try:
+                model.check_source(ids)
+            except SourceTooLong as exc:
                 raise InvalidRequest(
-                    f"texts[{i}] has a sentence of {len(ids)} tokens; the model takes at "
-                    f"most {model.max_source_tokens - 1} per sentence"
-                )
+                    f"texts[{i}] has a sentence of {exc.tokens} tokens; the model takes at "
+                    f"most {exc.limit} per sentence"
+                ) from None
         return Work(segmented, done, todo, sources)
 
     async def run_job(
