@@ -44,6 +44,7 @@ class Detector:
     def __init__(self, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> None:
         self.min_confidence = min_confidence
         self._model: Any = None  # loaded on first use (about a second), not at start-up
+        self._known: frozenset[str] = frozenset()  # its languages, read once with it
         self.restricted: dict[frozenset[str], Any] = {}
         self.lock = threading.Lock()
 
@@ -54,11 +55,14 @@ class Detector:
                 from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
                 self._model = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+                self._known = frozenset(self._model.labels)
             return self._model
 
     @property
-    def known(self) -> set[str]:
-        return set(self.model.labels)
+    def known(self) -> frozenset[str]:
+        """The languages the model knows (a set built once, not on every request)."""
+        self.model  # noqa: B018 - loads the model (and the set) on first use
+        return self._known
 
     def _for(self, candidates: frozenset[str]) -> Any:
         base = self.model
