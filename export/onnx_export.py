@@ -30,6 +30,7 @@ from contract.package import (
 )
 from contract.spec import OPSET, GraphSpec, decoder_spec, encoder_spec
 from contract.version import __version__
+from export.fused import build_decoder, build_encoder
 from export.graphs import TRACE_K, DecoderGraph, EncoderGraph
 from export.source import ModelSource, from_checkpoint
 from model.checkpoint import load_checkpoint
@@ -132,7 +133,14 @@ def convert_int8(path: Path) -> None:
 
     tmp = path.with_suffix(".int8.onnx")
     logging.getLogger().setLevel(logging.ERROR)  # its pre-processing advice is for CNNs
-    quantize_dynamic(path, tmp, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+    quantize_dynamic(
+        path,
+        tmp,
+        op_types_to_quantize=["MatMul"],
+        weight_type=QuantType.QInt8,
+        # Shape inference cannot see through the com.microsoft attention kernels.
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
     tmp.replace(path)
 
 
@@ -178,8 +186,27 @@ def package_config(source: ModelSource, name: str, precision: str) -> dict[str, 
     }
 
 
-def trace_graphs(model: Transformer, directory: Path, precision: str) -> None:
-    """Trace, check and convert the encoder and decoder graphs of ``model`` into ``directory``."""
+def build_graphs(model: Transformer, directory: Path, precision: str) -> None:
+    """The encoder and decoder graphs of ``model`` in ``directory``: built from ONNX Runtime's
+    fused kernels (export/fused.py) where they run (fp32, and int8 on top of them), traced from
+    PyTorch for fp16; then checked and converted to ``precision``."""
+    cfg = model.cfg
+    if precision == "fp16":
+        trace_graphs(model, directory)
+    else:
+        onnx.save(build_encoder(model, encoder_spec(cfg.decoder_layers)), directory / ENCODER)
+        onnx.save(build_decoder(model, decoder_spec(cfg.decoder_layers)), directory / DECODER)
+    for graph in (ENCODER, DECODER):
+        onnx.checker.check_model(str(directory / graph), full_check=True)
+        if precision == "fp16":
+            convert_fp16(directory / graph)
+        elif precision == "int8":
+            convert_int8(directory / graph)
+        onnx.checker.check_model(str(directory / graph))
+
+
+def trace_graphs(model: Transformer, directory: Path) -> None:
+    """Trace the encoder and decoder graphs of ``model`` from PyTorch into ``directory``."""
     cfg = model.cfg
     torch.manual_seed(0)
     with torch.no_grad():
@@ -196,13 +223,6 @@ def trace_graphs(model: Transformer, directory: Path, precision: str) -> None:
             directory / DECODER,
         )
     wire_top_k(directory / DECODER, decoder_spec(cfg.decoder_layers))
-    for graph in (ENCODER, DECODER):
-        onnx.checker.check_model(str(directory / graph), full_check=True)
-        if precision == "fp16":
-            convert_fp16(directory / graph)
-        elif precision == "int8":
-            convert_int8(directory / graph)
-        onnx.checker.check_model(str(directory / graph))
 
 
 def write_package(
@@ -215,7 +235,7 @@ def write_package(
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    trace_graphs(source.model, partial, precision)
+    build_graphs(source.model, partial, precision)
     for file_name, data in source.files.items():
         (partial / file_name).write_bytes(data)
     config = package_config(source, name or source.pair_name, precision)

@@ -1,0 +1,299 @@
+"""The encoder and the decoder step written directly as ONNX graphs of ONNX Runtime's fused kernels.
+
+Why: traced from PyTorch, one decoder step is ~170 ONNX nodes for three layers (projections, bias
+adds, reshapes, transposes, the cache gather and concat, masking, softmax, residual adds, layer
+norms), and on a CPU a small batch spends most of its step in per-node overhead rather than in
+arithmetic (docs/decisions.md #23). Built here from the same weights, a layer is a handful of
+nodes: one packed Q/K/V MatMul, ``com.microsoft.MultiHeadAttention`` (bias, mask, past and present
+in one kernel), ``com.microsoft.SkipLayerNormalization`` (residual + bias + LayerNorm), and the
+feed-forward MatMuls.
+
+The graphs keep the package contract exactly (contract/spec.py: same names, dtypes and axes), so
+nothing above the package changes, and the exporter checks them against the PyTorch reference like
+the traced ones (export/verify.py). Only the float32 kernels exist on the CPU for these ops, so
+fp16 packages (for GPUs) keep the traced graphs; int8 packages quantize these graphs' MatMuls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from contract.spec import OPSET, GraphSpec, kv_pair
+from model.transformer import DecoderLayer, EncoderLayer, MultiHeadAttention, Transformer
+
+MS_DOMAIN = "com.microsoft"
+IR_VERSION = 9  # what ONNX Runtime 1.2x+ reads; onnx's default may be newer than it accepts
+DTYPES = {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64, "bool": TensorProto.BOOL}
+
+
+class GraphBuilder:
+    """Nodes and initializers with unique names; every ``op`` call returns its output names."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self._count = 0
+
+    def name(self, hint: str) -> str:
+        self._count += 1
+        return f"{hint}_{self._count}"
+
+    def const(self, hint: str, value: np.ndarray | torch.Tensor) -> str:
+        array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+        name = self.name(hint)
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def op(
+        self,
+        op_type: str,
+        inputs: Sequence[str],
+        outputs: int | Sequence[str] = 1,
+        domain: str = "",
+        **attrs: object,
+    ) -> list[str]:
+        names = (
+            [self.name(op_type) for _ in range(outputs)]
+            if isinstance(outputs, int)
+            else list(outputs)
+        )
+        node = helper.make_node(
+            op_type, list(inputs), names, name=self.name(op_type), domain=domain, **attrs
+        )
+        self.nodes.append(node)
+        return names
+
+    def one(self, op_type: str, inputs: Sequence[str], domain: str = "", **attrs: object) -> str:
+        return self.op(op_type, inputs, 1, domain, **attrs)[0]
+
+    def model(self, spec: GraphSpec, graph_name: str) -> onnx.ModelProto:
+        def info(t: object) -> onnx.ValueInfoProto:
+            shape = [int(a) if a.isdigit() else a for a in t.axes]  # type: ignore[attr-defined]
+            return helper.make_tensor_value_info(t.name, DTYPES[t.dtype], shape)  # type: ignore[attr-defined]
+
+        graph = helper.make_graph(
+            self.nodes,
+            graph_name,
+            [info(t) for t in spec.inputs],
+            [info(t) for t in spec.outputs],
+            self.initializers,
+        )
+        return helper.make_model(
+            graph,
+            opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)],
+            ir_version=IR_VERSION,
+            producer_name="tongyeok",
+        )
+
+
+def linear_weight(layer: torch.nn.Linear) -> np.ndarray:
+    """(in, out): what MatMul multiplies activations by."""
+    return layer.weight.detach().t().contiguous().numpy()
+
+
+def linear_bias(layer: torch.nn.Linear) -> np.ndarray:
+    return layer.bias.detach().numpy()
+
+
+class LayerWriter:
+    """Writes one model's layers into a ``GraphBuilder``; names follow the module paths."""
+
+    def __init__(self, model: Transformer, g: GraphBuilder) -> None:
+        self.model, self.g, self.cfg = model, g, model.cfg
+
+    def embed(self, table: torch.nn.Embedding, ids: str, positions: str | None, hint: str) -> str:
+        """Scaled token embeddings plus sinusoids, as ``Transformer.embed`` (no dropout);
+        ``positions`` None: 0, 1, ... along the second axis of ``ids``."""
+        g = self.g
+        tokens = g.one("Gather", [g.const(f"{hint}.weight", table.weight), ids])
+        if self.model.embed_scale != 1.0:
+            scale = np.array(self.model.embed_scale, dtype=np.float32)
+            tokens = g.one("Mul", [tokens, g.const("embed_scale", scale)])
+        table_name = g.const("positions", self.model.positions)
+        if positions is None:  # the table's first rows (a Slice: no index tensor to gather by)
+            length = g.one("Shape", [ids], start=1, end=2)
+            zero = g.const("zero", np.array([0], dtype=np.int64))
+            return g.one("Add", [tokens, g.one("Slice", [table_name, zero, length, zero])])
+        return g.one("Add", [tokens, g.one("Gather", [table_name, positions])])
+
+    def attention(
+        self,
+        attn: MultiHeadAttention,
+        x: str,
+        hint: str,
+        *,
+        key: str | None = None,
+        value: str | None = None,
+        key_padding_mask: str = "",
+        attention_bias: str = "",
+        past: tuple[str, str] | None = None,
+        present: tuple[str, str] | None = None,
+    ) -> str:
+        """Self-attention over ``x`` (with an optional past), or attention from ``x`` to
+        precomputed ``key``/``value`` (B, H, S, Dh); returns the output projection without its
+        bias (which the following SkipLayerNormalization adds)."""
+        g, heads = self.g, attn.n_heads
+        if key is None:  # one packed Q/K/V product, split; the biases go into the kernel
+            projections = (attn.q_proj, attn.k_proj, attn.v_proj)
+            packed = np.concatenate([linear_weight(p) for p in projections], axis=1)
+            qkv = g.one("MatMul", [x, g.const(f"{hint}.qkv.weight", packed)])
+            q, k, v = g.op("Split", [qkv], 3, axis=2)
+            bias = np.concatenate([linear_bias(p) for p in projections])
+            inputs = [q, k, v, g.const(f"{hint}.qkv.bias", bias)]
+        else:  # cross-attention: keys and values were projected once, by the encoder graph
+            q = g.one("MatMul", [x, g.const(f"{hint}.q.weight", linear_weight(attn.q_proj))])
+            q = g.one("Add", [q, g.const(f"{hint}.q.bias", linear_bias(attn.q_proj))])
+            assert value is not None
+            inputs = [q, key, value, ""]
+        inputs += [key_padding_mask, attention_bias]
+        if past is not None:
+            inputs += list(past)
+        outputs: list[str] = [g.name("attention")]
+        if present is not None:
+            outputs += list(present)
+        while inputs and inputs[-1] == "":  # trailing optional inputs are left out
+            inputs.pop()
+        out = g.op("MultiHeadAttention", inputs, outputs, MS_DOMAIN, num_heads=heads)[0]
+        return g.one("MatMul", [out, g.const(f"{hint}.out.weight", linear_weight(attn.out_proj))])
+
+    def add_norm(self, x: str, sublayer: str, bias: torch.Tensor, norm: torch.nn.LayerNorm) -> str:
+        """Post-LN residual: LayerNorm(x + sublayer + bias), one kernel."""
+        g = self.g
+        return g.one(
+            "SkipLayerNormalization",
+            [
+                sublayer,
+                x,
+                g.const("ln.weight", norm.weight),
+                g.const("ln.bias", norm.bias),
+                g.const("bias", bias),
+            ],
+            MS_DOMAIN,
+            epsilon=float(norm.eps),
+        )
+
+    def feed_forward(self, layer: EncoderLayer | DecoderLayer, x: str, hint: str) -> str:
+        g, ffn = self.g, layer.ffn
+        h = g.one("MatMul", [x, g.const(f"{hint}.fc1.weight", linear_weight(ffn.fc1))])
+        h = g.one("Add", [h, g.const(f"{hint}.fc1.bias", linear_bias(ffn.fc1))])
+        activation = self.cfg.activation
+        if activation == "relu":
+            h = g.one("Relu", [h])
+        elif activation in ("swish", "silu"):
+            h = g.one("Mul", [h, g.one("Sigmoid", [h])])
+        elif activation == "gelu":
+            h = g.one("Gelu", [h], MS_DOMAIN)  # the exact (erf) form, as torch's default
+        else:  # ModelConfig refuses others; a new one must be added here too
+            raise ValueError(f"no fused graph for activation {activation!r}")
+        h = g.one("MatMul", [h, g.const(f"{hint}.fc2.weight", linear_weight(ffn.fc2))])
+        return self.add_norm(x, h, ffn.fc2.bias, layer.final_layer_norm)
+
+
+def kv_heads(g: GraphBuilder, x: str, heads: int, head_dim: int, out: str) -> str:
+    """(B, S, D) -> (B, H, S, Dh), named ``out``."""
+    shape = g.const("heads_shape", np.array([0, 0, heads, head_dim], dtype=np.int64))
+    split = g.one("Reshape", [x, shape])
+    return g.op("Transpose", [split], [out], perm=[0, 2, 1, 3])[0]
+
+
+@torch.no_grad()
+def build_encoder(model: Transformer, spec: GraphSpec) -> onnx.ModelProto:
+    """(src_ids, src_mask) -> encoder states and every decoder layer's cross keys/values."""
+    cfg, g = model.cfg, GraphBuilder()
+    w = LayerWriter(model, g)
+    x = w.embed(model.shared, "src_ids", None, "shared")
+    padding = g.one("Cast", ["src_mask"], to=TensorProto.INT32)  # 1 at real tokens
+    for i, layer in enumerate(model.encoder_layers):
+        hint = f"encoder.{i}"
+        attn = w.attention(layer.self_attn, x, f"{hint}.self", key_padding_mask=padding)
+        x = w.add_norm(x, attn, layer.self_attn.out_proj.bias, layer.self_attn_layer_norm)
+        x = w.feed_forward(layer, x, hint)
+    states = g.op("Identity", [x], ["encoder_states"])[0]
+    for i, layer in enumerate(model.decoder_layers):
+        cross = layer.encoder_attn
+        for proj, name in zip((cross.k_proj, cross.v_proj), kv_pair("cross", i), strict=True):
+            projected = g.one("MatMul", [states, g.const(f"{name}.weight", linear_weight(proj))])
+            projected = g.one("Add", [projected, g.const(f"{name}.bias", linear_bias(proj))])
+            kv_heads(g, projected, cfg.n_heads, cfg.head_dim, name)
+    return g.model(spec, "encoder")
+
+
+def axis_length(g: GraphBuilder, tensor: str, axis: int) -> str:
+    """The length of one axis of ``tensor``, as a scalar."""
+    return g.one("Squeeze", [g.one("Shape", [tensor], start=axis, end=axis + 1)])
+
+
+def arange(g: GraphBuilder, length: str) -> str:
+    """0, 1, ..., length - 1 (int64)."""
+    zero, one = np.array(0, dtype=np.int64), np.array(1, dtype=np.int64)
+    return g.one("Range", [g.const("zero", zero), length, g.const("one", one)])
+
+
+def self_attention_bias(g: GraphBuilder) -> str:
+    """(B, 1, T, P + T) additive bias: 0 where a new position may attend (a real position, and not
+    one after itself), the float32 minimum elsewhere; built once per step, read by every layer."""
+    new_len, total = axis_length(g, "input_ids", 1), axis_length(g, "self_mask", 1)
+    keys = arange(g, total)  # (P + T,)
+    queries = g.one("Add", [arange(g, new_len), g.one("Sub", [total, new_len])])  # P + (0..T-1)
+    queries = g.one("Unsqueeze", [queries, g.const("axes", np.array([1], dtype=np.int64))])
+    causal = g.one("LessOrEqual", [keys, queries])  # (T, P + T)
+    real = g.one("Unsqueeze", ["self_mask", g.const("axes", np.array([1, 2], dtype=np.int64))])
+    allowed = g.one("And", [real, causal])  # (B, 1, T, P + T)
+    lowest = np.array(np.finfo(np.float32).min, dtype=np.float32)
+    open_ = g.const("open", np.array(0, np.float32))
+    return g.one("Where", [allowed, open_, g.const("low", lowest)])
+
+
+@torch.no_grad()
+def build_decoder(model: Transformer, spec: GraphSpec) -> onnx.ModelProto:
+    """One decoder step with the package's decoder IO (contract/spec.py): the top-k
+    log-probabilities after the last new position and the reordered, grown cache."""
+    cfg, g = model.cfg, GraphBuilder()
+    w = LayerWriter(model, g)
+    x = w.embed(model.target_embed, "input_ids", "positions", "target_embed")
+    bias = self_attention_bias(g)
+    padding = g.one("Cast", ["src_mask"], to=TensorProto.INT32)
+    for i, layer in enumerate(model.decoder_layers):
+        hint = f"decoder.{i}"
+        past = tuple(g.one("Gather", [name, "cache_index"], axis=0) for name in kv_pair("past", i))
+        attn = w.attention(
+            layer.self_attn,
+            x,
+            f"{hint}.self",
+            attention_bias=bias,
+            past=(past[0], past[1]),
+            present=kv_pair("present", i),
+        )
+        x = w.add_norm(x, attn, layer.self_attn.out_proj.bias, layer.self_attn_layer_norm)
+        key, value = kv_pair("cross", i)
+        attn = w.attention(
+            layer.encoder_attn, x, f"{hint}.cross", key=key, value=value, key_padding_mask=padding
+        )
+        x = w.add_norm(x, attn, layer.encoder_attn.out_proj.bias, layer.encoder_attn_layer_norm)
+        x = w.feed_forward(layer, x, hint)
+    last = g.one(
+        "Slice",
+        [
+            x,
+            *(
+                g.const(n, np.array([v], dtype=np.int64))
+                for n, v in (("start", -1), ("end", np.iinfo(np.int64).max), ("axis", 1))
+            ),
+        ],
+    )
+    last = g.one("Squeeze", [last, g.const("axis", np.array([1], dtype=np.int64))])  # (B, D)
+    weight = model.target_embed.weight if model.lm_head is None else model.lm_head
+    logits = g.one("MatMul", [last, g.const("output.weight", weight.t().contiguous())])
+    logits = g.one("Add", [logits, g.const("final_logits_bias", model.final_logits_bias)])
+    log_probs = g.one("LogSoftmax", [logits], axis=-1)
+    if cfg.suppress_pad:  # as Transformer.log_probs: pad never generated, after the softmax
+        never = np.zeros(cfg.output_vocab_size, dtype=np.float32)
+        never[cfg.pad_id] = -np.inf
+        log_probs = g.one("Add", [log_probs, g.const("suppress_pad", never)])
+    g.op("TopK", [log_probs, "top_k"], ["topk_logprobs", "topk_ids"], axis=-1)
+    return g.model(spec, "decoder")
