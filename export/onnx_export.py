@@ -36,6 +36,10 @@ from export.source import ModelSource, from_checkpoint
 from model.checkpoint import load_checkpoint
 from model.transformer import Transformer
 
+# Part of the cache key of exported packages: bumped when the graphs written for the same weights
+# change (2: fused kernels, docs/decisions.md #23), so a cache from an older version is not reused.
+GRAPHS_REVISION = 2
+
 
 def example_encoder_inputs(model: Transformer) -> tuple[torch.Tensor, torch.Tensor]:
     """A padded batch of 2 rows x 5 positions (sizes distinct from every other traced axis)."""
@@ -275,7 +279,8 @@ def ensure_package(checkpoint: str | Path | None, precision: str = "fp32") -> Pa
     source = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
     if not source.is_file():
         load_checkpoint(source)  # raises the usual clear error
-    target = cache_dir() / "packages" / f"{source.stem}-{sha256_file(source)[:12]}-{precision}"
+    name = f"{source.stem}-{sha256_file(source)[:12]}-g{GRAPHS_REVISION}-{precision}"
+    target = cache_dir() / "packages" / name
     try:
         load_package_config(target)
         return target
