@@ -153,4 +153,5 @@ def test_pip_install_then_serve_with_nothing_set_up(tmp_path: Path) -> None:
         output, _ = server.communicate(timeout=60)
     assert f"translation page {base}/" in output and f"API docs {base}/docs" in output
     assert "Traceback" not in output
-    assert list((tmp_path / "cache" / "packages").iterdir())  # exported into the given cache
+    exported = list((tmp_path / "cache" / "packages").iterdir())  # into the given cache
+    assert [json.loads((p / "config.json").read_text())["precision"] for p in exported] == ["int8"]

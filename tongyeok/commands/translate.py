@@ -84,7 +84,8 @@ def text_translator(args: argparse.Namespace) -> Callable[[list[str]], list[str]
     else:
         from export.onnx_export import ensure_package
 
-        package = ensure_package(args.model)
+        # int8 on a CPU: the same translations within 0.1 BLEU, faster (README, "Quality").
+        package = ensure_package(args.model, "fp32" if args.device == "cuda" else "int8")
     providers = ("CUDAExecutionProvider",) if args.device == "cuda" else ()
     runtime = RuntimeOptions(
         providers=(*providers, "CPUExecutionProvider"), intra_op_threads=args.threads
