@@ -113,10 +113,12 @@ def capacity_markdown(
     return "\n".join(lines)
 
 
-def start_peer(model_dir: Path, threads: int, port: int) -> subprocess.Popen:
+def start_peer(
+    model_dir: Path, threads: int, port: int, compute_type: str = "float32"
+) -> subprocess.Popen:
     """``bench/peer_ct2.py`` on loopback, ready to serve."""
     command = [sys.executable, "-m", "bench.peer_ct2", "--model-dir", str(model_dir)]
-    command += ["--port", str(port), "--threads", str(threads)]
+    command += ["--port", str(port), "--threads", str(threads), "--compute-type", compute_type]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return wait_ready(proc, port, "the CTranslate2 peer server")
 

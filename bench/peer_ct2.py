@@ -31,12 +31,18 @@ class Request(BaseModel):
     beam_size: int = 1
 
 
-def create_app(model_dir: Path, threads: int, max_batch: int, max_delay: float) -> FastAPI:
+def create_app(
+    model_dir: Path, threads: int, max_batch: int, max_delay: float, compute_type: str = "float32"
+) -> FastAPI:
     tokenizer = Tokenizer.load(model_dir / "tokenizer.model")
     sp = tokenizer.processor
     eos = sp.IdToPiece(2)
     translator = ctranslate2.Translator(
-        str(model_dir / "ct2"), device="cpu", inter_threads=1, intra_threads=threads
+        str(model_dir / "ct2"),
+        device="cpu",
+        compute_type=compute_type,
+        inter_threads=1,
+        intra_threads=threads,
     )
     queue: asyncio.Queue[tuple[list[str], int, asyncio.Future]] = asyncio.Queue()
 
@@ -99,8 +105,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--max-delay", type=float, default=0.005)
+    parser.add_argument("--compute-type", default="float32", help="float32 or int8")
     args = parser.parse_args()
-    app = create_app(args.model_dir, args.threads, args.max_batch, args.max_delay)
+    app = create_app(
+        args.model_dir, args.threads, args.max_batch, args.max_delay, args.compute_type
+    )
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
 
 

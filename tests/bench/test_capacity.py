@@ -7,6 +7,8 @@ import json
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from bench.capacity import ServerCapacity, Trial, comparison_markdown, overload_trial, start_peer
 from bench.engine import prepare
 from bench.serve import Sample, free_port
@@ -14,10 +16,13 @@ from model.checkpoint import load_checkpoint
 from tests.conftest import copy_pairs
 
 
-def test_the_peer_translates_the_same_weights(toy_checkpoint: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("compute_type", ["float32", "int8"])
+def test_the_peer_translates_the_same_weights(
+    toy_checkpoint: Path, tmp_path: Path, compute_type: str
+) -> None:
     prepare(load_checkpoint(toy_checkpoint), tmp_path, ["ct2 float32"])
     port = free_port()
-    proc = start_peer(tmp_path, 1, port)
+    proc = start_peer(tmp_path, 1, port, compute_type)
     try:
         sentences = [s for s, _ in copy_pairs(6, seed=41)]
         request = urllib.request.Request(

@@ -113,6 +113,13 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
         "are built from --checkpoint, and each gets an overload trial at 2x the peer's capacity",
     )
     c.add_argument("--checkpoint", help="with --peer: checkpoint (default: the shipped model)")
+    c.add_argument(
+        "--precision",
+        choices=("fp32", "int8"),
+        default="fp32",
+        help="with --peer: Tongyeok's package precision; the peer runs the same (float32 or "
+        "int8 compute type) (default fp32)",
+    )
     c.add_argument("--output", help="also write the markdown table to this file")
     c.set_defaults(run=run_bench_capacity)
 
@@ -325,13 +332,14 @@ def compare_with_peer(args: argparse.Namespace, texts: list[str], work, search) 
     from model.checkpoint import load_checkpoint
 
     prepare(load_checkpoint(args.checkpoint), work, ["ct2 float32"])
-    export_package(work / "model.pt", work / "repository" / "en-de")
+    export_package(work / "model.pt", work / "repository" / "en-de", args.precision)
+    compute_type = {"fp32": "float32", "int8": "int8"}[args.precision]
     servers = {
-        "Tongyeok (continuous batching)": lambda port: start_server(
+        f"Tongyeok {args.precision} (continuous batching)": lambda port: start_server(
             work / "repository", "continuous", args.threads, port
         ),
-        "CTranslate2 + FastAPI (dynamic batching, 64 sentences or 5 ms)": lambda port: start_peer(
-            work, args.threads, port
+        f"CTranslate2 {compute_type} + FastAPI (dynamic batching, 64 sentences or 5 ms)": (
+            lambda port: start_peer(work, args.threads, port, compute_type)
         ),
     }
     measured = []
