@@ -57,13 +57,14 @@ MIXED = [
 ]
 
 
-def train_spm(sentences: list[str], vocab_size: int) -> bytes:
+def train_spm(sentences: list[str], vocab_size: int, model_type: str = "unigram") -> bytes:
     """A SentencePiece model with the trainer's defaults (nmt_nfkc), as Marian's spm are."""
     proto = io.BytesIO()
     spm.SentencePieceTrainer.Train(
         sentence_iterator=iter(sentences * 3),
         model_writer=proto,
         vocab_size=vocab_size,
+        model_type=model_type,
         character_coverage=1.0,
         hard_vocab_limit=False,
         num_threads=1,
@@ -123,6 +124,9 @@ class Variant:
     layers: int = 2
     max_positions: int = 128
     spm_pieces: tuple[int, int] = (180, 150)  # source, target SentencePiece sizes (soft limits)
+    # BPE on a few sentences grows to whole words (~1.1 pieces a word, as a real 32k model cuts
+    # common text); unigram stays near characters (~1.9).
+    spm_type: str = "unigram"
     vocab_size: int | None = None  # ids in vocab.json (placeholders fill it): OPUS-MT has 58,101
     # Added to EOS's final_logits_bias: tuned so that the random model ends some outputs early
     # and runs others to the length limit (both paths of the searches are compared).
@@ -163,6 +167,7 @@ OPUS_MT = Variant(
     layers=6,
     max_positions=512,
     spm_pieces=(8000, 8000),
+    spm_type="bpe",
     vocab_size=58101,
     eos_boost=0.0,
     extra_config={"init_std": 0.02},
@@ -182,8 +187,10 @@ def build_marian_dir(variant: Variant, out: Path, seed: int = 0, texts: Sequence
     joint = source_text + target_text + MIXED
     source_size, target_size = variant.spm_pieces
     separate = variant.separate_vocabs
-    source_spm = train_spm(source_text + MIXED if separate else joint, source_size)
-    target_spm = train_spm(target_text if separate else joint, target_size)
+    source_spm = train_spm(
+        source_text + MIXED if separate else joint, source_size, variant.spm_type
+    )
+    target_spm = train_spm(target_text if separate else joint, target_size, variant.spm_type)
     (out / "source.spm").write_bytes(source_spm)
     (out / "target.spm").write_bytes(target_spm)
     tokens = list(variant.language_tokens)
@@ -230,6 +237,8 @@ def build_marian_dir(variant: Variant, out: Path, seed: int = 0, texts: Sequence
         bias = torch.randn(model.final_logits_bias.shape) * 0.5
         bias[0, eos] += variant.eos_boost
         model.final_logits_bias.copy_(bias)
+    # OPUS-MT's generation_config.json bans pad (MarianConfig's bad_words_ids no longer reach it).
+    model.generation_config.bad_words_ids = [[pad]]
     model.save_pretrained(str(out))
     if not variant.safetensors:  # the older format some hub models still have
         from safetensors.torch import load_file
