@@ -5,9 +5,18 @@ thread count and the same forced number of generated tokens per sentence (EOS fo
 stopped at it), in the same batches in the same (file) order; and every measurement runs in a
 fresh process of its own (``bench/engines.py``) that loads only that engine, so no other engine's
 thread pool competes for the cores. Each child reports the CPU time other processes used during
-its timed runs: a run where they used more than a tenth of a core is flagged as contended.
-Two model sizes: the shipped model and a Transformer-base-sized one with random weights (speed
-does not depend on training).
+its timed runs: a run where they used more than a tenth of a core is flagged as contended. Each
+child also reports what it fed its engine, as pieces with EOS: a cell whose engines were not all
+fed exactly the sources cut by the reference tokenizer fails the run.
+
+Three models (``bench/engine_models.py``, ``--models``): the shipped one, a Transformer-base-sized
+one with random weights (speed does not depend on training), and OPUS-MT's shape (d=512, 6+6,
+58,101 ids, random) imported from a local Marian directory. Cost on the 2-core machine, with the
+defaults (64 sentences, 16 at batch 1, batches 1/8/32/64, greedy and beam 4, 3 timed runs): about
+5 minutes for shipped and 20 for base (48 processes each); a decoder step of OPUS-MT's shape costs
+about twice base's (its 512 x 58,101 output projection outweighs the six layers), so all 8 cells
+would add about 40 minutes: by default it runs batch 1 (8 sentences) and batch 32 only, about 15
+minutes including building, importing and converting it (~2 minutes, ~1 GB of temporary files).
 """
 
 from __future__ import annotations
@@ -25,10 +34,15 @@ from pathlib import Path
 
 import torch
 
-from export.hf import export_hf
-from export.onnx_export import export_package
-from model.checkpoint import Checkpoint, load_checkpoint
-from model.transformer import ModelConfig, Transformer
+from bench.engine_models import (
+    OPUS_BATCHES,
+    OPUS_SENTENCES_BATCH1,
+    BenchModel,
+    bench_models,
+    prepare_model,
+)
+from bench.engines import digest, reference_tokenizer, reference_vocabulary
+from bench.marian_dirs import OPUS_MT, Variant
 
 ENGINES = ("tongyeok fp32", "tongyeok int8", "ct2 float32", "ct2 int8", "transformers", "pytorch")
 CONTENDED = 0.1  # other processes' CPU seconds per wall second above which a run is flagged
@@ -45,6 +59,8 @@ class Result:
     other_cpu: float  # CPU seconds other processes used during the timed runs, summed
     peak_mb: float
     pid: int  # the process it ran in (one per measurement)
+    fed: str = ""  # digest of the sources as the engine got them (pieces, EOS included)
+    outputs: str = ""  # digest of its best hypotheses (pieces)
 
     @property
     def tokens_per_second(self) -> float:
@@ -53,43 +69,6 @@ class Result:
     @property
     def contended(self) -> bool:
         return self.other_cpu > CONTENDED * self.seconds
-
-
-def base_sized(shipped: Checkpoint) -> Checkpoint:
-    """Transformer-base (6+6 layers, d=512, 8 heads, FFN 2048) with random weights and the shipped
-    vocabulary."""
-    cfg = ModelConfig(
-        vocab_size=shipped.config.vocab_size,
-        d_model=512,
-        n_heads=8,
-        d_ff=2048,
-        encoder_layers=6,
-        decoder_layers=6,
-    )
-    torch.manual_seed(0)
-    model = Transformer(cfg)
-    return Checkpoint(
-        cfg, shipped.tokenizer, model.state_dict(), shipped.source_lang, shipped.target_lang
-    )
-
-
-def prepare(checkpoint: Checkpoint, work: Path, engines: Sequence[str]) -> None:
-    """Every engine's copy of the same weights: checkpoint, packages, Marian dir, CTranslate2."""
-    work.mkdir(parents=True, exist_ok=True)
-    checkpoint.save(work / "model.pt")
-    (work / "tokenizer.model").write_bytes(checkpoint.tokenizer.model_proto)
-    for precision in ("fp32", "int8"):
-        if f"tongyeok {precision}" in engines:
-            export_package(work / "model.pt", work / precision, precision)
-    if any(e.startswith("ct2") or e == "transformers" for e in engines):
-        export_hf(work / "model.pt", work / "hf")
-    if any(e.startswith("ct2") for e in engines):
-        converter = Path(sys.executable).parent / "ct2-transformers-converter"
-        subprocess.run(
-            [str(converter), "--model", str(work / "hf"), "--output_dir", str(work / "ct2")],
-            check=True,
-            capture_output=True,
-        )
 
 
 def measure(spec: dict, spec_path: Path) -> dict:
@@ -107,69 +86,88 @@ def measure(spec: dict, spec_path: Path) -> dict:
 
 
 def run_bench(
-    sources: Sequence[Sequence[int]],
+    texts: Sequence[str],
     shipped: str | Path | None,
     batches: Sequence[int] = (1, 8, 32, 64),
     beams: Sequence[int] = (1, 4),
     tokens: int = 32,
     threads: int = 2,
     sentences_batch1: int = 16,
-    sizes: Sequence[str] = ("shipped", "base"),
+    models: Sequence[str] = ("shipped", "base", "opus"),
     engines: Sequence[str] = ENGINES,
     repeats: int = 3,
     log: Callable[[str], None] = print,
+    opus: Variant = OPUS_MT,
+    opus_batches: Sequence[int] | None = OPUS_BATCHES,
+    opus_sentences_batch1: int | None = OPUS_SENTENCES_BATCH1,
 ) -> list[Result]:
-    """Every (size, beam, batch) with every engine, engines interleaved so that a slow drift of
-    the machine touches all of them alike; each measurement in its own process."""
+    """Every (model, beam, batch) with every engine, engines interleaved so that a slow drift of
+    the machine touches all of them alike; each measurement in its own process. ``texts`` are cut
+    into ids by each model's own tokenizer; ``opus`` is the shape of the OPUS-MT model."""
+    registry = bench_models(opus_batches, opus_sentences_batch1)
+    unknown = [m for m in models if m not in registry]
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown}: choose from {sorted(registry)}")
     results: list[Result] = []
-    shipped_ckpt = load_checkpoint(shipped)
-    cfg = shipped_ckpt.config
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        (root / "sources.json").write_text(json.dumps([list(s) for s in sources]))
-        for size in sizes:
-            work = root / size
-            prepare(base_sized(shipped_ckpt) if size == "base" else shipped_ckpt, work, engines)
+        for name in models:
+            model: BenchModel = registry[name]
+            work = root / name
+            prepare_model(model, shipped, texts, work, engines, opus)
+            tokenizer, _ = reference_tokenizer(work)
+            sources = tokenizer.encode_batch(list(texts))
+            vocab = reference_vocabulary(work)
             for beam in beams:
-                for batch in batches:
-                    count = sentences_batch1 if batch == 1 else len(sources)
-                    subset = root / f"sources-{count}.json"
-                    subset.write_text(json.dumps([list(s) for s in sources[:count]]))
-                    for name in engines:
+                for batch in [b for b in batches if model.batches is None or b in model.batches]:
+                    first = model.sentences_batch1 or sentences_batch1
+                    subset = sources[: first if batch == 1 else len(sources)]
+                    expected = digest([vocab.pieces(s) for s in subset])
+                    path = root / f"sources-{name}-{len(subset)}.json"
+                    path.write_text(json.dumps(subset))
+                    for engine in engines:
                         spec = {
-                            "engine": name,
+                            "engine": engine,
                             "workdir": str(work),
-                            "sources": str(subset),
+                            "weights": model.weights,
+                            "sources": str(path),
                             "batch": batch,
                             "beam": beam,
                             "tokens": tokens,
                             "threads": threads,
                             "repeats": repeats,
-                            "pad_id": cfg.pad_id,
-                            "eos_id": cfg.eos_id,
-                            "eos_piece": shipped_ckpt.tokenizer.processor.IdToPiece(cfg.eos_id),
                         }
-                        report = measure(spec, root / "spec.json")
-                        runs = report["runs"]
-                        result = Result(
-                            size,
-                            batch,
-                            beam,
-                            name,
-                            statistics.median(r["seconds"] for r in runs),
-                            report["tokens"],
-                            sum(r["other_cpu"] for r in runs),
-                            report["peak_mb"],
-                            report["pid"],
-                        )
+                        result = result_of(name, spec, measure(spec, root / "spec.json"))
+                        if result.fed != expected:
+                            raise RuntimeError(
+                                f"{name} batch {batch}: {engine} was fed other sources than the "
+                                f"reference tokenizer's ({result.fed} != {expected})"
+                            )
                         results.append(result)
                         flag = "  CONTENDED" if result.contended else ""
                         log(
-                            f"{size:<8} batch {batch:>3} beam {beam} {name:<14} "
+                            f"{name:<8} batch {batch:>3} beam {beam} {engine:<14} "
                             f"{result.tokens_per_second:9.0f} tok/s  peak {result.peak_mb:6.0f} MB"
                             f"  other CPU {result.other_cpu:5.2f} s{flag}"
                         )
     return results
+
+
+def result_of(model: str, spec: dict, report: dict) -> Result:
+    runs = report["runs"]
+    return Result(
+        model,
+        spec["batch"],
+        spec["beam"],
+        spec["engine"],
+        statistics.median(r["seconds"] for r in runs),
+        report["tokens"],
+        sum(r["other_cpu"] for r in runs),
+        report["peak_mb"],
+        report["pid"],
+        report["fed"],
+        report["outputs"],
+    )
 
 
 def geometric_mean(values: Sequence[float]) -> float:
@@ -177,6 +175,7 @@ def geometric_mean(values: Sequence[float]) -> float:
 
 
 def markdown(results: list[Result], threads: int, tokens: int, machine: str = "") -> str:
+    """The tables, models in the order they ran, with each model's shape as a legend."""
     import ctranslate2
     import onnxruntime
     import transformers
@@ -201,8 +200,13 @@ def markdown(results: list[Result], threads: int, tokens: int, machine: str = ""
         + " | fp32/ct2 | int8/ct2 | fp32/transformers |",
         "| --- | ---: | --- |" + " ---: |" * (len(ENGINES) + 3),
     ]
+    order = list(dict.fromkeys(r.model for r in results))
+    shapes = {name: m.shape for name, m in bench_models().items()}
+    legend = "; ".join(f"{m}: {shapes.get(m, m)}" for m in order)
+    lines[1:1] = ["", f"Models: {legend}."]
     keys = sorted(
-        {(r.model, r.beam, r.batch) for r in results}, key=lambda k: (k[0] != "shipped", k[1], k[2])
+        {(r.model, r.beam, r.batch) for r in results},
+        key=lambda k: (order.index(k[0]), k[1], k[2]),
     )
     ratios: list[float] = []
     for model, beam, batch in keys:

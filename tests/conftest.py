@@ -113,8 +113,8 @@ def multi30k() -> Path:
 
 @pytest.fixture(scope="session")
 def marian_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Random-weight MarianMTModel directories shaped like OPUS-MT ones (see marian_dirs.py)."""
-    from tests.export.marian_dirs import EN_DE_GELU, EN_MUL, KO_EN, build_marian_dir
+    """Random-weight MarianMTModel directories shaped like OPUS-MT ones (bench/marian_dirs.py)."""
+    from bench.marian_dirs import EN_DE_GELU, EN_MUL, KO_EN, build_marian_dir
 
     root = tmp_path_factory.mktemp("marian")
     return {v.name: build_marian_dir(v, root / v.name) for v in (KO_EN, EN_MUL, EN_DE_GELU)}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.capacity import ServerCapacity, Trial, comparison_markdown, overload_trial, start_peer
-from bench.engine import prepare
+from bench.engine_models import prepare
 from bench.serve import Sample, free_port
 from model.checkpoint import load_checkpoint
 from tests.conftest import copy_pairs

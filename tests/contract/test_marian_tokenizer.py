@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.marian_dirs import EN, KO, MIXED
 from contract.marian import MarianTokenizer
 from contract.tokenizers import TargetTokenizer
-from tests.export.marian_dirs import EN, KO, MIXED
 
 SPECIAL_IN_TEXT = ["x </s> y", "<unk>", "a<pad>b", "끝</s>", ">>kor<<</s>"]
 

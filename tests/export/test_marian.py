@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench.marian_dirs import EN, KO, MIXED
 from contract.options import SearchOptions
 from contract.package import load_package_config
 from contract.tokenizers import for_target, load_tokenizer
@@ -16,7 +17,6 @@ from export.marian import load_marian
 from service.engine import Engine
 from service.runtime import PackageRuntime
 from service.translator import Translator
-from tests.export.marian_dirs import EN, KO, MIXED
 
 MAX_NEW = 24  # short enough that some outputs hit the limit, long enough that others end first
 TEXTS = {"ko-en": [*KO, *MIXED[2:9]], "en-mul": [*EN, *MIXED[:2], *MIXED[5:9]]}

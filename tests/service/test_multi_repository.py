@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.marian_dirs import EN, KO
 from service.translator import Translator
-from tests.export.marian_dirs import EN, KO
 from tests.service.conftest import Server, running_server
 
 

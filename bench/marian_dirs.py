@@ -2,14 +2,18 @@
 
 Nothing is downloaded: SentencePiece models are trained on a few sentences (Korean included),
 ``vocab.json`` is laid out as Marian's converter writes it (``</s>`` and ``<unk>`` first, language
-tokens, the pieces, ``<pad>`` last), and Transformers builds and saves the model from a tiny config
-with the real flags. The output is what ``tongyeok import`` reads from a user's disk.
+tokens, the pieces, ``<pad>`` last), and Transformers builds and saves the model from a config with
+the real flags. The output is what ``tongyeok import`` reads from a user's disk. The tests build
+tiny ones; ``bench engine`` builds one at OPUS-MT's full size (``OPUS_MT``: d=512, 6+6 layers,
+58,101 ids, the ids past the trained pieces filled with placeholder pieces) so that the output
+projection and top-k cost what they cost a user.
 """
 
 from __future__ import annotations
 
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,13 +57,14 @@ MIXED = [
 ]
 
 
-def train_spm(sentences: list[str], vocab_size: int) -> bytes:
+def train_spm(sentences: list[str], vocab_size: int, model_type: str = "unigram") -> bytes:
     """A SentencePiece model with the trainer's defaults (nmt_nfkc), as Marian's spm are."""
     proto = io.BytesIO()
     spm.SentencePieceTrainer.Train(
         sentence_iterator=iter(sentences * 3),
         model_writer=proto,
         vocab_size=vocab_size,
+        model_type=model_type,
         character_coverage=1.0,
         hard_vocab_limit=False,
         num_threads=1,
@@ -79,12 +84,24 @@ def pieces_of(proto: bytes) -> list[str]:
 
 
 def marian_vocab(
-    pieces: list[str], language_tokens: list[str], eos_first: bool, drop: int
+    pieces: list[str],
+    language_tokens: list[str],
+    eos_first: bool,
+    drop: int,
+    size: int | None = None,
 ) -> dict[str, int]:
-    """Marian's layout; ``drop`` pieces left out so that some text maps to <unk>."""
+    """Marian's layout; ``drop`` pieces left out so that some text maps to <unk>; with ``size``,
+    placeholder pieces (never produced by the SentencePiece models) fill the ids up to it, as a
+    real vocabulary's many pieces would, ``<pad>`` still last."""
     head = ["</s>", "<unk>"] if eos_first else ["<unk>", "</s>"]
-    ordered = [*head, *language_tokens, *pieces[: len(pieces) - drop], "<pad>"]
-    return {piece: i for i, piece in enumerate(dict.fromkeys(ordered))}
+    ordered = list(dict.fromkeys([*head, *language_tokens, *pieces[: len(pieces) - drop]]))
+    if size is not None:
+        if size <= len(ordered):
+            raise ValueError(
+                f"vocabulary of {size} ids is smaller than the {len(ordered) + 1} needed"
+            )
+        ordered += [f"<placeholder_{i}>" for i in range(size - 1 - len(ordered))]
+    return {piece: i for i, piece in enumerate([*ordered, "<pad>"])}
 
 
 @dataclass(frozen=True)
@@ -106,6 +123,11 @@ class Variant:
     ffn: int = 32
     layers: int = 2
     max_positions: int = 128
+    spm_pieces: tuple[int, int] = (180, 150)  # source, target SentencePiece sizes (soft limits)
+    # BPE on a few sentences grows to whole words (~1.1 pieces a word, as a real 32k model cuts
+    # common text); unigram stays near characters (~1.9).
+    spm_type: str = "unigram"
+    vocab_size: int | None = None  # ids in vocab.json (placeholders fill it): OPUS-MT has 58,101
     # Added to EOS's final_logits_bias: tuned so that the random model ends some outputs early
     # and runs others to the length limit (both paths of the searches are compared).
     eos_boost: float = 4.0
@@ -133,16 +155,42 @@ EN_DE_GELU = Variant(
 )
 
 
-def build_marian_dir(variant: Variant, out: Path, seed: int = 0) -> Path:
-    """Write a MarianMTModel directory for ``variant`` into ``out``."""
+# OPUS-MT's common shape (opus-mt-en-de and most pairs): Transformer-base, joint vocabulary of
+# 58,101 ids, swish, scaled and tied embeddings; Transformers' initialization (std 0.02).
+OPUS_MT = Variant(
+    "opus",
+    "en",
+    "de",
+    d_model=512,
+    heads=8,
+    ffn=2048,
+    layers=6,
+    max_positions=512,
+    spm_pieces=(8000, 8000),
+    spm_type="bpe",
+    vocab_size=58101,
+    eos_boost=0.0,
+    extra_config={"init_std": 0.02},
+)
+
+
+def build_marian_dir(variant: Variant, out: Path, seed: int = 0, texts: Sequence[str] = ()) -> Path:
+    """Write a MarianMTModel directory for ``variant`` into ``out``; ``texts`` are extra
+    sentences for both SentencePiece models (a benchmark's own, so that they cut it into
+    word-sized pieces as a real model's large vocabulary would)."""
     from transformers import MarianConfig, MarianMTModel, MarianTokenizer
 
     out.mkdir(parents=True, exist_ok=True)
-    texts = {"ko": KO, "en": EN, "eng": EN, "de": DE, "mul": KO + DE}
-    source_text, target_text = texts[variant.source_lang], texts[variant.target_lang]
+    by_lang = {"ko": KO, "en": EN, "eng": EN, "de": DE, "mul": KO + DE}
+    source_text = by_lang[variant.source_lang] + list(texts)
+    target_text = by_lang[variant.target_lang]
     joint = source_text + target_text + MIXED
-    source_spm = train_spm(joint if not variant.separate_vocabs else source_text + MIXED, 180)
-    target_spm = train_spm(joint if not variant.separate_vocabs else target_text, 150)
+    source_size, target_size = variant.spm_pieces
+    separate = variant.separate_vocabs
+    source_spm = train_spm(
+        source_text + MIXED if separate else joint, source_size, variant.spm_type
+    )
+    target_spm = train_spm(target_text if separate else joint, target_size, variant.spm_type)
     (out / "source.spm").write_bytes(source_spm)
     (out / "target.spm").write_bytes(target_spm)
     tokens = list(variant.language_tokens)
@@ -156,7 +204,7 @@ def build_marian_dir(variant: Variant, out: Path, seed: int = 0) -> Path:
         (out / "target_vocab.json").write_text(json.dumps(target_vocab, ensure_ascii=False))
     else:
         pieces = list(dict.fromkeys(pieces_of(source_spm) + pieces_of(target_spm)))
-        vocab = marian_vocab(pieces, tokens, variant.eos_first, drop=3)
+        vocab = marian_vocab(pieces, tokens, variant.eos_first, 3, variant.vocab_size)
     (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
     pad, eos = vocab["<pad>"], vocab["</s>"]
     config = MarianConfig(
@@ -189,6 +237,8 @@ def build_marian_dir(variant: Variant, out: Path, seed: int = 0) -> Path:
         bias = torch.randn(model.final_logits_bias.shape) * 0.5
         bias[0, eos] += variant.eos_boost
         model.final_logits_bias.copy_(bias)
+    # OPUS-MT's generation_config.json bans pad (MarianConfig's bad_words_ids no longer reach it).
+    model.generation_config.bad_words_ids = [[pad]]
     model.save_pretrained(str(out))
     if not variant.safetensors:  # the older format some hub models still have
         from safetensors.torch import load_file
