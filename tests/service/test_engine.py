@@ -172,18 +172,22 @@ def test_memory_stays_flat_over_10000_sentences(toy) -> None:
 
 
 def test_a_sentence_whose_search_fails_ends_alone(toy, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The search decides for all sequences of a beam size at once; when that fails because of
+    one of them, it alone ends with an error and the others decode as if alone."""
     _, tokenizer, runtime = toy
     src = sources(tokenizer, 3, seed=16)
     options = SearchOptions(beam_size=2)
     engine = Engine(runtime)
-    advance = Engine._advance
+    choose = Engine._choose
 
-    def failing(self, seq, *args):
-        if seq.seq_id == "b" and seq.length == 2:
+    def failing(self, batch, slots, *args):
+        b = self.sequences.get("b")
+        owners = batch.owner[slots[:, 0]]
+        if b is not None and b.number in owners and batch.positions[slots[0, 0]] == 2:
             raise FloatingPointError("injected")
-        return advance(self, seq, *args)
+        return choose(self, batch, slots, *args)
 
-    monkeypatch.setattr(Engine, "_advance", failing)
+    monkeypatch.setattr(Engine, "_choose", failing)
     engine.add(["a", "b", "c"], src, options)
     results = {}
     while len(engine):
