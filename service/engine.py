@@ -24,15 +24,16 @@ size in the batch, not a loop over sequences or rows.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from contract.options import Hypothesis, SearchOptions, SequenceResult
-from service.rows import NEG_INF, Rows
+from service.rows import Rows
 from service.runtime import PackageRuntime, StepOutput
-from service.search import Choice, choose
+from service.search import Choice, Group, choose, plan
 
 __all__ = ["Engine", "SequenceResult", "SourceTooLong", "check_source"]
 
@@ -94,6 +95,12 @@ class Engine:
     def _set_rows(self, rows: Rows) -> None:
         self.batch = rows
         self._cross_values: list | None = None  # OrtValues of the cross K/V, made at next step
+        self._plan: tuple[int, list[Group]] | None = None  # top-k and groups, made at next step
+
+    def _kill(self, rows: np.ndarray) -> None:
+        """Rows whose sequence left (the groups change with them)."""
+        self.batch.kill(rows, self.config.pad_id)
+        self._plan = None
 
     def reset(self) -> None:
         """Forget every sequence and row (after a failed step)."""
@@ -170,7 +177,7 @@ class Engine:
             seq = self.sequences.get(seq_id)
             if seq is not None:
                 self._forget(seq)
-                self.batch.kill(self.batch.rows_of(seq.number), self.config.pad_id)
+                self._kill(self.batch.rows_of(seq.number))
 
     def _forget(self, seq: ActiveSequence) -> None:
         del self.sequences[seq.seq_id], self._numbered[seq.number]
@@ -190,8 +197,9 @@ class Engine:
         if not self.sequences:
             return []
         batch = self.batch
-        width = self._widths(batch)
-        k = min(int(width[batch.alive].max()), self.config.vocab_size)
+        if self._plan is None:  # the same until sequences join or leave
+            self._plan = plan(batch, self.config.vocab_size)
+        k, groups = self._plan
         mask = np.concatenate([batch.self_mask, np.ones((self.rows, 1), dtype=bool)], axis=1)
         if self._cross_values is None:  # rebuilt at joins and compactions only
             self._cross_values = [self.runtime.to_device(c) for c in batch.cross]
@@ -210,77 +218,56 @@ class Engine:
         tokens, scores = batch.tokens.copy(), batch.scores.copy()
         results: list[SequenceResult] = []
         ended: list[np.ndarray] = []  # rows of the sequences that finished
-        for slots, w in self._groups(batch, np.minimum(width, k)):
-            for group, choice in self._choices(batch, slots, out, w):
+        for group in groups:
+            for part, choice in self._choices(batch, group, out):
+                slots = part.slots
                 if isinstance(choice, Exception):  # only this sequence's search failed
-                    results.append(self._end(self._owner(batch, group), type(choice).__name__))
-                    ended.append(group.ravel())
+                    results.append(self._end(self._owner(batch, slots), type(choice).__name__))
+                    ended.append(slots.ravel())
                     continue
-                parent[group], tokens[group], scores[group] = (
+                parent[slots], tokens[slots], scores[slots] = (
                     choice.parent,
                     choice.tokens,
                     choice.scores,
                 )
-                done, finished = self._finish(batch, group, choice)
+                done, finished = self._finish(batch, slots, choice)
                 results += finished
-                ended.append(group[done].ravel())
+                ended.append(slots[done].ravel())
         # Next step: every row gathers its parent's cache row (inside the graph) and mask.
         self.batch = batch.advanced(out.cache, mask, parent, tokens, scores)
         if results:
-            self.batch.kill(np.concatenate(ended), self.config.pad_id)
+            self._kill(np.concatenate(ended))
         if self.rows and (self.rows - self.active_rows) / self.rows > self.compact_ratio:
             self._compact()
         return results
 
-    @staticmethod
-    def _widths(batch: Rows) -> np.ndarray:
-        """Candidates needed per row: the best 2K (K beams), or 1 for greedy, plus one to step
-        over EOS while ``min_length`` forbids it."""
-        greedy = 1 + (batch.min_length > 0)
-        return np.where(batch.beam == 1, greedy, 2 * batch.beam)
-
-    @staticmethod
-    def _groups(batch: Rows, width: np.ndarray) -> list[tuple[np.ndarray, int]]:
-        """The live rows by beam size and candidates per row, each group as (sequences, K) rows
-        (a sequence's rows are contiguous and keep their order), with its candidates per row."""
-        live = np.flatnonzero(batch.alive)
-        kinds, kind = np.unique(
-            batch.beam[live] * (int(width.max()) + 1) + width[live], return_inverse=True
-        )
-        groups = []
-        for g in range(len(kinds)):
-            rows = live[kind == g] if len(kinds) > 1 else live
-            groups.append((rows.reshape(-1, int(batch.beam[rows[0]])), int(width[rows[0]])))
-        return groups
-
     def _choices(
-        self, batch: Rows, slots: np.ndarray, out: StepOutput, width: int
-    ) -> list[tuple[np.ndarray, Choice | Exception]]:
-        """The search's choice for the sequences of one group, or, should it fail, for each of
+        self, batch: Rows, group: Group, out: StepOutput
+    ) -> list[tuple[Group, Choice | Exception]]:
+        """The search's choice for the sequences of ``group``, or, should it fail, for each of
         them alone: one sentence's search failing ends only it."""
         try:
-            return [(slots, self._choose(batch, slots, out, width))]
+            return [(group, self._choose(batch, group, out))]
         except Exception:
-            log.warning("search failed for a group of %d; deciding one by one", len(slots))
-        decided: list[tuple[np.ndarray, Choice | Exception]] = []
-        for one in np.split(slots, len(slots)):
+            log.warning("search failed for a group of %d; deciding one by one", len(group.slots))
+        decided: list[tuple[Group, Choice | Exception]] = []
+        for one in group.split():
             try:
-                decided.append((one, self._choose(batch, one, out, width)))
+                decided.append((one, self._choose(batch, one, out)))
             except Exception as exc:
-                log.exception("search failed for sequence %r", self._owner(batch, one).seq_id)
+                log.exception("search failed for sequence %r", self._owner(batch, one.slots).seq_id)
                 decided.append((one, exc))
         return decided
 
-    def _choose(self, batch: Rows, slots: np.ndarray, out: StepOutput, width: int) -> Choice:
-        cfg, first = self.config, slots[:, 0]
+    def _choose(self, batch: Rows, group: Group, out: StepOutput) -> Choice:
+        cfg = self.config
+        length = batch.positions[group.slots[:, 0]]
         return choose(
-            slots,
+            group,
             batch.scores,
-            out.logprobs[:, :width],
-            out.ids[:, :width],
-            batch.positions[first],
-            batch.min_length[first],
-            batch.max_length[first],
+            out.logprobs,
+            out.ids,
+            length,
             cfg.eos_id,
             cfg.pad_id,
             cfg.vocab_size,
@@ -291,26 +278,36 @@ class Engine:
     ) -> tuple[list[int], list[SequenceResult]]:
         """Hypotheses that ended this step, as Python objects (only for the sequences that had
         one); which sequences of ``group`` are done, and their results."""
+        if not len(choice.touched):
+            return [], []
         eos, beam = self.config.eos_id, group.shape[1]
+        by_eos: dict[int, list[tuple[int, float]]] = {}  # sequence -> (row it extends, score)
+        ended = (choice.eos_sentence, choice.eos_row, choice.eos_score)
+        for i, row, score in zip(*(a.tolist() for a in ended), strict=True):
+            by_eos.setdefault(i, []).append((row, score))
+        touched = choice.touched
+        owners = batch.owner[group[touched, 0]].tolist()
+        lengths, out_of_budget = choice.length[touched].tolist(), choice.out_of_budget[touched]
+        open_ = (choice.parent, choice.tokens, choice.scores)  # (n, K) each
+        beams = zip(*(a[touched].tolist() for a in open_), strict=True)
         done: list[int] = []
         results: list[SequenceResult] = []
-        for i in choice.touched().tolist():
-            seq = self._owner(batch, group[i])
+        for i, owner, length, over, open_beams in zip(
+            touched.tolist(), owners, lengths, out_of_budget.tolist(), beams, strict=True
+        ):
+            seq = self._numbered[owner]
             error: str | None = None
             try:
-                length = int(choice.length[i])
                 norm = seq.options.length_norm(length)
-                for j in np.flatnonzero(choice.eos_sentence == i).tolist():
-                    tokens = [*batch.generated(int(choice.eos_row[j]), length - 1), eos]
-                    score = float(choice.eos_score[j]) / norm
-                    seq.finished.append(Hypothesis(tokens, score, "eos"))
-                if choice.out_of_budget[i]:  # out of budget: open beams end here, unfinished
-                    for b in np.flatnonzero(choice.scores[i] > NEG_INF).tolist():
-                        prefix = batch.generated(int(choice.parent[i, b]), length - 1)
-                        tokens = [*prefix, int(choice.tokens[i, b])]
-                        score = float(choice.scores[i, b]) / norm
-                        seq.finished.append(Hypothesis(tokens, score, "length"))
-                over = bool(choice.out_of_budget[i]) or len(seq.finished) >= beam
+                for row, score in by_eos.get(i, []):
+                    tokens = [*batch.generated(row, length - 1), eos]
+                    seq.finished.append(Hypothesis(tokens, score / norm, "eos"))
+                if over:  # out of budget: open beams end here, unfinished
+                    for row, token, score in zip(*open_beams, strict=True):
+                        if score > -math.inf:
+                            tokens = [*batch.generated(row, length - 1), token]
+                            seq.finished.append(Hypothesis(tokens, score / norm, "length"))
+                over = over or len(seq.finished) >= beam
             except Exception as exc:  # this sentence's own search failed: only it ends
                 log.exception("search failed for sequence %r", seq.seq_id)
                 over, error = True, type(exc).__name__

@@ -17,7 +17,50 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.rows import NEG_INF
+from service.rows import NEG_INF, Rows
+
+
+@dataclass(frozen=True)
+class Group:
+    """Live sequences of one beam size K that need the same candidates per row: their rows,
+    one sequence per line in beam order, and their length bounds."""
+
+    slots: np.ndarray  # (n, K) int64
+    width: int  # candidates per row: each row's best ``width`` continuations
+    min_length: np.ndarray  # (n,) int64
+    max_length: np.ndarray  # (n,) int64
+
+    def split(self) -> list[Group]:
+        """One group per sequence (to find which one a failing decision is about)."""
+        return [
+            Group(
+                self.slots[i : i + 1],
+                self.width,
+                self.min_length[i : i + 1],
+                self.max_length[i : i + 1],
+            )
+            for i in range(len(self.slots))
+        ]
+
+
+def plan(rows: Rows, vocab_size: int) -> tuple[int, list[Group]]:
+    """The top-k the decoder must return for ``rows``, and their live rows by group. Greedy
+    needs a row's best continuation, plus one to step over EOS while ``min_length`` forbids it;
+    K beams need each row's best 2K (the sentence's best 2K are always among them)."""
+    need = np.where(rows.beam == 1, 1 + (rows.min_length > 0), 2 * rows.beam)
+    live = np.flatnonzero(rows.alive)
+    k = min(int(need[live].max()), vocab_size)
+    width = np.minimum(need[live], k)
+    kind = rows.beam[live] * (k + 1) + width
+    groups = []
+    for key in np.unique(kind):  # a sequence's rows are contiguous and in beam order
+        mine = live[kind == key]
+        slots = mine.reshape(-1, int(rows.beam[mine[0]]))
+        first = slots[:, 0]
+        groups.append(
+            Group(slots, int(key % (k + 1)), rows.min_length[first], rows.max_length[first])
+        )
+    return k, groups
 
 
 @dataclass(frozen=True)
@@ -29,57 +72,127 @@ class Choice:
     scores: np.ndarray  # (n, K) float32: its cumulative log-prob (-inf where no beam goes on)
     length: np.ndarray  # (n,) int64: tokens every hypothesis has after this step
     out_of_budget: np.ndarray  # (n,) bool: the sentence reached its length budget
+    touched: np.ndarray  # sentences whose hypotheses changed (the only ones Python visits)
     # Hypotheses ended by EOS, in the order found (best first per sentence): the sentence
     # (index into n), the row whose output they extend with EOS, and their summed log-prob.
     eos_sentence: np.ndarray  # (m,) int64
     eos_row: np.ndarray  # (m,) int64
     eos_score: np.ndarray  # (m,) float32
 
-    def touched(self) -> np.ndarray:
-        """Sentences whose hypotheses changed this step (the only ones Python has to visit)."""
-        return np.union1d(self.eos_sentence, np.flatnonzero(self.out_of_budget))
-
 
 def choose(
-    slots: np.ndarray,
+    group: Group,
     scores: np.ndarray,
     logprobs: np.ndarray,
     ids: np.ndarray,
     length: np.ndarray,
-    min_length: np.ndarray,
-    max_length: np.ndarray,
     eos_id: int,
     pad_id: int,
     vocab_size: int,
 ) -> Choice:
-    """Next beams of the sentences whose rows are ``slots`` (n, K), one sentence per line in
-    beam order. ``scores`` (R,) are every row's, ``logprobs`` and ``ids`` (R, width) every row's
-    best continuations, best first; ``length``, ``min_length``, ``max_length`` (n,) are each
-    sentence's tokens so far and bounds."""
+    """Next beams of ``group``'s sequences. ``scores`` (R,) are every row's, ``logprobs`` and
+    ``ids`` (R, >= group.width) every row's best continuations, best first (the graph's TopK);
+    ``length`` (n,) the tokens each sequence generated so far."""
+    decide = greedy if group.slots.shape[1] == 1 else beams
+    return decide(group, scores, logprobs, ids, length, eos_id, pad_id, vocab_size)
+
+
+def beams(
+    group: Group,
+    scores: np.ndarray,
+    logprobs: np.ndarray,
+    ids: np.ndarray,
+    length: np.ndarray,
+    eos_id: int,
+    pad_id: int,
+    vocab_size: int,
+) -> Choice:
+    """``choose`` for any K, as the reference does it: sort the candidates."""
+    slots, width = group.slots, group.width
+    logprobs, ids = logprobs[:, :width], ids[:, :width]
     n, beam = slots.shape
-    width = logprobs.shape[1]
-    # Candidates in the reference's order: beam-major, then each beam's continuations.
+    at = np.arange(n)[:, None]  # with an (n, m) index: line i of each (n, ...) array
+    # Candidates in the reference's order: beam-major, then each beam's continuations; the
+    # candidate c of a sentence extends its row slots[c // width].
     cand = (scores[slots][:, :, None] + logprobs[slots]).reshape(n, beam * width)
     tok = ids[slots].reshape(n, beam * width)
-    row = np.repeat(slots, width, axis=1)
-    refused = (length + 1 < min_length)[:, None] & (tok == eos_id)  # EOS not allowed yet
+    refused = (length + 1 < group.min_length)[:, None] & (tok == eos_id)  # no EOS yet
     cand = np.where(refused, NEG_INF, cand)
     n_top = min(2 * beam, beam * vocab_size, beam * width)
-    order = np.argsort(-cand, axis=1, kind="stable")[:, :n_top]
-    cand, tok, row = (np.take_along_axis(a, order, axis=1) for a in (cand, tok, row))
-    is_eos = tok == eos_id
+    order = np.argsort(-cand, axis=1, kind="stable")[:, :n_top]  # the best, best first
+    is_eos = tok[at, order] == eos_id
     # EOS among the best K candidates finishes a hypothesis.
-    eos_sentence, eos_at = np.nonzero(is_eos[:, :beam] & (cand[:, :beam] > NEG_INF))
+    ends = is_eos[:, :beam] & (cand[at, order[:, :beam]] > NEG_INF)
+    eos_sentence, eos_at = np.nonzero(ends)
+    eos_cand = order[eos_sentence, eos_at]
     # The best K others go on (a stable sort puts them first, in order); -inf where fewer.
-    pick = np.argsort(is_eos, axis=1, kind="stable")[:, :beam]
-    goes_on = ~np.take_along_axis(is_eos, pick, axis=1)
+    pick = order[at, np.argsort(is_eos, axis=1, kind="stable")[:, :beam]]
+    goes_on = tok[at, pick] != eos_id
+    return decided(
+        group,
+        length,
+        parent=np.where(goes_on, slots[at, pick // width], slots),
+        tokens=np.where(goes_on, tok[at, pick], pad_id),
+        scores=np.where(goes_on, cand[at, pick], NEG_INF),
+        ended=ends.any(axis=1),
+        eos=(eos_sentence, slots[eos_sentence, eos_cand // width], cand[eos_sentence, eos_cand]),
+    )
+
+
+def greedy(
+    group: Group,
+    scores: np.ndarray,
+    logprobs: np.ndarray,
+    ids: np.ndarray,
+    length: np.ndarray,
+    eos_id: int,
+    pad_id: int,
+    vocab_size: int,
+) -> Choice:
+    """``choose`` for K = 1 without sorting (what ``beams`` decides; a test holds them equal):
+    the best continuation goes on, or if it is EOS it ends the hypothesis; the second best, when
+    the group has one (``min_length``), goes on instead of EOS."""
+    rows = group.slots[:, 0]
+    cand = scores[rows][:, None] + logprobs[rows, : group.width]  # (n, width)
+    tok = ids[rows, : group.width]
+    eos = tok[:, 0] == eos_id
+    ends = eos & (cand[:, 0] > NEG_INF) & (length + 1 >= group.min_length)
+    if group.width > 1:  # ids in a row differ: the second best is not EOS when the first is
+        tokens, score = np.where(eos, tok[:, 1], tok[:, 0]), np.where(eos, cand[:, 1], cand[:, 0])
+    else:
+        tokens, score = np.where(eos, pad_id, tok[:, 0]), np.where(eos, NEG_INF, cand[:, 0])
+    eos_sentence = np.flatnonzero(ends)
+    return decided(
+        group,
+        length,
+        parent=group.slots,
+        tokens=tokens[:, None],
+        scores=score[:, None],
+        ended=ends,
+        eos=(eos_sentence, rows[eos_sentence], cand[eos_sentence, 0]),
+    )
+
+
+def decided(
+    group: Group,
+    length: np.ndarray,
+    parent: np.ndarray,
+    tokens: np.ndarray,
+    scores: np.ndarray,
+    ended: np.ndarray,
+    eos: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> Choice:
+    """The ``Choice`` of a step that took ``group``'s sequences to ``length`` + 1 tokens, where
+    ``ended`` (n,) marks those with a hypothesis ended by EOS (listed in ``eos``)."""
+    out_of_budget = length + 1 >= group.max_length
     return Choice(
-        parent=np.where(goes_on, np.take_along_axis(row, pick, axis=1), slots),
-        tokens=np.where(goes_on, np.take_along_axis(tok, pick, axis=1), pad_id),
-        scores=np.where(goes_on, np.take_along_axis(cand, pick, axis=1), NEG_INF),
+        parent=parent,
+        tokens=tokens,
+        scores=scores,
         length=length + 1,
-        out_of_budget=length + 1 >= max_length,
-        eos_sentence=eos_sentence,
-        eos_row=row[eos_sentence, eos_at],
-        eos_score=cand[eos_sentence, eos_at],
+        out_of_budget=out_of_budget,
+        touched=np.flatnonzero(ended | out_of_budget),
+        eos_sentence=eos[0],
+        eos_row=eos[1],
+        eos_score=eos[2],
     )
