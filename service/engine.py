@@ -32,8 +32,8 @@ import numpy as np
 
 from contract.options import Hypothesis, SearchOptions, SequenceResult
 from service.rows import Rows
-from service.runtime import PackageRuntime, StepOutput
-from service.search import Choice, Group, choose, plan
+from service.runtime import PackageRuntime
+from service.search import Choice, Group, Scored, choose, plan
 
 __all__ = ["Engine", "SequenceResult", "SourceTooLong", "check_source"]
 
@@ -218,8 +218,18 @@ class Engine:
         tokens, scores = batch.tokens.copy(), batch.scores.copy()
         results: list[SequenceResult] = []
         ended: list[np.ndarray] = []  # rows of the sequences that finished
+        cfg = self.config
+        step = Scored(
+            batch.scores,
+            batch.positions,
+            out.logprobs,
+            out.ids,
+            cfg.eos_id,
+            cfg.pad_id,
+            cfg.vocab_size,
+        )
         for group in groups:
-            for part, choice in self._choices(batch, group, out):
+            for part, choice in self._choices(group, step):
                 slots = part.slots
                 if isinstance(choice, Exception):  # only this sequence's search failed
                     results.append(self._end(self._owner(batch, slots), type(choice).__name__))
@@ -241,37 +251,22 @@ class Engine:
             self._compact()
         return results
 
-    def _choices(
-        self, batch: Rows, group: Group, out: StepOutput
-    ) -> list[tuple[Group, Choice | Exception]]:
+    def _choices(self, group: Group, step: Scored) -> list[tuple[Group, Choice | Exception]]:
         """The search's choice for the sequences of ``group``, or, should it fail, for each of
         them alone: one sentence's search failing ends only it."""
         try:
-            return [(group, self._choose(batch, group, out))]
+            return [(group, choose(group, step))]
         except Exception:
             log.warning("search failed for a group of %d; deciding one by one", len(group.slots))
         decided: list[tuple[Group, Choice | Exception]] = []
         for one in group.split():
             try:
-                decided.append((one, self._choose(batch, one, out)))
+                decided.append((one, choose(one, step)))
             except Exception as exc:
-                log.exception("search failed for sequence %r", self._owner(batch, one.slots).seq_id)
+                seq = self._owner(self.batch, one.slots)
+                log.exception("search failed for sequence %r", seq.seq_id)
                 decided.append((one, exc))
         return decided
-
-    def _choose(self, batch: Rows, group: Group, out: StepOutput) -> Choice:
-        cfg = self.config
-        length = batch.positions[group.slots[:, 0]]
-        return choose(
-            group,
-            batch.scores,
-            out.logprobs,
-            out.ids,
-            length,
-            cfg.eos_id,
-            cfg.pad_id,
-            cfg.vocab_size,
-        )
 
     def _finish(
         self, batch: Rows, group: np.ndarray, choice: Choice

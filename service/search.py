@@ -80,45 +80,39 @@ class Choice:
     eos_score: np.ndarray  # (m,) float32
 
 
-def choose(
-    group: Group,
-    scores: np.ndarray,
-    logprobs: np.ndarray,
-    ids: np.ndarray,
-    length: np.ndarray,
-    eos_id: int,
-    pad_id: int,
-    vocab_size: int,
-) -> Choice:
-    """Next beams of ``group``'s sequences. ``scores`` (R,) are every row's, ``logprobs`` and
-    ``ids`` (R, >= group.width) every row's best continuations, best first (the graph's TopK);
-    ``length`` (n,) the tokens each sequence generated so far."""
-    decide = greedy if group.slots.shape[1] == 1 else beams
-    return decide(group, scores, logprobs, ids, length, eos_id, pad_id, vocab_size)
+@dataclass(frozen=True)
+class Scored:
+    """What a search step reads: every row's score and output length, the decoder's best
+    continuations of every row (best first, as TopK returns them), and the special ids."""
+
+    scores: np.ndarray  # (R,) float32
+    length: np.ndarray  # (R,) int64: tokens a live row generated so far
+    logprobs: np.ndarray  # (R, k) float32
+    ids: np.ndarray  # (R, k) int64
+    eos_id: int
+    pad_id: int
+    vocab_size: int
 
 
-def beams(
-    group: Group,
-    scores: np.ndarray,
-    logprobs: np.ndarray,
-    ids: np.ndarray,
-    length: np.ndarray,
-    eos_id: int,
-    pad_id: int,
-    vocab_size: int,
-) -> Choice:
+def choose(group: Group, step: Scored) -> Choice:
+    """Next beams of ``group``'s sequences."""
+    return greedy(group, step) if group.slots.shape[1] == 1 else beams(group, step)
+
+
+def beams(group: Group, step: Scored) -> Choice:
     """``choose`` for any K, as the reference does it: sort the candidates."""
-    slots, width = group.slots, group.width
-    logprobs, ids = logprobs[:, :width], ids[:, :width]
+    slots, width, eos_id = group.slots, group.width, step.eos_id
     n, beam = slots.shape
+    length = step.length[slots[:, 0]]
     at = np.arange(n)[:, None]  # with an (n, m) index: line i of each (n, ...) array
     # Candidates in the reference's order: beam-major, then each beam's continuations; the
     # candidate c of a sentence extends its row slots[c // width].
-    cand = (scores[slots][:, :, None] + logprobs[slots]).reshape(n, beam * width)
-    tok = ids[slots].reshape(n, beam * width)
+    logprobs = step.logprobs[slots, :width]  # (n, K, width)
+    cand = (step.scores[slots][:, :, None] + logprobs).reshape(n, beam * width)
+    tok = step.ids[slots, :width].reshape(n, beam * width)
     refused = (length + 1 < group.min_length)[:, None] & (tok == eos_id)  # no EOS yet
     cand = np.where(refused, NEG_INF, cand)
-    n_top = min(2 * beam, beam * vocab_size, beam * width)
+    n_top = min(2 * beam, beam * step.vocab_size, beam * width)
     order = np.argsort(-cand, axis=1, kind="stable")[:, :n_top]  # the best, best first
     is_eos = tok[at, order] == eos_id
     # EOS among the best K candidates finishes a hypothesis.
@@ -132,35 +126,28 @@ def beams(
         group,
         length,
         parent=np.where(goes_on, slots[at, pick // width], slots),
-        tokens=np.where(goes_on, tok[at, pick], pad_id),
+        tokens=np.where(goes_on, tok[at, pick], step.pad_id),
         scores=np.where(goes_on, cand[at, pick], NEG_INF),
         ended=ends.any(axis=1),
         eos=(eos_sentence, slots[eos_sentence, eos_cand // width], cand[eos_sentence, eos_cand]),
     )
 
 
-def greedy(
-    group: Group,
-    scores: np.ndarray,
-    logprobs: np.ndarray,
-    ids: np.ndarray,
-    length: np.ndarray,
-    eos_id: int,
-    pad_id: int,
-    vocab_size: int,
-) -> Choice:
+def greedy(group: Group, step: Scored) -> Choice:
     """``choose`` for K = 1 without sorting (what ``beams`` decides; a test holds them equal):
     the best continuation goes on, or if it is EOS it ends the hypothesis; the second best, when
     the group has one (``min_length``), goes on instead of EOS."""
     rows = group.slots[:, 0]
-    cand = scores[rows][:, None] + logprobs[rows, : group.width]  # (n, width)
-    tok = ids[rows, : group.width]
-    eos = tok[:, 0] == eos_id
+    length = step.length[rows]
+    cand = step.scores[rows][:, None] + step.logprobs[rows, : group.width]  # (n, width)
+    tok = step.ids[rows, : group.width]
+    eos = tok[:, 0] == step.eos_id
     ends = eos & (cand[:, 0] > NEG_INF) & (length + 1 >= group.min_length)
     if group.width > 1:  # ids in a row differ: the second best is not EOS when the first is
         tokens, score = np.where(eos, tok[:, 1], tok[:, 0]), np.where(eos, cand[:, 1], cand[:, 0])
     else:
-        tokens, score = np.where(eos, pad_id, tok[:, 0]), np.where(eos, NEG_INF, cand[:, 0])
+        tokens = np.where(eos, step.pad_id, tok[:, 0])
+        score = np.where(eos, NEG_INF, cand[:, 0])
     eos_sentence = np.flatnonzero(ends)
     return decided(
         group,
@@ -182,8 +169,8 @@ def decided(
     ended: np.ndarray,
     eos: tuple[np.ndarray, np.ndarray, np.ndarray],
 ) -> Choice:
-    """The ``Choice`` of a step that took ``group``'s sequences to ``length`` + 1 tokens, where
-    ``ended`` (n,) marks those with a hypothesis ended by EOS (listed in ``eos``)."""
+    """The ``Choice`` of a step that took ``group``'s sequences from ``length`` tokens to one
+    more, where ``ended`` (n,) marks those with a hypothesis ended by EOS (listed in ``eos``)."""
     out_of_budget = length + 1 >= group.max_length
     return Choice(
         parent=parent,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import service.engine as engine_module
 from contract.options import SearchOptions
 from export.onnx_export import export_package
 from model.checkpoint import load_checkpoint
@@ -240,16 +241,16 @@ def test_a_sentence_whose_search_fails_ends_alone(toy, monkeypatch: pytest.Monke
     src = sources(tokenizer, 3, seed=16)
     options = SearchOptions(beam_size=2)
     engine = Engine(runtime)
-    choose = Engine._choose
+    choose = engine_module.choose
 
-    def failing(self, batch, group, out):
-        b = self.sequences.get("b")
-        first = group.slots[:, 0]
-        if b is not None and b.number in batch.owner[first] and batch.positions[first[0]] == 2:
+    def failing(group, step):
+        b = engine.sequences.get("b")
+        rows = engine.batch.rows_of(b.number) if b is not None else []
+        if len(rows) and rows[0] in group.slots and step.length[rows[0]] == 2:
             raise FloatingPointError("injected")
-        return choose(self, batch, group, out)
+        return choose(group, step)
 
-    monkeypatch.setattr(Engine, "_choose", failing)
+    monkeypatch.setattr(engine_module, "choose", failing)
     engine.add(["a", "b", "c"], src, options)
     results = {}
     while len(engine):

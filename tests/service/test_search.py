@@ -10,7 +10,7 @@ import pytest
 
 from contract.options import SearchOptions
 from service.rows import Rows
-from service.search import Choice, Group, beams, choose, greedy, plan
+from service.search import Choice, Group, Scored, beams, choose, greedy, plan
 
 EOS, PAD, VOCAB = 2, 1, 12
 INF = np.float32(np.inf)
@@ -35,7 +35,9 @@ def test_a_beam_step_finishes_eos_among_the_best_k_and_continues_the_best_k_othe
         min_length=np.array([0, 3]),  # sentence 1 may not end yet: its best (EOS) is refused
         max_length=np.array([10, 1]),  # ... and this is its last step
     )
-    choice = choose(group, scores, logprobs, ids, np.array([3, 0]), EOS, PAD, VOCAB)
+    length = np.zeros(8, dtype=np.int64)
+    length[[5, 6]] = 3
+    choice = choose(group, Scored(scores, length, logprobs, ids, EOS, PAD, VOCAB))
     # Sentence 0: candidates -1.1 EOS (row 5), -1.5 "7" (row 5), -2.2 "10" (row 6), -2.3 EOS
     # (row 6, fourth: outside the best two, so it finishes nothing).
     assert choice.eos_sentence.tolist() == [0]
@@ -56,7 +58,9 @@ def test_beams_that_cannot_go_on_are_marked_dead() -> None:
     scores = f32(0.0, -INF)
     group = Group(np.array([[0, 1]]), 1, np.array([0]), np.array([10]))
     logprobs, ids = f32(-0.5, -0.5)[:, None], np.array([[EOS], [EOS]])
-    choice = beams(group, scores, logprobs, ids, np.array([0]), EOS, PAD, vocab_size=1)
+    choice = beams(
+        group, Scored(scores, np.zeros(2, dtype=np.int64), logprobs, ids, EOS, PAD, vocab_size=1)
+    )
     assert choice.eos_row.tolist() == [0] and choice.eos_score.tolist() == [-0.5]
     assert choice.parent.tolist() == [[0, 1]] and choice.tokens.tolist() == [[PAD, PAD]]
     assert choice.scores.tolist() == [[-np.inf, -np.inf]]
@@ -88,9 +92,8 @@ def test_greedy_decides_what_the_sorting_search_decides(width: int) -> None:
         slots = rng.permutation(rows)[:n].reshape(n, 1)
         min_length = rng.integers(0, 5, n) if width == 2 else np.zeros(n, dtype=np.int64)
         group = Group(slots, width, min_length, rng.integers(1, 6, n))
-        length = rng.integers(0, 5, n)
-        want = beams(group, scores, logprobs, ids, length, EOS, PAD, VOCAB)
-        got = greedy(group, scores, logprobs, ids, length, EOS, PAD, VOCAB)
+        step = Scored(scores, rng.integers(0, 5, rows), logprobs, ids, EOS, PAD, VOCAB)
+        want, got = beams(group, step), greedy(group, step)
         for f in fields(Choice):
             np.testing.assert_array_equal(getattr(got, f.name), getattr(want, f.name), f.name)
 
