@@ -177,7 +177,7 @@ class Engine:
             seq = self.sequences.get(seq_id)
             if seq is not None:
                 self._forget(seq)
-                self._kill(self.batch.rows_of(seq.number))
+                self._kill(self.batch.owned_by(seq.number))
 
     def _forget(self, seq: ActiveSequence) -> None:
         del self.sequences[seq.seq_id], self._numbered[seq.number]

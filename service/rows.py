@@ -195,7 +195,7 @@ class Rows:
         """The ``length`` tokens row ``row`` generated so far (its ``positions``, if live)."""
         return self.history[row, self.history.shape[1] - length :].tolist()
 
-    def rows_of(self, owner: int) -> np.ndarray:
+    def owned_by(self, owner: int) -> np.ndarray:
         """The rows of sentence ``owner`` (none once it left)."""
         return np.flatnonzero(self.alive & (self.owner == owner))
 

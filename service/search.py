@@ -139,23 +139,23 @@ def greedy(group: Group, step: Scored) -> Choice:
     the group has one (``min_length``), goes on instead of EOS."""
     rows = group.slots[:, 0]
     length = step.length[rows]
-    cand = step.scores[rows][:, None] + step.logprobs[rows, : group.width]  # (n, width)
+    cand = step.scores[rows, None] + step.logprobs[rows, : group.width]  # (n, width)
     tok = step.ids[rows, : group.width]
-    eos = tok[:, 0] == step.eos_id
-    ends = eos & (cand[:, 0] > NEG_INF) & (length + 1 >= group.min_length)
+    eos = tok[:, :1] == step.eos_id  # (n, 1), as every array the choice holds per beam
+    ends = eos & (cand[:, :1] > NEG_INF) & (length[:, None] + 1 >= group.min_length[:, None])
     if group.width > 1:  # ids in a row differ: the second best is not EOS when the first is
-        tokens, score = np.where(eos, tok[:, 1], tok[:, 0]), np.where(eos, cand[:, 1], cand[:, 0])
+        tokens = np.where(eos, tok[:, 1:2], tok[:, :1])
+        score = np.where(eos, cand[:, 1:2], cand[:, :1])
     else:
-        tokens = np.where(eos, step.pad_id, tok[:, 0])
-        score = np.where(eos, NEG_INF, cand[:, 0])
+        tokens, score = np.where(eos, step.pad_id, tok), np.where(eos, NEG_INF, cand)
     eos_sentence = np.flatnonzero(ends)
     return decided(
         group,
         length,
         parent=group.slots,
-        tokens=tokens[:, None],
-        scores=score[:, None],
-        ended=ends,
+        tokens=tokens,
+        scores=score,
+        ended=ends[:, 0],
         eos=(eos_sentence, rows[eos_sentence], cand[eos_sentence, 0]),
     )
 

@@ -245,7 +245,7 @@ def test_a_sentence_whose_search_fails_ends_alone(toy, monkeypatch: pytest.Monke
 
     def failing(group, step):
         b = engine.sequences.get("b")
-        rows = engine.batch.rows_of(b.number) if b is not None else []
+        rows = engine.batch.owned_by(b.number) if b is not None else []
         if len(rows) and rows[0] in group.slots and step.length[rows[0]] == 2:
             raise FloatingPointError("injected")
         return choose(group, step)

@@ -49,7 +49,7 @@ def test_histories_follow_reorders_compactions_and_joins() -> None:
             # Trimmed to the longest output still there, not grown forever.
             assert rows.history.shape[1] == max(map(len, want))
         elif step % 5 == 0 and rows.alive.any():  # a sentence leaves; compact now and then
-            rows.kill(rows.rows_of(int(rng.choice(rows.owner[rows.alive]))), PAD)
+            rows.kill(rows.owned_by(int(rng.choice(rows.owner[rows.alive]))), PAD)
             if step % 10 == 0:
                 keep = np.flatnonzero(rows.alive)
                 rows = rows.take(keep).without_unused_past()
@@ -57,7 +57,7 @@ def test_histories_follow_reorders_compactions_and_joins() -> None:
         # Beam reorder: every live row continues a random row of its own sentence.
         parent = np.arange(len(rows))
         for o in np.unique(rows.owner[rows.alive]):
-            mine = rows.rows_of(int(o))
+            mine = rows.owned_by(int(o))
             parent[mine] = rng.choice(mine, len(mine))
         tokens = rng.integers(3, 100, len(rows))
         rows = advanced(rows, parent, tokens)
