@@ -16,19 +16,24 @@ Search mirrors the PyTorch reference (``model/search.py``) step for step, so tha
 same translations: the top 2K continuations of a sentence's K beams, EOS among the best K finishes
 a hypothesis, the best K others go on; a sentence is done with K finished hypotheses or at its
 length limit a * source_len + b. The graph returns each row's top 2K only (top 1 for greedy).
+A step decides for all sequences of one beam size at once (``service/search.py``); Python visits
+only the sequences that finished a hypothesis, so a step costs a few array operations per beam
+size in the batch, not a loop over sequences or rows.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from contract.options import Hypothesis, SearchOptions, SequenceResult
-from service.rows import NEG_INF, Rows
+from service.rows import Rows
 from service.runtime import PackageRuntime
+from service.search import Choice, Group, Scored, choose, plan
 
 __all__ = ["Engine", "SequenceResult", "SourceTooLong", "check_source"]
 
@@ -53,11 +58,10 @@ def check_source(src_ids: Sequence[int], max_source_tokens: int) -> None:
 class ActiveSequence:
     seq_id: Hashable
     options: SearchOptions
+    number: int  # what its rows' ``owner`` says (ids may be any hashable; rows hold ints)
     max_length: int
-    slots: np.ndarray  # row indices owned by this sequence (beam_size of them)
     source_tokens: int = 0  # EOS included
     finished: list[Hypothesis] = field(default_factory=list)
-    length: int = 0  # tokens generated so far
 
     @property
     def reserved_tokens(self) -> int:
@@ -73,6 +77,9 @@ class Engine:
         self.config = runtime.config
         self.compact_ratio = compact_ratio
         self.sequences: dict[Hashable, ActiveSequence] = {}
+        self._numbered: dict[int, ActiveSequence] = {}  # the same sequences by ``number``
+        self._next_number = 0
+        self._reserved = 0
         self._reset_rows()
 
     # -- state -----------------------------------------------------------------------------------
@@ -88,15 +95,23 @@ class Engine:
     def _set_rows(self, rows: Rows) -> None:
         self.batch = rows
         self._cross_values: list | None = None  # OrtValues of the cross K/V, made at next step
+        self._plan: tuple[int, list[Group]] | None = None  # top-k and groups, made at next step
+
+    def _kill(self, rows: np.ndarray) -> None:
+        """Rows whose sequence left (the groups change with them)."""
+        self.batch.kill(rows, self.config.pad_id)
+        self._plan = None
 
     def reset(self) -> None:
         """Forget every sequence and row (after a failed step)."""
         self.sequences.clear()
+        self._numbered.clear()
+        self._reserved = 0
         self._reset_rows()
 
     @property
     def reserved_tokens(self) -> int:
-        return sum(seq.reserved_tokens for seq in self.sequences.values())
+        return self._reserved
 
     def tokens_for(self, source: Sequence[int], options: SearchOptions) -> int:
         """What ``reserved_tokens`` would grow by if ``source`` joined with ``options``."""
@@ -136,32 +151,37 @@ class Engine:
         new_mask = src != cfg.pad_id
         encoded = self.runtime.encode(src, new_mask)
 
-        k = options.beam_size
+        numbers = range(self._next_number, self._next_number + len(rows))
+        self._next_number += len(rows)
         joining = Rows.joining(
-            encoded.cross, new_mask, k, cfg.decoder_start_id, self.runtime.empty_cache(1)
+            encoded.cross,
+            new_mask,
+            cfg.decoder_start_id,
+            self.runtime.empty_cache(1),
+            np.array(numbers),
+            options,
+            np.array(limits),
         )
         keep = np.flatnonzero(self.batch.alive)
         self._set_rows(self.batch.take(keep).without_unused_past().concat(joining))
-        self._renumber(keep)
-        start = len(keep)
-        for i, (seq_id, row) in enumerate(zip(seq_ids, rows, strict=True)):
-            slots = np.arange(start + i * k, start + (i + 1) * k)
-            self.sequences[seq_id] = ActiveSequence(seq_id, options, limits[i], slots, len(row))
-
-    def _renumber(self, keep: np.ndarray) -> None:
-        """Slots after keeping only the rows ``keep`` (old slot keep[i] becomes slot i)."""
-        remap = {int(old): new for new, old in enumerate(keep)}
-        for seq in self.sequences.values():
-            seq.slots = np.array([remap[int(s)] for s in seq.slots], dtype=np.int64)
+        for seq_id, number, limit, row in zip(seq_ids, numbers, limits, rows, strict=True):
+            seq = ActiveSequence(seq_id, options, number, limit, len(row))
+            self.sequences[seq_id] = self._numbered[number] = seq
+            self._reserved += seq.reserved_tokens
 
     # -- leaving -----------------------------------------------------------------------------------
 
     def cancel(self, seq_ids: Sequence[Hashable]) -> None:
-        """Drop sequences (e.g. their client went away); their slots die at once."""
+        """Drop sequences (e.g. their client went away); their rows die at once."""
         for seq_id in seq_ids:
-            seq = self.sequences.pop(seq_id, None)
+            seq = self.sequences.get(seq_id)
             if seq is not None:
-                self.batch.kill(seq.slots, self.config.pad_id)
+                self._forget(seq)
+                self._kill(self.batch.owned_by(seq.number))
+
+    def _forget(self, seq: ActiveSequence) -> None:
+        del self.sequences[seq.seq_id], self._numbered[seq.number]
+        self._reserved -= seq.reserved_tokens
 
     def _compact(self) -> None:
         keep = np.flatnonzero(self.batch.alive)
@@ -169,7 +189,6 @@ class Engine:
             self._reset_rows()
             return
         self._set_rows(self.batch.take(keep).without_unused_past().without_unused_source())
-        self._renumber(keep)
 
     # -- one decoder step --------------------------------------------------------------------------
 
@@ -177,9 +196,10 @@ class Engine:
         """Run the decoder once over every row; return the sequences that finished."""
         if not self.sequences:
             return []
-        k = max(self._width(s) for s in self.sequences.values())
-        k = min(k, self.config.vocab_size)
         batch = self.batch
+        if self._plan is None:  # the same until sequences join or leave
+            self._plan = plan(batch, self.config.vocab_size)
+        k, groups = self._plan
         mask = np.concatenate([batch.self_mask, np.ones((self.rows, 1), dtype=bool)], axis=1)
         if self._cross_values is None:  # rebuilt at joins and compactions only
             self._cross_values = [self.runtime.to_device(c) for c in batch.cross]
@@ -193,84 +213,113 @@ class Engine:
             batch.cache,
             self._cross_values,
         )
-        parent = np.arange(self.rows)  # row each slot continues next step
-        next_tokens = batch.tokens.copy()
-        results = []
-        for seq in list(self.sequences.values()):
-            error: str | None = None
-            try:
-                done = self._advance(seq, out.logprobs, out.ids, parent, next_tokens)
-            except Exception as exc:  # this sentence's own search failed: only it ends
-                log.exception("search failed for sequence %r", seq.seq_id)
-                seq.finished, done, error = [], True, type(exc).__name__
-            if done:
-                del self.sequences[seq.seq_id]
-                batch.kill(seq.slots, self.config.pad_id)
-                hyps = sorted(seq.finished, key=lambda h: h.score, reverse=True)
-                results.append(SequenceResult(seq.seq_id, hyps[: seq.options.nbest], error))
-        # Next step: every slot gathers its parent's cache row (inside the graph) and mask.
-        self.batch = batch = batch.advanced(out.cache, mask, parent, next_tokens)
-        for seq in self.sequences.values():  # append the chosen tokens to the reordered histories
-            for slot in seq.slots:
-                if batch.scores[slot] > NEG_INF:
-                    batch.history[slot] = [*batch.history[slot], int(next_tokens[slot])]
+        # What every row continues next step; rows that no sequence owns stay as they are.
+        parent = np.arange(self.rows)
+        tokens, scores = batch.tokens.copy(), batch.scores.copy()
+        results: list[SequenceResult] = []
+        ended: list[np.ndarray] = []  # rows of the sequences that finished
+        cfg = self.config
+        step = Scored(
+            batch.scores,
+            batch.positions,
+            out.logprobs,
+            out.ids,
+            cfg.eos_id,
+            cfg.pad_id,
+            cfg.vocab_size,
+        )
+        for group in groups:
+            for part, choice in self._choices(group, step):
+                slots = part.slots
+                if isinstance(choice, Exception):  # only this sequence's search failed
+                    results.append(self._end(self._owner(batch, slots), type(choice).__name__))
+                    ended.append(slots.ravel())
+                    continue
+                parent[slots], tokens[slots], scores[slots] = (
+                    choice.parent,
+                    choice.tokens,
+                    choice.scores,
+                )
+                done, finished = self._finish(batch, slots, choice)
+                results += finished
+                ended.append(slots[done].ravel())
+        # Next step: every row gathers its parent's cache row (inside the graph) and mask.
+        self.batch = batch.advanced(out.cache, mask, parent, tokens, scores)
+        if results:
+            self._kill(np.concatenate(ended))
         if self.rows and (self.rows - self.active_rows) / self.rows > self.compact_ratio:
             self._compact()
         return results
 
-    @staticmethod
-    def _width(seq: ActiveSequence) -> int:
-        """Candidates needed per row: the best 2K (K beams), or 1 for greedy, plus one to step
-        over EOS while ``min_length`` forbids it."""
-        beam = seq.options.beam_size
-        width = 1 if beam == 1 else 2 * beam
-        return width + 1 if seq.options.min_length and beam == 1 else width
+    def _choices(self, group: Group, step: Scored) -> list[tuple[Group, Choice | Exception]]:
+        """The search's choice for the sequences of ``group``, or, should it fail, for each of
+        them alone: one sentence's search failing ends only it."""
+        try:
+            return [(group, choose(group, step))]
+        except Exception:
+            log.warning("search failed for a group of %d; deciding one by one", len(group.slots))
+        decided: list[tuple[Group, Choice | Exception]] = []
+        for one in group.split():
+            try:
+                decided.append((one, choose(one, step)))
+            except Exception as exc:
+                seq = self._owner(self.batch, one.slots)
+                log.exception("search failed for sequence %r", seq.seq_id)
+                decided.append((one, exc))
+        return decided
 
-    def _advance(
-        self,
-        seq: ActiveSequence,
-        logprobs: np.ndarray,
-        ids: np.ndarray,
-        parent: np.ndarray,
-        next_tokens: np.ndarray,
-    ) -> bool:
-        """Choose the sequence's next beams; True when it is done."""
-        cfg, opts = self.config, seq.options
-        beam = opts.beam_size
-        slots = seq.slots
-        width = min(self._width(seq), ids.shape[1])
-        history, scores = self.batch.history, self.batch.scores
-        cand = (scores[slots][:, None] + logprobs[slots, :width]).reshape(-1)  # (K*width,)
-        cand_slot = np.repeat(slots, width)
-        cand_tok = ids[slots, :width].reshape(-1)
-        if seq.length + 1 < opts.min_length:  # EOS not allowed yet
-            cand = np.where(cand_tok == cfg.eos_id, NEG_INF, cand)
-        n_top = min(2 * beam, beam * cfg.vocab_size, cand.size)
-        order = np.argsort(-cand, kind="stable")[:n_top]
-        seq.length += 1
-        norm = opts.length_norm(seq.length)
-        for j in order[:beam]:  # EOS among the best K candidates finishes a hypothesis
-            if cand_tok[j] == cfg.eos_id and cand[j] > NEG_INF:
-                prefix = history[cand_slot[j]]
-                hyp = Hypothesis([*prefix, cfg.eos_id], float(cand[j]) / norm, "eos")
-                seq.finished.append(hyp)
-        open_ = [j for j in order if cand_tok[j] != cfg.eos_id][:beam]
-        new_scores = np.full(beam, NEG_INF, dtype=np.float32)
-        new_parent = slots.copy()
-        new_tokens = np.full(beam, cfg.pad_id, dtype=np.int64)
-        for b, j in enumerate(open_):
-            new_scores[b], new_parent[b], new_tokens[b] = cand[j], cand_slot[j], cand_tok[j]
-        parent[slots] = new_parent
-        next_tokens[slots] = new_tokens
-        scores[slots] = new_scores
-        if seq.length >= seq.max_length:  # out of budget: open beams end here, unfinished
-            for b in range(beam):
-                if new_scores[b] > NEG_INF:
-                    tokens = [*history[new_parent[b]], int(new_tokens[b])]
-                    hyp = Hypothesis(tokens, float(new_scores[b]) / norm, "length")
-                    seq.finished.append(hyp)
-            return True
-        return len(seq.finished) >= beam
+    def _finish(
+        self, batch: Rows, group: np.ndarray, choice: Choice
+    ) -> tuple[list[int], list[SequenceResult]]:
+        """Hypotheses that ended this step, as Python objects (only for the sequences that had
+        one); which sequences of ``group`` are done, and their results."""
+        if not len(choice.touched):
+            return [], []
+        eos, beam = self.config.eos_id, group.shape[1]
+        by_eos: dict[int, list[tuple[int, float]]] = {}  # sequence -> (row it extends, score)
+        ended = (choice.eos_sentence, choice.eos_row, choice.eos_score)
+        for i, row, score in zip(*(a.tolist() for a in ended), strict=True):
+            by_eos.setdefault(i, []).append((row, score))
+        touched = choice.touched
+        owners = batch.owner[group[touched, 0]].tolist()
+        lengths, out_of_budget = choice.length[touched].tolist(), choice.out_of_budget[touched]
+        open_ = (choice.parent, choice.tokens, choice.scores)  # (n, K) each
+        beams = zip(*(a[touched].tolist() for a in open_), strict=True)
+        done: list[int] = []
+        results: list[SequenceResult] = []
+        for i, owner, length, over, open_beams in zip(
+            touched.tolist(), owners, lengths, out_of_budget.tolist(), beams, strict=True
+        ):
+            seq = self._numbered[owner]
+            error: str | None = None
+            try:
+                norm = seq.options.length_norm(length)
+                for row, score in by_eos.get(i, []):
+                    tokens = [*batch.generated(row, length - 1), eos]
+                    seq.finished.append(Hypothesis(tokens, score / norm, "eos"))
+                if over:  # out of budget: open beams end here, unfinished
+                    for row, token, score in zip(*open_beams, strict=True):
+                        if score > -math.inf:
+                            tokens = [*batch.generated(row, length - 1), token]
+                            seq.finished.append(Hypothesis(tokens, score / norm, "length"))
+                over = over or len(seq.finished) >= beam
+            except Exception as exc:  # this sentence's own search failed: only it ends
+                log.exception("search failed for sequence %r", seq.seq_id)
+                over, error = True, type(exc).__name__
+            if over:
+                done.append(i)
+                results.append(self._end(seq, error))
+        return done, results
+
+    def _owner(self, batch: Rows, slots: np.ndarray) -> ActiveSequence:
+        """The sequence whose rows are ``slots``."""
+        return self._numbered[int(batch.owner[slots.flat[0]])]
+
+    def _end(self, seq: ActiveSequence, error: str | None) -> SequenceResult:
+        """The sequence leaves (its rows die with the step): its n-best, or its error."""
+        self._forget(seq)
+        hyps = [] if error else sorted(seq.finished, key=lambda h: h.score, reverse=True)
+        return SequenceResult(seq.seq_id, hyps[: seq.options.nbest], error)
 
     # -- convenience -------------------------------------------------------------------------------
 

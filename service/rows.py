@@ -1,9 +1,12 @@
 """The engine's decoder rows as one value (TGI's ``Batch``): joins, compaction and beam reordering
-are one operation each instead of ten parallel arrays re-indexed by hand at every site.
+are one operation each instead of a dozen parallel arrays re-indexed by hand at every site.
 
-A row is one beam slot of one sentence. Every per-row field is indexed by row; ``cache`` is not:
-it holds the rows of the previous step, and each row reads its past through ``cache_index``
-(the decoder graph gathers it), so taking rows never copies the self-attention cache.
+A row is one beam slot of one sentence. Every per-row field is an array indexed by row, the
+search's state included (scores, generated tokens, the sentence a row belongs to and its length
+bounds), so taking, joining and reordering rows are a few fancy indexes with no Python loop over
+rows. ``cache`` is not per row: it holds the rows of the previous step, and each row reads its past
+through ``cache_index`` (the decoder graph gathers it), so taking rows never copies the
+self-attention cache.
 """
 
 from __future__ import annotations
@@ -12,38 +15,72 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from contract.options import SearchOptions
 from service.runtime import Tensor, as_array, rows_of
 
 NEG_INF = np.float32(-np.inf)
 
+# The per-row arrays (first axis: rows): what ``take`` indexes and ``concat`` stacks.
+BY_ROW = (
+    "tokens",
+    "positions",
+    "scores",
+    "cache_index",
+    "self_mask",
+    "history",
+    "alive",
+    "owner",
+    "beam",
+    "min_length",
+    "max_length",
+    "src_mask",
+)
+PADDED = ("self_mask", "history", "src_mask")  # stacked with their second axis padded
+
 
 @dataclass
 class Rows:
+    # What the decoder reads.
     tokens: np.ndarray  # (R,) int64: next input token of every row
-    positions: np.ndarray  # (R,) int64: its position within the row's own sequence
-    scores: np.ndarray  # (R,) float32: cumulative log-prob; -inf: dead or unborn
+    positions: np.ndarray  # (R,) int64: its position; for a live row, also tokens generated so far
     cache_index: np.ndarray  # (R,) int64: row of ``cache`` each row continues
     self_mask: np.ndarray  # (R, P) bool: valid past positions per row
-    history: list[list[int]]  # tokens generated so far, per row
-    alive: np.ndarray  # (R,) bool
     cache: list[Tensor]  # 2L x (R_prev, H, P, Dh): read through ``cache_index``, not by row
     cross: list[np.ndarray]  # 2L x (R, H, S, Dh): cross-attention keys/values per row
     src_mask: np.ndarray  # (R, S) bool: True at source tokens
+    # The search's state.
+    scores: np.ndarray  # (R,) float32: cumulative log-prob; -inf: dead or unborn
+    # (R, G) int64, right-aligned: a live row's generated tokens are its last ``positions``
+    # columns (the last of them is ``tokens``); the rest is padding.
+    history: np.ndarray
+    alive: np.ndarray  # (R,) bool
+    owner: np.ndarray  # (R,) int64: number of the sentence the row is a beam of
+    beam: np.ndarray  # (R,) int64: that sentence's beam size (its rows are contiguous)
+    min_length: np.ndarray  # (R,) int64: no EOS before this many tokens
+    max_length: np.ndarray  # (R,) int64: the sentence's output budget
 
     @classmethod
     def empty(cls, cache: list[Tensor], cross: list[np.ndarray]) -> Rows:
         """No rows: ``cache`` and ``cross`` are the runtime's empty tensors of the right shapes."""
+
+        def none() -> np.ndarray:
+            return np.zeros(0, dtype=np.int64)
+
         return cls(
-            tokens=np.zeros(0, dtype=np.int64),
-            positions=np.zeros(0, dtype=np.int64),
-            scores=np.zeros(0, dtype=np.float32),
-            cache_index=np.zeros(0, dtype=np.int64),
+            tokens=none(),
+            positions=none(),
+            cache_index=none(),
             self_mask=np.zeros((0, 0), dtype=bool),
-            history=[],
-            alive=np.zeros(0, dtype=bool),
             cache=cache,
             cross=cross,
             src_mask=np.zeros((0, 0), dtype=bool),
+            scores=np.zeros(0, dtype=np.float32),
+            history=np.zeros((0, 0), dtype=np.int64),
+            alive=np.zeros(0, dtype=bool),
+            owner=none(),
+            beam=none(),
+            min_length=none(),
+            max_length=none(),
         )
 
     @classmethod
@@ -51,12 +88,16 @@ class Rows:
         cls,
         cross: list[np.ndarray],
         src_mask: np.ndarray,
-        beam: int,
         start_id: int,
         empty_cache: list[Tensor],
+        owners: np.ndarray,
+        options: SearchOptions,
+        max_length: np.ndarray,
     ) -> Rows:
-        """Rows for sentences that join: ``beam`` slots each, the first live and the others
-        unborn (-inf) until step one; no past (they gather row 0 of any cache and mask it)."""
+        """Rows for sentences that join (numbered ``owners``, with budgets ``max_length``):
+        ``beam`` slots each, the first live and the others unborn (-inf) until step one; no past
+        (they gather row 0 of any cache and mask it)."""
+        beam = options.beam_size
         sentences = len(src_mask)
         repeat = np.repeat(np.arange(sentences), beam)
         n = sentences * beam
@@ -64,14 +105,18 @@ class Rows:
         return cls(
             tokens=np.full(n, start_id, dtype=np.int64),
             positions=np.zeros(n, dtype=np.int64),
-            scores=np.tile(first_live, sentences),
             cache_index=np.zeros(n, dtype=np.int64),
             self_mask=np.zeros((n, 0), dtype=bool),
-            history=[[] for _ in range(n)],
-            alive=np.ones(n, dtype=bool),
             cache=empty_cache,
             cross=[c[repeat] for c in cross],
             src_mask=src_mask[repeat],
+            scores=np.tile(first_live, sentences),
+            history=np.zeros((n, 0), dtype=np.int64),
+            alive=np.ones(n, dtype=bool),
+            owner=np.asarray(owners, dtype=np.int64)[repeat],
+            beam=np.full(n, beam, dtype=np.int64),
+            min_length=np.full(n, options.min_length, dtype=np.int64),
+            max_length=np.asarray(max_length, dtype=np.int64)[repeat],
         )
 
     def __len__(self) -> int:
@@ -79,54 +124,58 @@ class Rows:
 
     def take(self, index: np.ndarray) -> Rows:
         """The rows at ``index``, in that order (the cache is shared: see the module docstring)."""
-        return replace(
-            self,
-            tokens=self.tokens[index],
-            positions=self.positions[index],
-            scores=self.scores[index],
-            cache_index=self.cache_index[index],
-            self_mask=self.self_mask[index],
-            history=[self.history[i] for i in index],
-            alive=self.alive[index],
-            cross=[c[index] for c in self.cross],
-            src_mask=self.src_mask[index],
-        )
+        taken = {name: getattr(self, name)[index] for name in BY_ROW}
+        return replace(self, cross=[c[index] for c in self.cross], **taken)
 
     def concat(self, other: Rows) -> Rows:
         """These rows, then ``other``'s (rows that join: no past of their own), with the source
         axis padded to the longer of the two."""
         width = max(self.src_mask.shape[1], other.src_mask.shape[1])
-        past = self.self_mask.shape[1]
-        return Rows(
-            tokens=np.concatenate([self.tokens, other.tokens]),
-            positions=np.concatenate([self.positions, other.positions]),
-            scores=np.concatenate([self.scores, other.scores]),
-            cache_index=np.concatenate([self.cache_index, other.cache_index]),
-            self_mask=np.concatenate([self.self_mask, pad_axis(other.self_mask, 1, past)]),
-            history=self.history + other.history,
-            alive=np.concatenate([self.alive, other.alive]),
+        generated = max(self.history.shape[1], other.history.shape[1])
+        stacked = {
+            name: np.concatenate([getattr(self, name), getattr(other, name)])
+            for name in BY_ROW
+            if name not in PADDED
+        }
+        stacked.update(
+            self_mask=np.concatenate(
+                [self.self_mask, pad_axis(other.self_mask, 1, self.self_mask.shape[1])]
+            ),
+            history=np.concatenate(
+                [pad_axis(h, 1, generated, before=True) for h in (self.history, other.history)]
+            ),
+            src_mask=np.concatenate(
+                [pad_axis(self.src_mask, 1, width), pad_axis(other.src_mask, 1, width)]
+            ),
+        )
+        return replace(
+            self,
             # Nothing to gather from: the joining rows' empty past stands in for the cache.
             cache=self.cache if rows_of(self.cache[0]) else other.cache,
             cross=[
                 np.concatenate([pad_axis(a, 2, width), pad_axis(b, 2, width)])
                 for a, b in zip(self.cross, other.cross, strict=True)
             ],
-            src_mask=np.concatenate(
-                [pad_axis(self.src_mask, 1, width), pad_axis(other.src_mask, 1, width)]
-            ),
+            **stacked,
         )
 
     def without_unused_past(self) -> Rows:
         """Drop the self-attention columns no row attends to any more (all of them without
-        rows); a copy of the cache, so only when there is something to drop."""
+        rows; a copy of the cache, so only when there is something to drop), and the history
+        columns older than the longest row's output."""
         first = first_valid_column(self.self_mask) if len(self) else self.self_mask.shape[1]
-        if not first:
-            return self
-        return replace(
-            self,
-            self_mask=self.self_mask[:, first:],
-            cache=[as_array(c)[:, :, first:] for c in self.cache],
-        )
+        longest = int(self.positions.max()) if len(self) else 0
+        old = self.history.shape[1] - longest
+        rows = self
+        if old > 0:
+            rows = replace(rows, history=rows.history[:, old:])
+        if first:
+            rows = replace(
+                rows,
+                self_mask=rows.self_mask[:, first:],
+                cache=[as_array(c)[:, :, first:] for c in rows.cache],
+            )
+        return rows
 
     def without_unused_source(self) -> Rows:
         """Drop the source columns past the longest source still present."""
@@ -135,40 +184,52 @@ class Rows:
             self, cross=[c[:, :, :used] for c in self.cross], src_mask=self.src_mask[:, :used]
         )
 
-    def kill(self, slots: np.ndarray, pad_id: int) -> None:
-        """Slots whose sequence left: computed until the next compaction, results ignored."""
-        self.alive[slots] = False
-        self.scores[slots] = NEG_INF
-        self.tokens[slots] = pad_id
-        self.positions[slots] = 0  # dead rows must not walk off the end of the position table
+    def kill(self, rows: np.ndarray, pad_id: int) -> None:
+        """Rows whose sentence left: computed until the next compaction, results ignored."""
+        self.alive[rows] = False
+        self.scores[rows] = NEG_INF
+        self.tokens[rows] = pad_id
+        self.positions[rows] = 0  # dead rows must not walk off the end of the position table
+
+    def generated(self, row: int, length: int) -> list[int]:
+        """The ``length`` tokens row ``row`` generated so far (its ``positions``, if live)."""
+        return self.history[row, self.history.shape[1] - length :].tolist()
+
+    def owned_by(self, owner: int) -> np.ndarray:
+        """The rows of sentence ``owner`` (none once it left)."""
+        return np.flatnonzero(self.alive & (self.owner == owner))
 
     def advanced(
         self,
         cache: list[Tensor],
         self_mask: np.ndarray,
         parent: np.ndarray,
-        next_tokens: np.ndarray,
+        tokens: np.ndarray,
+        scores: np.ndarray,
     ) -> Rows:
-        """After a decoder step (``cache`` and ``self_mask`` grown by one position): every slot
-        continues its ``parent``'s past (gathered inside the graph) with its ``next_tokens``."""
+        """After a decoder step (``cache`` and ``self_mask`` grown by one position): every row
+        continues its ``parent``'s past (gathered inside the graph) and output with ``tokens``,
+        now scoring ``scores``."""
         return replace(
             self,
             cache=cache,
             cache_index=parent,
             self_mask=self_mask[parent],
-            history=[self.history[p] for p in parent],
-            tokens=next_tokens,
+            history=np.concatenate([self.history[parent], tokens[:, None]], axis=1),
+            tokens=tokens,
+            scores=scores,
             positions=np.where(self.alive, self.positions + 1, 0),
         )
 
 
-def pad_axis(array: np.ndarray, axis: int, size: int) -> np.ndarray:
-    """Zero-pad (False for bool) ``array`` along ``axis`` up to ``size``."""
+def pad_axis(array: np.ndarray, axis: int, size: int, before: bool = False) -> np.ndarray:
+    """Zero-pad (False for bool) ``array`` along ``axis`` up to ``size``, after its entries or
+    ``before`` them."""
     missing = size - array.shape[axis]
     if missing <= 0:
         return array
     widths = [(0, 0)] * array.ndim
-    widths[axis] = (0, missing)
+    widths[axis] = (missing, 0) if before else (0, missing)
     return np.pad(array, widths)
 
 

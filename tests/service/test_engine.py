@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import service.engine as engine_module
 from contract.options import SearchOptions
 from export.onnx_export import export_package
 from model.checkpoint import load_checkpoint
@@ -108,6 +109,68 @@ def test_greedy_and_beam_sequences_share_a_batch(toy) -> None:
     assert [results[i] for i in range(4, 8)] == Engine(runtime).run(src[4:], beam)
 
 
+MIXED = [  # options that change the search's path: greedy, forced lengths, n-best, penalties
+    SearchOptions(beam_size=1),
+    SearchOptions(beam_size=1, min_length=9),
+    SearchOptions(beam_size=2, nbest=2, length_penalty=0.0),
+    SearchOptions(beam_size=3, nbest=3, min_length=7, max_length_a=0.0, max_length_b=11),
+    SearchOptions(beam_size=4, nbest=4, length_penalty=0.6),
+    SearchOptions(beam_size=3, nbest=2, max_length_a=0.5, max_length_b=2),  # ends by length
+]
+
+
+@pytest.mark.parametrize("compact_ratio", [0.0, 1.0])
+def test_mixed_options_in_one_batch_match_the_reference(toy, compact_ratio: float) -> None:
+    """Sentences of every kind of search share the steps, joining at different times: each gets
+    what the PyTorch reference gives it alone, whether rows are compacted at every finish (0.0)
+    or only when others join (1.0), so histories survive reorders, compactions and joins."""
+    model, tokenizer, runtime = toy
+    src = sources(tokenizer, 2 * len(MIXED), seed=17)
+    engine = Engine(runtime, compact_ratio=compact_ratio)
+    results = {}
+    for i, options in enumerate(MIXED):  # a greedy, a beam, ... joining one step apart
+        engine.add([2 * i, 2 * i + 1], src[2 * i : 2 * i + 2], options)
+        results.update({r.seq_id: r for r in engine.step()})
+    while len(engine):
+        results.update({r.seq_id: r for r in engine.step()})
+    assert engine.active_rows == 0 and engine.reserved_tokens == 0
+    for i, options in enumerate(MIXED):
+        want = translate_ids(model, src[2 * i : 2 * i + 2], options)
+        for j, w in zip((2 * i, 2 * i + 1), want, strict=True):
+            got = results[j].hypotheses
+            assert results[j].error is None and len(got) == options.nbest
+            assert [h.tokens for h in got] == [h.tokens for h in w]
+            assert [h.finish_reason for h in got] == [h.finish_reason for h in w]
+            assert [h.score for h in got] == pytest.approx([h.score for h in w], abs=1e-4)
+    reasons = {h.finish_reason for r in results.values() for h in r.hypotheses}
+    assert reasons == {"eos", "length"}
+
+
+def test_cancel_mid_beam_then_compact_and_join(toy) -> None:
+    """A beam sentence in the middle of the rows leaves after a few reorders; the rows are then
+    compacted and others join: the rest decode as if alone."""
+    _, tokenizer, runtime = toy
+    src = sources(tokenizer, 5, seed=18)
+    options = SearchOptions(beam_size=4, nbest=4)
+    engine = Engine(runtime, compact_ratio=0.1)
+    engine.add(["a", "b", "c"], src[:3], options)
+    engine.add(["g"], src[3:4], SearchOptions(beam_size=1, min_length=8))
+    for _ in range(2):
+        assert engine.step() == []
+    engine.cancel(["b"])
+    results = {r.seq_id: r.hypotheses for r in engine.step()}
+    assert engine.rows == engine.active_rows  # compacted: no dead rows left
+    engine.add(["d"], src[4:5], options)
+    while len(engine):
+        results.update({r.seq_id: r.hypotheses for r in engine.step()})
+    assert set(results) == {"a", "c", "d", "g"}
+    greedy = SearchOptions(beam_size=1, min_length=8)
+    for key, i, opts in (("a", 0, options), ("c", 2, options), ("d", 4, options), ("g", 3, greedy)):
+        alone = Engine(runtime).run([src[i]], opts)[0]
+        assert [h.tokens for h in results[key]] == [h.tokens for h in alone]
+        assert [h.score for h in results[key]] == pytest.approx([h.score for h in alone], abs=1e-5)
+
+
 def test_cancel_frees_rows_and_leaves_others_alone(toy) -> None:
     _, tokenizer, runtime = toy
     src = sources(tokenizer, 3, seed=14)
@@ -172,18 +235,22 @@ def test_memory_stays_flat_over_10000_sentences(toy) -> None:
 
 
 def test_a_sentence_whose_search_fails_ends_alone(toy, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The search decides for all sequences of a beam size at once; when that fails because of
+    one of them, it alone ends with an error and the others decode as if alone."""
     _, tokenizer, runtime = toy
     src = sources(tokenizer, 3, seed=16)
     options = SearchOptions(beam_size=2)
     engine = Engine(runtime)
-    advance = Engine._advance
+    choose = engine_module.choose
 
-    def failing(self, seq, *args):
-        if seq.seq_id == "b" and seq.length == 2:
+    def failing(group, step):
+        b = engine.sequences.get("b")
+        rows = engine.batch.owned_by(b.number) if b is not None else []
+        if len(rows) and rows[0] in group.slots and step.length[rows[0]] == 2:
             raise FloatingPointError("injected")
-        return advance(self, seq, *args)
+        return choose(group, step)
 
-    monkeypatch.setattr(Engine, "_advance", failing)
+    monkeypatch.setattr(engine_module, "choose", failing)
     engine.add(["a", "b", "c"], src, options)
     results = {}
     while len(engine):
