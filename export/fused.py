@@ -290,13 +290,12 @@ def build_decoder(model: Transformer, spec: GraphSpec) -> onnx.ModelProto:
     weight = model.target_embed.weight if model.lm_head is None else model.lm_head
     logits = g.one("MatMul", [last, g.const("output.weight", weight.t().contiguous())])
     logits = g.one("Add", [logits, g.const("final_logits_bias", model.final_logits_bias)])
-    # log_softmax(x)_i = x_i - logsumexp(x): pick the top k of the logits and subtract, instead of
-    # writing and re-reading a (B, V) log-softmax (most of a step's memory traffic at V = 58k).
-    normalizer = g.one("ReduceLogSumExp", [logits], axes=[-1], keepdims=1)  # (B, 1)
-    if cfg.suppress_pad:  # as Transformer.log_probs: pad never generated; it keeps its share
-        never = np.zeros(cfg.output_vocab_size, dtype=np.float32)  # of the normalizer's mass
+    log_probs = g.one("LogSoftmax", [logits], axis=-1)
+    if cfg.suppress_pad:  # as Transformer.log_probs: pad never generated, after the softmax
+        never = np.zeros(cfg.output_vocab_size, dtype=np.float32)
         never[cfg.pad_id] = -np.inf
-        logits = g.one("Add", [logits, g.const("suppress_pad", never)])
-    best = g.op("TopK", [logits, "top_k"], [g.name("best"), "topk_ids"], axis=-1)[0]
-    g.op("Sub", [best, normalizer], ["topk_logprobs"])
+        log_probs = g.one("Add", [log_probs, g.const("suppress_pad", never)])
+    # (TopK of the logits minus their ReduceLogSumExp was tried: ONNX Runtime's ReduceLogSumExp
+    # took 5.3 ms where LogSoftmax takes 0.6 ms at batch 128, vocabulary 8,000.)
+    g.op("TopK", [log_probs, "top_k"], ["topk_logprobs", "topk_ids"], axis=-1)
     return g.model(spec, "decoder")
