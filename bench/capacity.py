@@ -160,6 +160,9 @@ def comparison_markdown(
             else "– | – | – | –"
         )
         lines.append(f"| {s.server} | {s.best:.1f} | {extra} |")
-    ratio = ours.best / peer.best if peer.best else float("inf")
-    lines += ["", f"**Tongyeok / peer: {ratio:.2f}×** capacity."]
+    if peer.best:
+        lines += ["", f"**Tongyeok / peer: {ours.best / peer.best:.2f}×** capacity."]
+    else:
+        lowest = min(t.rate for t in peer.trials)
+        lines += ["", f"The peer met the bound at no rate tried (lowest {lowest:.1f} req/s)."]
     return "\n".join(lines)

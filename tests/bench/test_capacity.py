@@ -46,3 +46,12 @@ def test_comparison_names_the_ratio() -> None:
     peer = ServerCapacity("peer", 20.0, [fast], None)
     table = comparison_markdown(ours, peer, 0.25, 0.97, 4)
     assert "**Tongyeok / peer: 1.50×** capacity." in table and "beam 4" in table
+
+
+def test_a_peer_that_never_met_the_bound_is_named_not_divided_by() -> None:
+    fast = Trial(10.0, 1.0, [Sample(0.01, 3, True)] * 10)
+    slow = Trial(3.1, 1.0, [Sample(0.9, 3, True)] * 3)
+    ours = ServerCapacity("ours", 30.0, [fast], fast)
+    peer = ServerCapacity("peer", 0.0, [Trial(6.2, 1.0, []), slow], None)
+    table = comparison_markdown(ours, peer, 0.25, 0.97, 1)
+    assert "The peer met the bound at no rate tried (lowest 3.1 req/s)." in table

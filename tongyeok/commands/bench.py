@@ -379,13 +379,15 @@ def compare_with_peer(args: argparse.Namespace, texts: list[str], work, search) 
             raise
         proc.terminate()
         proc.wait(60)
-    peer_best = measured[1][3]
+    # Twice the peer's capacity; a peer that never met the bound (capacity 0) is overloaded at
+    # twice ours instead, so the trial still says how each server behaves past its capacity.
+    overload_rate = 2 * (measured[1][3] or measured[0][3] or args.start_rate)
     results = []
     for (name, _, _, best, trials), start in zip(measured, servers.values(), strict=True):
         port = free_port()
         proc = start(port)  # a fresh server for the overload trial
         try:
-            overload = overload_trial(port, texts, 2 * peer_best, args.seconds, args.beam)
+            overload = overload_trial(port, texts, overload_rate, args.seconds, args.beam)
         finally:
             proc.terminate()
             proc.wait(60)
