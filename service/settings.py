@@ -22,7 +22,12 @@ class Settings(BaseSettings):
         Path("models"), description="directory of model packages, one per language pair"
     )
     device: str = Field("auto", description="auto (CUDA if available), cuda or cpu")
-    threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads (0: one per core)")
+    threads: int = Field(
+        0,
+        ge=0,
+        description="ONNX Runtime intra-op threads (0: one per core but one, left to the event "
+        "loop)",
+    )
     spin_wait: bool = Field(
         False,
         description="let ONNX Runtime's idle intra-op threads spin (faster only with cores to "

@@ -33,3 +33,15 @@ def test_readme_documents_every_setting_with_its_default() -> None:
     for name, field in Settings.model_fields.items():
         default = field.default_factory() if field.default_factory else field.default
         assert documented[name] == str(default), name
+
+
+def test_unset_threads_leave_one_core_to_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from service.models import runtime_options
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert runtime_options(Settings(device="cpu")).intra_op_threads == 3
+    assert runtime_options(Settings(device="cpu", threads=4)).intra_op_threads == 4
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert runtime_options(Settings(device="cpu")).intra_op_threads == 1
