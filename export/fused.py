@@ -23,7 +23,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from contract.spec import OPSET, GraphSpec, kv_pair
+from contract.spec import OPSET, GraphSpec, TensorSpec, kv_pair
 from model.transformer import DecoderLayer, EncoderLayer, MultiHeadAttention, Transformer
 
 MS_DOMAIN = "com.microsoft"
@@ -72,9 +72,9 @@ class GraphBuilder:
         return self.op(op_type, inputs, 1, domain, **attrs)[0]
 
     def model(self, spec: GraphSpec, graph_name: str) -> onnx.ModelProto:
-        def info(t: object) -> onnx.ValueInfoProto:
-            shape = [int(a) if a.isdigit() else a for a in t.axes]  # type: ignore[attr-defined]
-            return helper.make_tensor_value_info(t.name, DTYPES[t.dtype], shape)  # type: ignore[attr-defined]
+        def info(t: TensorSpec) -> onnx.ValueInfoProto:
+            shape = [int(a) if a.isdigit() else a for a in t.axes]
+            return helper.make_tensor_value_info(t.name, DTYPES[t.dtype], shape)
 
         graph = helper.make_graph(
             self.nodes,

@@ -102,6 +102,28 @@ def test_errors_are_one_clear_line(tmp_path: Path) -> None:
     assert no_data.returncode != 0 and "--train-source is required" in no_data.stderr
 
 
+@pytest.mark.parametrize("value", ["fp64", "", "INT8", "int8\u202e", "x" * 10_000])
+def test_a_bad_shipped_precision_is_refused_before_any_export(tmp_path: Path, value: str) -> None:
+    env = {
+        **os.environ,
+        "TONGYEOK_CACHE_DIR": str(tmp_path / "cache"),
+        "TONGYEOK_SHIPPED_PRECISION": value,
+    }
+    done = subprocess.run(
+        [TONGYEOK, "serve", "--port", "0"],
+        cwd=tmp_path,  # no models/ here: the shipped model would be exported
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "TONGYEOK_SHIPPED_PRECISION: int8 or fp32" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "cache" / "packages").exists()  # refused before exporting anything
+
+
 def test_release_averages_and_halves(toy_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "release.pt"
     result = run("release", str(toy_checkpoint), str(toy_checkpoint), "--half", "--out", str(out))
