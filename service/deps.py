@@ -30,7 +30,10 @@ class Services:
     detector: Detector  # source=auto; its model loads on first use
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # Every dependency here is ``async def`` although none awaits: FastAPI runs a plain ``def``
+    # dependency in its thread pool, a thread handoff per dependency per request (measured: a
+    # tenth of the event loop's time under load, docs/decisions.md #25).
     services: Services = request.app.state.services
     return services
 
@@ -38,23 +41,23 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_settings(services: ServicesDep) -> Settings:
+async def get_settings(services: ServicesDep) -> Settings:
     return services.settings
 
 
-def get_repository(services: ServicesDep) -> ModelRepository:
+async def get_repository(services: ServicesDep) -> ModelRepository:
     return services.repository
 
 
-def get_translate(services: ServicesDep) -> TranslateUseCase:
+async def get_translate(services: ServicesDep) -> TranslateUseCase:
     return services.translate
 
 
-def get_detector(services: ServicesDep) -> Detector:
+async def get_detector(services: ServicesDep) -> Detector:
     return services.detector
 
 
-def get_disconnect(request: Request) -> Disconnect:
+async def get_disconnect(request: Request) -> Disconnect:
     """Waits for the client to go away (the body has been read, so only that can arrive)."""
 
     async def disconnected() -> None:
