@@ -18,7 +18,7 @@ import logging
 from collections import deque
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, cast
+from typing import Any, Literal, Protocol, cast
 
 from contract.options import Hypothesis, SearchOptions, SequenceResult
 from service.errors import (
@@ -45,6 +45,12 @@ class EngineLike(Protocol):
     def add(
         self, seq_ids: Sequence[Hashable], sources: Sequence[Sequence[int]], options: SearchOptions
     ) -> None: ...
+
+    def encode(self, sources: Sequence[Sequence[int]]) -> Any:
+        """The encoder pass alone: touches no engine state (may run beside ``step``)."""
+        ...
+
+    def join(self, seq_ids: Sequence[Hashable], encoded: Any, options: SearchOptions) -> None: ...
 
     def step(self) -> list[SequenceResult]: ...
 

@@ -35,7 +35,7 @@ from service.rows import Rows
 from service.runtime import PackageRuntime
 from service.search import Choice, Group, Scored, choose, plan
 
-__all__ = ["Engine", "SequenceResult", "SourceTooLong", "check_source"]
+__all__ = ["Encoded", "Engine", "SequenceResult", "SourceTooLong", "check_source"]
 
 log = logging.getLogger("tongyeok.engine")
 
@@ -67,6 +67,15 @@ class ActiveSequence:
     def reserved_tokens(self) -> int:
         """Cache positions this sequence may hold at its longest: beams x (source + output)."""
         return self.options.beam_size * (self.source_tokens + self.max_length)
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Sentences through the encoder, not yet in the batch."""
+
+    lengths: list[int]  # source tokens of each, EOS included
+    mask: np.ndarray  # (B, S) bool: which source positions are tokens
+    cross: list[np.ndarray]  # the decoder's cross keys/values, cross_key.0, cross_value.0, ...
 
 
 class Engine:
@@ -135,27 +144,42 @@ class Engine:
         self, seq_ids: Sequence[Hashable], sources: Sequence[Sequence[int]], options: SearchOptions
     ) -> None:
         """Encode ``sources`` (token ids without EOS) and let them join at the next step."""
-        if not sources:
-            return
+        self.join(seq_ids, self.encode(sources), options)
+
+    def encode(self, sources: Sequence[Sequence[int]]) -> Encoded:
+        """The encoder pass for ``sources`` (token ids without EOS). It reads no engine state,
+        so it may run in another thread while this engine steps (the scheduler overlaps the
+        two); ``join`` then lets the sentences into the batch."""
         cfg = self.config
-        for seq_id, source in zip(seq_ids, sources, strict=True):
-            if seq_id in self.sequences:
-                raise ValueError(f"sequence {seq_id!r} is already active")
+        for source in sources:
             check_source(source, cfg.max_source_tokens)
         rows = [list(s) + [cfg.eos_id] for s in sources]
-        limits = [options.max_length(len(row), cfg.max_target_tokens) for row in rows]
-        width = max(len(r) for r in rows)
+        width = max((len(r) for r in rows), default=0)
         src = np.full((len(rows), width), cfg.pad_id, dtype=np.int64)
         for i, r in enumerate(rows):
             src[i, : len(r)] = r
-        new_mask = src != cfg.pad_id
-        encoded = self.runtime.encode(src, new_mask)
+        mask = src != cfg.pad_id
+        cross = self.runtime.encode(src, mask).cross if rows else []
+        return Encoded([len(r) for r in rows], mask, cross)
 
-        numbers = range(self._next_number, self._next_number + len(rows))
-        self._next_number += len(rows)
+    def join(self, seq_ids: Sequence[Hashable], encoded: Encoded, options: SearchOptions) -> None:
+        """Let encoded sentences into the batch; they decode from the next step on."""
+        if len(seq_ids) != len(encoded.lengths):
+            raise ValueError(f"{len(seq_ids)} ids for {len(encoded.lengths)} encoded sentences")
+        if not seq_ids:
+            return
+        if len(set(seq_ids)) != len(seq_ids):
+            raise ValueError("sequence ids repeat within one join")
+        for seq_id in seq_ids:
+            if seq_id in self.sequences:
+                raise ValueError(f"sequence {seq_id!r} is already active")
+        cfg = self.config
+        limits = [options.max_length(n, cfg.max_target_tokens) for n in encoded.lengths]
+        numbers = range(self._next_number, self._next_number + len(seq_ids))
+        self._next_number += len(seq_ids)
         joining = Rows.joining(
             encoded.cross,
-            new_mask,
+            encoded.mask,
             cfg.decoder_start_id,
             self.runtime.empty_cache(1),
             np.array(numbers),
@@ -164,8 +188,8 @@ class Engine:
         )
         keep = np.flatnonzero(self.batch.alive)
         self._set_rows(self.batch.take(keep).without_unused_past().concat(joining))
-        for seq_id, number, limit, row in zip(seq_ids, numbers, limits, rows, strict=True):
-            seq = ActiveSequence(seq_id, options, number, limit, len(row))
+        for seq_id, number, limit, n in zip(seq_ids, numbers, limits, encoded.lengths, strict=True):
+            seq = ActiveSequence(seq_id, options, number, limit, n)
             self.sequences[seq_id] = self._numbered[number] = seq
             self._reserved += seq.reserved_tokens
 

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, fields
+from typing import Any
 
 from contract.options import SearchOptions, SequenceResult
 from service.batching import EngineLike
@@ -56,6 +57,12 @@ class FaultyEngine:
         self, seq_ids: Sequence[Hashable], sources: Sequence[Sequence[int]], options: SearchOptions
     ) -> None:
         self.engine.add(seq_ids, sources, options)
+
+    def encode(self, sources: Sequence[Sequence[int]]) -> Any:
+        return self.engine.encode(sources)
+
+    def join(self, seq_ids: Sequence[Hashable], encoded: Any, options: SearchOptions) -> None:
+        self.engine.join(seq_ids, encoded, options)
 
     def cancel(self, seq_ids: Sequence[Hashable]) -> None:
         self.engine.cancel(seq_ids)

@@ -167,6 +167,7 @@ class ModelRepository:
             max_tokens=self.settings.max_batch_tokens,
             policy=self.settings.batching,
             join_interval=self.settings.join_interval,
+            overlap_encoder=self.settings.overlap_encoder,
         )
         scheduler.start()
         seconds = time.perf_counter() - started

@@ -22,7 +22,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
+from contract.options import SearchOptions
 from service import batching
 from service.batching import (
     FINISHED,
@@ -45,6 +48,10 @@ __all__ = ["JOIN_AT_ONCE", "POLICIES", "Job", "JobState", "Scheduler"]
 
 log = logging.getLogger("tongyeok.scheduler")
 
+# An encoder pass's result for one options group: its sentences, and what the engine's
+# ``encode`` returned for them, or the exception it raised.
+Encoding = tuple[SearchOptions, list[tuple[Job, int]], Any]
+
 
 class Scheduler:
     def __init__(
@@ -57,9 +64,17 @@ class Scheduler:
         max_tokens: int = 1 << 30,
         policy: Policy = "continuous",
         join_interval: int = 1,
+        overlap_encoder: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name, self.engine, self.metrics, self.clock = name, engine, metrics, clock
+        # The encoder pass of joining sentences runs in a thread of its own while the batch
+        # keeps stepping (their join waits for it): on a small CPU the decoder thread is the
+        # bottleneck, and the encoder is a quarter of its work under load.
+        self.encoder = (
+            ThreadPoolExecutor(1, thread_name_prefix=f"encoder-{name}") if overlap_encoder else None
+        )
+        self.encoding: Future[list[Encoding]] | None = None  # at most one pass in flight
         self.state = BatchState(Limits(max_rows, max_queue, max_tokens, policy, join_interval))
         self.answers: list[Answer] = []  # resolved this iteration, not yet handed over
         self.lock = threading.Condition()
@@ -138,15 +153,22 @@ class Scheduler:
             while not state.waiting and not state.running and not self.stopping:
                 self.lock.wait()
             if self.stopping and not state.waiting and not state.running:
+                if self.encoder is not None:
+                    self.encoder.shutdown(wait=False)
                 return False
             now = self.clock()
             swept = batching.sweep(state, now)
-            plan = batching.admit(state, self.engine, now)
+            # While a pass is in flight its sentences are in neither the engine nor the queue:
+            # the budgets would count them as free, so nothing more is admitted until they join.
+            plan = batching.admit(state, self.engine, now) if self.encoding is None else None
             self._gauge_queue()
         self._apply(swept)
-        self._apply(plan.outcome)
+        if plan is not None:
+            self._apply(plan.outcome)
         try:
-            self._start(plan)
+            if plan is not None and plan.joins:
+                self._encode(plan)
+            self._join(wait=not len(self.engine))
             self._step()
         except Exception as exc:  # a failing step fails only the requests in it
             log.exception("engine step failed on model %s", self.name)
@@ -178,13 +200,54 @@ class Scheduler:
             self.metrics.generated_tokens.labels(self.name).inc(len(best.tokens))
         self.answers += outcome.answers
 
-    def _start(self, plan: Plan) -> None:
-        for options, group in plan.groups().items():
+    def _encode(self, plan: Plan) -> None:
+        """Start the encoder pass of ``plan`` (in the encoder thread, or here without one)."""
+        groups = list(plan.groups().items())
+        if self.encoder is None:
+            self.encoding = Future()
+            self.encoding.set_result(self._encoded(groups))
+        else:
+            self.encoding = self.encoder.submit(self._encoded, groups)
+
+    def _encoded(self, groups: list[tuple[SearchOptions, list[tuple[Job, int]]]]) -> list[Encoding]:
+        """One encoder pass per options group; a group whose pass fails carries its error
+        (only its requests fail)."""
+        out: list[Encoding] = []
+        for options, group in groups:
             started = time.perf_counter()
-            self.engine.add(
-                [(job.id, i) for job, i in group], [job.sources[i] for job, i in group], options
-            )
+            try:
+                encoded = self.engine.encode([job.sources[i] for job, i in group])
+            except Exception as exc:
+                log.exception("encoder pass failed on model %s", self.name)
+                out.append((options, group, exc))
+                continue
             self.metrics.encoder.labels(self.name).observe(time.perf_counter() - started)
+            out.append((options, group, encoded))
+        return out
+
+    def _join(self, wait: bool) -> None:
+        """Let the sentences of a finished encoder pass into the batch (``wait``: block until it
+        finishes: the engine has nothing else to do). Sentences whose request ended meanwhile
+        (cancelled, expired, failed) stay out."""
+        if self.encoding is None:
+            return
+        future = self.encoding
+        if not (wait or future.done()):
+            return
+        self.encoding = None
+        for options, group, encoded in future.result():
+            if isinstance(encoded, Exception):
+                error = EngineFailure(f"translation failed: {type(encoded).__name__}")
+                with self.lock:
+                    self._apply(
+                        batching.fail(self.state, [j for j, _ in group], error, self.clock())
+                    )
+                continue
+            self.engine.join([(job.id, i) for job, i in group], encoded, options)
+            with self.lock:  # ended while encoding: its sentences leave as they came in
+                ended = [(job.id, i) for job, i in group if job.state in FINISHED]
+            if ended:
+                self.engine.cancel(ended)
 
     def _step(self) -> None:
         if not len(self.engine):  # the last sentences left (finished or cancelled): say so

@@ -53,6 +53,11 @@ class Settings(BaseSettings):
         description="continuous batching: while the engine is busy, waiting sentences join every "
         "this many decoder steps (or at once when 8 or more wait); larger batches one encoder pass",
     )
+    overlap_encoder: bool = Field(
+        True,
+        description="run joining sentences' encoder pass in a thread of its own while the batch "
+        "keeps stepping (off: every step waits for it)",
+    )
     max_queue_sentences: int = Field(
         4096,
         ge=1,

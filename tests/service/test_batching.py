@@ -29,8 +29,16 @@ class FakeEngine:
     def add(
         self, seq_ids: Sequence[Hashable], sources: Sequence[Sequence[int]], options: SearchOptions
     ) -> None:
+        self.join(seq_ids, self.encode(sources), options)
+
+    def encode(self, sources: Sequence[Sequence[int]]) -> list[Sequence[int]]:
+        return list(sources)
+
+    def join(
+        self, seq_ids: Sequence[Hashable], encoded: list[Sequence[int]], options: SearchOptions
+    ) -> None:
         self.added.append(list(seq_ids))
-        for seq_id, source in zip(seq_ids, sources, strict=True):
+        for seq_id, source in zip(seq_ids, encoded, strict=True):
             self.sequences[seq_id] = (options.beam_size, self.tokens_for(source, options))
 
     def step(self) -> list[SequenceResult]:

@@ -95,6 +95,28 @@ def test_translation_does_not_depend_on_join_time_or_neighbours(toy) -> None:
         assert [h.score for h in results[i]] == pytest.approx([h.score for h in alone[i]], abs=1e-5)
 
 
+def test_sentences_encoded_early_and_joined_late_decode_the_same(toy) -> None:
+    """The scheduler encodes in another thread while the batch steps, and joins later: an
+    encoder pass must not depend on (or change) the batch it will join."""
+    _, tokenizer, runtime = toy
+    src = sources(tokenizer, 5, seed=13)
+    options = SearchOptions(beam_size=2, nbest=2)
+    alone = [Engine(runtime).run([s], options)[0] for s in src]
+    engine = Engine(runtime)
+    early = [engine.encode([s]) for s in src[2:]]  # before anything runs
+    engine.join([0, 1], engine.encode(src[:2]), options)
+    results = {}
+    for i, encoded in enumerate(early, start=2):
+        for _ in range(i):
+            results.update({r.seq_id: r.hypotheses for r in engine.step()})
+        engine.join([i], encoded, options)
+    while len(engine):
+        results.update({r.seq_id: r.hypotheses for r in engine.step()})
+    for i in range(5):
+        assert [h.tokens for h in results[i]] == [h.tokens for h in alone[i]]
+        assert [h.score for h in results[i]] == pytest.approx([h.score for h in alone[i]], abs=1e-5)
+
+
 def test_greedy_and_beam_sequences_share_a_batch(toy) -> None:
     _, tokenizer, runtime = toy
     src = sources(tokenizer, 8, seed=13)
@@ -196,6 +218,9 @@ def test_bad_sources_are_refused(toy) -> None:
     engine.add(["x"], [[5, 6]], SearchOptions())
     with pytest.raises(ValueError, match="already active"):
         engine.add(["x"], [[5]], SearchOptions())
+    with pytest.raises(ValueError, match="repeat within one join"):
+        engine.add(["y", "y"], [[5], [6]], SearchOptions())
+    assert set(engine.sequences) == {"x"}  # a refused join leaves the batch as it was
 
 
 def test_service_never_imports_torch() -> None:

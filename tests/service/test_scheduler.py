@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import threading
 import time
 from pathlib import Path
 
@@ -265,3 +266,112 @@ def test_a_cancelled_handler_cancels_its_job() -> None:
     asyncio.run(scenario())
     (job,) = scheduler.state.waiting
     assert job.state is JobState.CANCELLED
+
+
+# -- the encoder pass runs beside the decoder steps ---------------------------------------------
+
+
+def test_the_batch_keeps_stepping_while_newcomers_are_encoded(parts) -> None:
+    """A joining request's encoder pass runs in the encoder thread: the running batch takes
+    decoder steps meanwhile (before, every step waited for every encoder pass)."""
+    scheduler, engine, _ = make_scheduler(parts)
+    encoding = threading.Event()
+    steps_while_encoding: list[int] = []
+    real_encode, real_step = engine.encode, engine.step
+
+    def slow_encode(srcs):
+        if len(srcs) == 1:  # the newcomer's pass (the first request's has 4 sentences)
+            encoding.set()
+            time.sleep(0.3)
+            encoding.clear()
+        return real_encode(srcs)
+
+    def counting_step():
+        if encoding.is_set():
+            steps_while_encoding.append(threading.get_ident())
+        return real_step()
+
+    engine.encode = slow_encode  # type: ignore[method-assign]
+    engine.step = counting_step  # type: ignore[method-assign]
+    long = [s * 4 for s in sources(parts, 4, seed=31)]  # long sentences: many steps
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        first = submit_with(scheduler, long, SearchOptions(beam_size=1, min_length=60), loop)
+        while not len(engine):
+            await asyncio.sleep(0.001)
+        second = submit_with(scheduler, sources(parts, 1, seed=32), SearchOptions(), loop)
+        return await asyncio.gather(first.future, second.future)
+
+    first, second = asyncio.run(asyncio.wait_for(scenario(), 60))
+    scheduler.stop(10)
+    assert len(first) == 4 and len(second) == 1
+    assert len(steps_while_encoding) >= 3  # the batch stepped during the 0.3 s pass
+    assert set(steps_while_encoding) == {scheduler.thread.ident}  # in the decoding thread
+
+
+def test_a_request_cancelled_while_encoded_never_decodes(parts) -> None:
+    scheduler, engine, _ = make_scheduler(parts)
+    started, release = threading.Event(), threading.Event()
+    real_encode, joined = engine.encode, []
+    real_join = engine.join
+
+    def held_encode(srcs):
+        started.set()
+        release.wait(10)
+        return real_encode(srcs)
+
+    def recording_join(ids, encoded, options):
+        joined.append(list(ids))
+        return real_join(ids, encoded, options)
+
+    engine.encode = held_encode  # type: ignore[method-assign]
+    engine.join = recording_join  # type: ignore[method-assign]
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        job = submit_with(scheduler, sources(parts, 2, seed=33), SearchOptions(), loop)
+        while not started.is_set():
+            await asyncio.sleep(0.001)
+        scheduler.cancel(job)
+        release.set()
+        while not joined:
+            await asyncio.sleep(0.001)
+        engine.encode = real_encode  # type: ignore[method-assign]
+        later = submit_with(scheduler, sources(parts, 2, seed=34), SearchOptions(), loop)
+        return job, await later.future
+
+    job, later = asyncio.run(asyncio.wait_for(scenario(), 60))
+    scheduler.stop(10)
+    assert job.state is JobState.CANCELLED and not job.future.done()  # nobody is answered
+    assert joined[0] == [(job.id, 0), (job.id, 1)] and len(later) == 2
+    assert len(engine) == 0 and engine.active_rows == 0  # its rows died at once
+
+
+def test_a_failing_encoder_pass_fails_only_its_request(parts) -> None:
+    scheduler, engine, _ = make_scheduler(parts, join_interval=1)
+    real_encode = engine.encode
+    poisoned = sources(parts, 1, seed=35)[0]
+
+    def encode(srcs):
+        if poisoned in srcs:
+            raise RuntimeError("injected encoder failure")
+        return real_encode(srcs)
+
+    engine.encode = encode  # type: ignore[method-assign]
+    long = [s * 4 for s in sources(parts, 3, seed=36)]
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        running = submit_with(scheduler, long, SearchOptions(beam_size=2, min_length=40), loop)
+        while not len(engine):
+            await asyncio.sleep(0.001)
+        bad = submit_with(scheduler, [poisoned], SearchOptions(beam_size=2), loop)
+        return await asyncio.gather(running.future, bad.future, return_exceptions=True)
+
+    running, bad = asyncio.run(asyncio.wait_for(scenario(), 60))
+    alive = scheduler.alive
+    scheduler.stop(10)
+    assert isinstance(bad, EngineFailure) and "RuntimeError" in str(bad)
+    assert len(running) == 3 and all(running)  # the batch it would have joined went on
+    assert alive and len(engine) == 0
