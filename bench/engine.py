@@ -1,28 +1,35 @@
 """``tongyeok bench engine``: target tokens/s of Tongyeok vs CTranslate2, Transformers and PyTorch.
 
-Fair by construction: every engine decodes the same sentences with the same weights, the same
-thread count and the same forced number of generated tokens per sentence (EOS forbidden before it,
-stopped at it), in the same batches in the same (file) order; and every measurement runs in a
-fresh process of its own (``bench/engines.py``) that loads only that engine, so no other engine's
-thread pool competes for the cores. Each child reports the CPU time other processes used during
-its timed runs: a run where they used more than a tenth of a core is flagged as contended. Each
-child also reports what it fed its engine, as pieces with EOS: a cell whose engines were not all
-fed exactly the sources cut by the reference tokenizer fails the run.
+Fair by construction: every engine decodes the same sentences with the same weights and the same
+forced number of generated tokens per sentence (EOS forbidden before it, stopped at it), in the
+same batches in the same (file) order; and every measurement runs in a fresh process of its own
+(``bench/engines.py``) that loads only that engine, so no other engine's thread pool competes for
+the cores. Each engine is measured at every given thread count (default: 1 and the usable cores)
+and judged by its best: a single shared count measures one engine's configuration against the
+others' worst case (CTranslate2's int8 is several times slower with 2 threads than with 1 on the
+2-vCPU machine), a benchmark only one engine can win. Every engine gets the same counts, so the
+same number of chances. Each child reports the CPU time other processes used during its timed
+runs: a run where they used more than a tenth of a core is flagged as contended. Each child also
+reports what it fed its engine, as pieces with EOS: a measurement whose engine was not fed
+exactly the sources cut by the reference tokenizer fails the run.
 
 Three models (``bench/engine_models.py``, ``--models``): the shipped one, a Transformer-base-sized
 one with random weights (speed does not depend on training), and OPUS-MT's shape (d=512, 6+6,
 58,101 ids, random) imported from a local Marian directory. Cost on the 2-core machine, with the
-defaults (64 sentences, 16 at batch 1, batches 1/8/32/64, greedy and beam 4, 3 timed runs): about
-5 minutes for shipped and 20 for base (48 processes each); a decoder step of OPUS-MT's shape costs
-about twice base's (its 512 x 58,101 output projection outweighs the six layers), so all 8 cells
-would add about 40 minutes: by default it runs batch 1 (8 sentences) and batch 32 only, about 15
-minutes including building, importing and converting it (~2 minutes, ~1 GB of temporary files).
+defaults (64 sentences, 16 at batch 1, batches 1/8/32/64, greedy and beam 4, 3 timed runs), per
+thread count: about 5 minutes for shipped and 20 for base (48 processes each); a decoder step of
+OPUS-MT's shape costs about twice base's (its 512 x 58,101 output projection outweighs the six
+layers), so all 8 cells would add about 40 minutes: by default it runs batch 1 (8 sentences) and
+batch 32 only, about 15 minutes including building, importing and converting it (~2 minutes, ~1 GB
+of temporary files). The default two thread counts double the measuring time (the building is
+done once); ``--threads 2`` gives the old single-count table.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import statistics
 import subprocess
@@ -54,6 +61,7 @@ class Result:
     batch: int
     beam: int
     engine: str
+    threads: int  # intra-op threads it ran with
     seconds: float  # median of the timed runs
     tokens: int
     other_cpu: float  # CPU seconds other processes used during the timed runs, summed
@@ -69,6 +77,16 @@ class Result:
     @property
     def contended(self) -> bool:
         return self.other_cpu > CONTENDED * self.seconds
+
+
+def thread_counts(given: Sequence[int] | None = None) -> list[int]:
+    """The thread counts to measure every engine at, ascending, each once; by default 1 (what
+    one process per core runs) and every core this process may use (what one process alone
+    runs), the two ends of how a user would deploy an engine."""
+    counts = sorted(set(given or (1, len(os.sched_getaffinity(0)))))
+    if not counts or counts[0] < 1:
+        raise ValueError(f"thread counts must be 1 or more, got {list(given or [])}")
+    return counts
 
 
 def measure(spec: dict, spec_path: Path) -> dict:
@@ -91,7 +109,7 @@ def run_bench(
     batches: Sequence[int] = (1, 8, 32, 64),
     beams: Sequence[int] = (1, 4),
     tokens: int = 32,
-    threads: int = 2,
+    threads: Sequence[int] | None = None,
     sentences_batch1: int = 16,
     models: Sequence[str] = ("shipped", "base", "opus"),
     engines: Sequence[str] = ENGINES,
@@ -101,9 +119,11 @@ def run_bench(
     opus_batches: Sequence[int] | None = OPUS_BATCHES,
     opus_sentences_batch1: int | None = OPUS_SENTENCES_BATCH1,
 ) -> list[Result]:
-    """Every (model, beam, batch) with every engine, engines interleaved so that a slow drift of
-    the machine touches all of them alike; each measurement in its own process. ``texts`` are cut
-    into ids by each model's own tokenizer; ``opus`` is the shape of the OPUS-MT model."""
+    """Every (model, beam, batch) with every engine at every thread count (``thread_counts``),
+    engines interleaved within each count so that a slow drift of the machine touches all of them
+    alike; each measurement in its own process. ``texts`` are cut into ids by each model's own
+    tokenizer; ``opus`` is the shape of the OPUS-MT model."""
+    counts = thread_counts(threads)
     registry = bench_models(opus_batches, opus_sentences_batch1)
     unknown = [m for m in models if m not in registry]
     if unknown:
@@ -125,48 +145,58 @@ def run_bench(
                     expected = digest([vocab.pieces(s) for s in subset])
                     path = root / f"sources-{name}-{len(subset)}.json"
                     path.write_text(json.dumps(subset))
-                    for engine in engines:
-                        spec = {
-                            "engine": engine,
-                            "workdir": str(work),
-                            "weights": model.weights,
-                            "sources": str(path),
-                            "batch": batch,
-                            "beam": beam,
-                            "tokens": tokens,
-                            "threads": threads,
-                            "repeats": repeats,
-                        }
-                        result = result_of(name, spec, measure(spec, root / "spec.json"))
-                        if result.fed != expected:
-                            raise RuntimeError(
-                                f"{name} batch {batch}: {engine} was fed other sources than the "
-                                f"reference tokenizer's ({result.fed} != {expected})"
-                            )
-                        results.append(result)
-                        flag = "  CONTENDED" if result.contended else ""
-                        log(
-                            f"{name:<8} batch {batch:>3} beam {beam} {engine:<14} "
-                            f"{result.tokens_per_second:9.0f} tok/s  peak {result.peak_mb:6.0f} MB"
-                            f"  other CPU {result.other_cpu:5.2f} s{flag}"
-                        )
+                    for count in counts:
+                        for engine in engines:
+                            spec = {
+                                "engine": engine,
+                                "workdir": str(work),
+                                "weights": model.weights,
+                                "sources": str(path),
+                                "batch": batch,
+                                "beam": beam,
+                                "tokens": tokens,
+                                "threads": count,
+                                "repeats": repeats,
+                            }
+                            result = result_of(name, spec, measure(spec, root / "spec.json"))
+                            check_fed(result, expected)
+                            results.append(result)
+                            log(log_line(result))
     return results
+
+
+def check_fed(result: Result, expected: str) -> None:
+    if result.fed != expected:
+        raise RuntimeError(
+            f"{result.model} batch {result.batch}: {result.engine} ({result.threads} threads) was "
+            f"fed other sources than the reference tokenizer's ({result.fed} != {expected})"
+        )
+
+
+def log_line(r: Result) -> str:
+    flag = "  CONTENDED" if r.contended else ""
+    return (
+        f"{r.model:<8} batch {r.batch:>3} beam {r.beam} {r.engine:<14} {r.threads:>2}t "
+        f"{r.tokens_per_second:9.0f} tok/s  peak {r.peak_mb:6.0f} MB"
+        f"  other CPU {r.other_cpu:5.2f} s{flag}"
+    )
 
 
 def result_of(model: str, spec: dict, report: dict) -> Result:
     runs = report["runs"]
     return Result(
-        model,
-        spec["batch"],
-        spec["beam"],
-        spec["engine"],
-        statistics.median(r["seconds"] for r in runs),
-        report["tokens"],
-        sum(r["other_cpu"] for r in runs),
-        report["peak_mb"],
-        report["pid"],
-        report["fed"],
-        report["outputs"],
+        model=model,
+        batch=spec["batch"],
+        beam=spec["beam"],
+        engine=spec["engine"],
+        threads=spec["threads"],
+        seconds=statistics.median(r["seconds"] for r in runs),
+        tokens=report["tokens"],
+        other_cpu=sum(r["other_cpu"] for r in runs),
+        peak_mb=report["peak_mb"],
+        pid=report["pid"],
+        fed=report["fed"],
+        outputs=report["outputs"],
     )
 
 
@@ -174,78 +204,159 @@ def geometric_mean(values: Sequence[float]) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
 
 
-def markdown(results: list[Result], threads: int, tokens: int, machine: str = "") -> str:
-    """The tables, models in the order they ran, with each model's shape as a legend."""
+Key = tuple[str, int, int]  # (model, beam, batch): one row of the tables
+Rows = dict[Key, dict[str, Result]]  # each row's engines, by their best measurement
+RATIOS = (  # (column, numerator, denominator): ours over a peer, each engine at its best
+    ("fp32/ct2", "tongyeok fp32", "ct2 float32"),
+    ("int8/ct2", "tongyeok int8", "ct2 int8"),
+    ("fp32/transformers", "tongyeok fp32", "transformers"),
+)
+OURS_VS_CT2 = RATIOS[:2]
+
+
+def rank(r: Result) -> tuple[float, int]:
+    """Faster is better; on a tie the fewer threads, as a user would pick."""
+    return r.tokens_per_second, -r.threads
+
+
+def best_of(results: Sequence[Result]) -> Rows:
+    """Each row's engines, each by its best measurement over the thread counts: how its user
+    would run it. Rows in the order they ran."""
+    rows: Rows = {}
+    for r in results:
+        cell = rows.setdefault((r.model, r.beam, r.batch), {})
+        if r.engine not in cell or rank(r) > rank(cell[r.engine]):
+            cell[r.engine] = r
+    return rows
+
+
+def ratio(cell: dict[str, Result], a: str, b: str) -> float | None:
+    if a not in cell or b not in cell:
+        return None
+    return cell[a].tokens_per_second / cell[b].tokens_per_second
+
+
+def speed(r: Result, label: bool) -> str:
+    """Tokens/s, ``*`` when contended, and the thread count when several were measured."""
+    flag = "*" if r.contended else ""
+    return f"{r.tokens_per_second:.0f}{flag}" + (f" ({r.threads}t)" if label else "")
+
+
+def table(
+    keys: Sequence[Key], values: Callable[[Key], list[str]], extra: Sequence[str] = ()
+) -> list[str]:
+    """A markdown table with a line per row: its engines' ``values``, then ``extra`` columns."""
+    names = [*ENGINES, *extra]
+    lines = [
+        "| model | batch | search | " + " | ".join(names) + " |",
+        "| --- | ---: | --- |" + " ---: |" * len(names),
+    ]
+    for key in keys:
+        model, beam, batch = key
+        search = "greedy" if beam == 1 else f"beam {beam}"
+        lines.append(f"| {model} | {batch} | {search} | {' | '.join(values(key))} |")
+    return lines
+
+
+def markdown(results: list[Result], tokens: int, machine: str = "") -> str:
+    """The tables, models in the order they ran, with each model's shape as a legend: each
+    engine's best over the thread counts with the count, ratios of those bests, the peak memory
+    of each best, and (when several counts ran) every count's tokens/s side by side."""
+    counts = sorted({r.threads for r in results})
+    several = len(counts) > 1
+    rows = best_of(results)
+    order = list(dict.fromkeys(model for model, _, _ in rows))
+    keys = sorted(rows, key=lambda k: (order.index(k[0]), k[1], k[2]))
+    lines = [
+        *preamble(counts, tokens, machine, order),
+        *table(keys, lambda k: speed_row(rows[k], several), [c for c, _, _ in RATIOS]),
+        *geometric_mean_line(rows),
+    ]
+    if several:
+        lines += ["", best_counts_line(rows, counts)]
+    of = ", in the measurement its best tokens/s above came from" if several else ""
+    lines += ["", f"Peak resident memory (MB) of each engine's process{of}:", ""]
+    lines += table(
+        keys, lambda k: [f"{rows[k][e].peak_mb:.0f}" if e in rows[k] else "–" for e in ENGINES]
+    )
+    if several:
+        at = {(r.model, r.beam, r.batch, r.engine, r.threads): r for r in results}
+        lines += ["", f"Target tokens/s at each thread count ({' / '.join(map(str, counts))}):", ""]
+        lines += table(keys, lambda k: [per_count(at, k, e, counts) for e in ENGINES])
+    return "\n".join(lines)
+
+
+def preamble(counts: Sequence[int], tokens: int, machine: str, models: Sequence[str]) -> list[str]:
+    """What was run, on what, and how to read the first table."""
     import ctranslate2
     import onnxruntime
     import transformers
 
-    ours_vs_ct2 = [
-        ("tongyeok fp32", "ct2 float32"),
-        ("tongyeok int8", "ct2 int8"),
-    ]
-    lines = [
-        f"{threads} threads for every engine, {tokens} generated tokens forced per sentence, "
-        "the same batches in file order for every engine, each measurement in a fresh process "
+    several = len(counts) > 1
+    named = ", ".join(map(str, counts[:-1])) + " and " if several else ""
+    threads = (
+        f"every engine at {named}{counts[-1]} threads, its best kept per cell"
+        if several
+        else f"{counts[0] if counts else '–'} threads for every engine"
+    )
+    shapes = {name: m.shape for name, m in bench_models().items()}
+    legend = "; ".join(f"{m}: {shapes.get(m, m)}" for m in models)
+    return [
+        f"{threads[0].upper()}{threads[1:]}, {tokens} generated tokens forced per sentence, the "
+        "same batches in file order for every engine, each measurement in a fresh process "
         f"(median of the timed runs); onnxruntime {onnxruntime.__version__}, ctranslate2 "
         f"{ctranslate2.__version__}, transformers {transformers.__version__}, torch "
         f"{torch.__version__}; {machine or platform.machine()}",
         "",
-        "Target tokens/s; ratios are Tongyeok over CTranslate2 at the same precision, and "
-        "Tongyeok fp32 over Transformers `generate` (with its cache). A `*` marks a run during "
-        f"which other processes used more than {CONTENDED:.0%} of a core.",
+        f"Models: {legend}.",
         "",
-        "| model | batch | search | "
-        + " | ".join(ENGINES)
-        + " | fp32/ct2 | int8/ct2 | fp32/transformers |",
-        "| --- | ---: | --- |" + " ---: |" * (len(ENGINES) + 3),
+        "Target tokens/s"
+        + (", each engine at its best thread count (in brackets)" if several else "")
+        + "; ratios are Tongyeok over CTranslate2 at the same precision, and Tongyeok fp32 over "
+        "Transformers `generate` (with its cache). A `*` marks a run during which other "
+        f"processes used more than {CONTENDED:.0%} of a core.",
+        "",
     ]
-    order = list(dict.fromkeys(r.model for r in results))
-    shapes = {name: m.shape for name, m in bench_models().items()}
-    legend = "; ".join(f"{m}: {shapes.get(m, m)}" for m in order)
-    lines[1:1] = ["", f"Models: {legend}."]
-    keys = sorted(
-        {(r.model, r.beam, r.batch) for r in results},
-        key=lambda k: (order.index(k[0]), k[1], k[2]),
+
+
+def speed_row(cell: dict[str, Result], label: bool) -> list[str]:
+    values = [speed(cell[e], label) if e in cell else "–" for e in ENGINES]
+    for _, a, b in RATIOS:
+        value = ratio(cell, a, b)
+        values.append("–" if value is None else f"{value:.2f}×")
+    return values
+
+
+def per_count(at: dict, key: Key, engine: str, counts: Sequence[int]) -> str:
+    """One engine's tokens/s in one row at each count, e.g. ``183 / 1338`` ("–": not run)."""
+    runs = [at.get((*key, engine, c)) for c in counts]
+    return " / ".join(speed(r, False) if r else "–" for r in runs) if any(runs) else "–"
+
+
+def geometric_mean_line(rows: Rows) -> list[str]:
+    ratios = [
+        value
+        for cell in rows.values()
+        for _, a, b in OURS_VS_CT2
+        if (value := ratio(cell, a, b)) is not None
+    ]
+    if not ratios:
+        return []
+    return [
+        "",
+        "Tongyeok over CTranslate2, every cell at the same precision: geometric mean "
+        f"{geometric_mean(ratios):.2f}×, lowest {min(ratios):.2f}×, highest {max(ratios):.2f}×.",
+    ]
+
+
+def best_counts_line(rows: Rows, counts: Sequence[int]) -> str:
+    """How many cells each count was an engine's best in: whether one count suits it throughout."""
+    parts = []
+    for engine in ENGINES:
+        best = [cell[engine].threads for cell in rows.values() if engine in cell]
+        if best:
+            tally = ", ".join(f"{c}t in {best.count(c)}" for c in counts if c in best)
+            parts.append(f"{engine} {tally} of {len(best)}")
+    return (
+        f"Which thread count gave each engine's best, in how many of its cells: {'; '.join(parts)}."
     )
-    ratios: list[float] = []
-    for model, beam, batch in keys:
-        cell = {r.engine: r for r in results if (r.model, r.beam, r.batch) == (model, beam, batch)}
-
-        def ratio(a: str, b: str, cell=cell) -> str:
-            if a not in cell or b not in cell:
-                return "–"
-            return f"{cell[a].tokens_per_second / cell[b].tokens_per_second:.2f}×"
-
-        ratios += [
-            cell[a].tokens_per_second / cell[b].tokens_per_second
-            for a, b in ours_vs_ct2
-            if a in cell and b in cell
-        ]
-        values = " | ".join(
-            f"{cell[e].tokens_per_second:.0f}{'*' if cell[e].contended else ''}"
-            if e in cell
-            else "–"
-            for e in ENGINES
-        )
-        search = "greedy" if beam == 1 else f"beam {beam}"
-        lines.append(
-            f"| {model} | {batch} | {search} | {values} | {ratio('tongyeok fp32', 'ct2 float32')} "
-            f"| {ratio('tongyeok int8', 'ct2 int8')} | {ratio('tongyeok fp32', 'transformers')} |"
-        )
-    if ratios:
-        lines += [
-            "",
-            "Tongyeok over CTranslate2, every cell at the same precision: geometric mean "
-            f"{geometric_mean(ratios):.2f}×, lowest {min(ratios):.2f}×, "
-            f"highest {max(ratios):.2f}×.",
-        ]
-    lines += ["", "Peak resident memory (MB) of each engine's process:", ""]
-    lines += ["| model | batch | search | " + " | ".join(ENGINES) + " |"]
-    lines += ["| --- | ---: | --- |" + " ---: |" * len(ENGINES)]
-    for model, beam, batch in keys:
-        cell = {r.engine: r for r in results if (r.model, r.beam, r.batch) == (model, beam, batch)}
-        values = " | ".join(f"{cell[e].peak_mb:.0f}" if e in cell else "–" for e in ENGINES)
-        search = "greedy" if beam == 1 else f"beam {beam}"
-        lines.append(f"| {model} | {batch} | {search} | {values} |")
-    return "\n".join(lines)

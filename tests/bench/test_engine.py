@@ -6,14 +6,17 @@ pipeline, with its real vocabulary of 58,101 ids at tiny widths."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 from pathlib import Path
 
 import pytest
 
-from bench.engine import ENGINES, markdown, run_bench
+from bench.engine import ENGINES, Result, best_of, markdown, run_bench, thread_counts
 from bench.marian_dirs import OPUS_MT, marian_vocab
 from tests.conftest import copy_pairs
+from tongyeok.cli import build_parser, main
 
 # OPUS-MT's flags and vocabulary size (swish, scaled tied embeddings, EOS 0, pad 58,100 and the
 # decoder start) at widths that run in seconds.
@@ -42,7 +45,7 @@ def test_every_engine_runs_alone_on_the_same_work(toy_checkpoint: Path) -> None:
         batches=[1, 4],
         beams=[2],
         tokens=5,
-        threads=1,
+        threads=[1],
         sentences_batch1=2,
         models=["shipped"],
         repeats=1,
@@ -56,9 +59,32 @@ def test_every_engine_runs_alone_on_the_same_work(toy_checkpoint: Path) -> None:
         assert r.seconds > 0 and r.peak_mb > 0
     for batch in (1, 4):  # the same pieces (EOS included) in every engine's own ids
         assert len({r.fed for r in results if r.batch == batch}) == 1
-    table = markdown(results, 1, 5, "test machine")
+    assert {r.threads for r in results} == {1}
+    table = markdown(results, 5, "test machine")
     assert "geometric mean" in table and "test machine" in table
     assert table.count("| shipped | 4 | beam 2 |") == 2  # speed row and memory row
+
+
+def test_every_thread_count_runs_in_a_process_of_its_own(toy_checkpoint: Path) -> None:
+    # One engine whose process starts in under a second: the counts' loop, for real.
+    results = run_bench(
+        [s for s, _ in copy_pairs(4, seed=3)],
+        toy_checkpoint,
+        batches=[2],
+        beams=[1],
+        tokens=3,
+        threads=[2, 1, 2],
+        models=["shipped"],
+        engines=["tongyeok int8"],
+        repeats=1,
+        log=lambda _: None,
+    )
+    assert [r.threads for r in results] == [1, 2]  # each count once, ascending
+    assert len({r.pid for r in results}) == 2 and len({r.fed for r in results}) == 1
+    per_count = markdown(results, 3).splitlines()[-1]  # tongyeok int8 at 1 / 2 threads
+    assert re.fullmatch(
+        r"\| shipped \| 2 \| greedy \| – \| \d+\*? / \d+\*? \|( – \|){4}", per_count
+    )
 
 
 def test_opus_shape_feeds_every_engine_the_same_marian_sources() -> None:
@@ -68,7 +94,7 @@ def test_opus_shape_feeds_every_engine_the_same_marian_sources() -> None:
         batches=[1, 2],
         beams=[1],
         tokens=4,
-        threads=1,
+        threads=[1],
         models=["opus"],
         repeats=1,
         log=lambda _: None,
@@ -82,7 +108,7 @@ def test_opus_shape_feeds_every_engine_the_same_marian_sources() -> None:
     # its decoder from pad (a zero embedding), knows EOS is id 0 and never emits pad.
     fp32 = {r.engine: r.outputs for r in results if r.engine not in ("tongyeok int8", "ct2 int8")}
     assert len(set(fp32.values())) == 1, fp32
-    assert "opus: OPUS-MT shape" in markdown(results, 1, 4)
+    assert "opus: OPUS-MT shape" in markdown(results, 4)
 
 
 def test_opus_vocabulary_has_marians_layout() -> None:
@@ -93,3 +119,84 @@ def test_opus_vocabulary_has_marians_layout() -> None:
     assert "c" not in vocab and vocab["▁b"] == 3
     with pytest.raises(ValueError, match="smaller than the 5 needed"):
         marian_vocab(["▁a", "▁b"], [], eos_first=True, drop=0, size=4)
+
+
+def measured(
+    engine: str, threads: int, tokens_per_second: int, peak_mb: float = 100.0, **kw: object
+) -> Result:
+    """A measurement as a child would report it (one second, so tokens are tokens/s)."""
+    fields: dict = dict(model="shipped", batch=1, beam=1, other_cpu=0.0, pid=threads) | kw
+    return Result(
+        engine=engine,
+        threads=threads,
+        seconds=1.0,
+        tokens=tokens_per_second,
+        peak_mb=peak_mb,
+        **fields,
+    )
+
+
+# CTranslate2 int8 fast at 1 thread and slow at 2 (as on the 2-vCPU machine), Tongyeok fp32 best
+# at 2: at any one shared count a ratio would differ from the ratio of bests.
+AT_TWO_COUNTS = [
+    measured("tongyeok fp32", 1, 508, 90.0),
+    measured("tongyeok fp32", 2, 519, 95.0),
+    measured("tongyeok int8", 1, 1123, 60.0),
+    measured("tongyeok int8", 2, 793, 61.0),
+    measured("ct2 float32", 1, 650, 70.0),
+    measured("ct2 float32", 2, 600, 71.0),
+    measured("ct2 int8", 1, 1338, 40.0),
+    measured("ct2 int8", 2, 183, 45.0, other_cpu=0.5),  # contended
+]
+
+
+def test_each_engine_is_judged_at_its_best_thread_count() -> None:
+    best = best_of(AT_TWO_COUNTS)[("shipped", 1, 1)]
+    assert {e: (r.threads, r.tokens) for e, r in best.items()} == {
+        "tongyeok fp32": (2, 519),
+        "tongyeok int8": (1, 1123),
+        "ct2 float32": (1, 650),
+        "ct2 int8": (1, 1338),
+    }
+    tie = best_of([measured("ct2 int8", 2, 700), measured("ct2 int8", 1, 700)])
+    assert tie[("shipped", 1, 1)]["ct2 int8"].threads == 1  # as fast: the fewer threads
+
+
+def test_table_labels_the_best_count_and_divides_bests() -> None:
+    table = markdown(AT_TWO_COUNTS, 32, "test machine")
+    assert table.startswith("Every engine at 1 and 2 threads, its best kept per cell")
+    speed, memory, per_count = (line for line in table.splitlines() if line.startswith("| shipped"))
+    assert speed.split(" | ")[3:7] == ["519 (2t)", "1123 (1t)", "650 (1t)", "1338 (1t)"]
+    # fp32 519/650 and int8 1123/1338: not 508/650 or 519/600 (one count), not 793/183 (2t)
+    assert speed.endswith("| 0.80× | 0.84× | – |"), speed
+    mean = math.sqrt(519 / 650 * 1123 / 1338)
+    assert f"geometric mean {mean:.2f}×, lowest 0.80×, highest 0.84×" in table
+    assert "tongyeok fp32 2t in 1 of 1; tongyeok int8 1t in 1 of 1;" in table
+    assert memory.split(" | ")[3:7] == ["95", "60", "70", "40"]  # of the best measurement
+    cells = per_count.split(" | ")[3:7]
+    assert cells == ["508 / 519", "1123 / 793", "650 / 600", "1338 / 183*"]  # every run shown
+
+
+def test_one_thread_count_keeps_the_single_count_table() -> None:
+    table = markdown([r for r in AT_TWO_COUNTS if r.threads == 2], 32)
+    assert table.startswith("2 threads for every engine, 32 generated tokens")
+    assert "(2t)" not in table and "each thread count" not in table
+    rows = [line for line in table.splitlines() if line.startswith("| shipped")]
+    assert len(rows) == 2  # speed and memory only
+    assert rows[0].split(" | ")[3:7] == ["519", "793", "600", "183*"]
+    assert "| 0.86× | 4.33× | – |" in rows[0]  # 519/600 and 793/183: ratios at that count
+
+
+def test_thread_counts_from_the_command_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine = ["bench", "engine", "--models", "shipped"]
+    assert build_parser().parse_args([*engine, "--threads", "2", "1", "2"]).threads == [2, 1, 2]
+    assert build_parser().parse_args(engine).threads is None
+    assert thread_counts([2, 1, 2]) == [1, 2]  # each once, ascending
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert thread_counts(None) == [1, 4]  # default: 1 and every usable core
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {5})
+    assert thread_counts(None) == [1]
+    assert main([*engine, "--threads", "1", "0"]) == 1  # refused before any building
+    assert "thread counts must be 1 or more, got [1, 0]" in capsys.readouterr().err
