@@ -45,3 +45,14 @@ def test_unset_threads_leave_one_core_to_the_event_loop(monkeypatch: pytest.Monk
     assert runtime_options(Settings(device="cpu", threads=4)).intra_op_threads == 4
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
     assert runtime_options(Settings(device="cpu")).intra_op_threads == 1
+
+
+@pytest.mark.parametrize("value", ["maybe", "", "2", "\u202e", "x" * 10_000])
+def test_overlap_encoder_refuses_what_is_not_a_boolean(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("TONGYEOK_OVERLAP_ENCODER", value)
+    with pytest.raises(ValidationError, match="overlap_encoder"):
+        Settings()
+    monkeypatch.setenv("TONGYEOK_OVERLAP_ENCODER", "false")
+    assert Settings().overlap_encoder is False
