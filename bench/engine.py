@@ -52,6 +52,10 @@ from bench.engines import digest, reference_tokenizer, reference_vocabulary
 from bench.marian_dirs import OPUS_MT, Variant
 
 ENGINES = ("tongyeok fp32", "tongyeok int8", "ct2 float32", "ct2 int8", "transformers", "pytorch")
+# On a GPU (``--device cuda``): fp32 and fp16 each, against Transformers at the same precision
+# (CTranslate2's wheels are built for another CUDA major version than the GPU machine's).
+GPU_ENGINES = ("tongyeok fp32", "tongyeok fp16", "transformers", "transformers fp16")
+COLUMNS = (*ENGINES, "tongyeok fp16", "transformers fp16")  # table order of every engine
 CONTENDED = 0.1  # other processes' CPU seconds per wall second above which a run is flagged
 
 
@@ -118,6 +122,7 @@ def run_bench(
     opus: Variant = OPUS_MT,
     opus_batches: Sequence[int] | None = OPUS_BATCHES,
     opus_sentences_batch1: int | None = OPUS_SENTENCES_BATCH1,
+    device: str = "cpu",
 ) -> list[Result]:
     """Every (model, beam, batch) with every engine at every thread count (``thread_counts``),
     engines interleaved within each count so that a slow drift of the machine touches all of them
@@ -157,6 +162,7 @@ def run_bench(
                                 "tokens": tokens,
                                 "threads": count,
                                 "repeats": repeats,
+                                "device": device,
                             }
                             result = result_of(name, spec, measure(spec, root / "spec.json"))
                             check_fed(result, expected)
@@ -210,6 +216,7 @@ RATIOS = (  # (column, numerator, denominator): ours over a peer, each engine at
     ("fp32/ct2", "tongyeok fp32", "ct2 float32"),
     ("int8/ct2", "tongyeok int8", "ct2 int8"),
     ("fp32/transformers", "tongyeok fp32", "transformers"),
+    ("fp16/transformers fp16", "tongyeok fp16", "transformers fp16"),
 )
 OURS_VS_CT2 = RATIOS[:2]
 
@@ -243,10 +250,13 @@ def speed(r: Result, label: bool) -> str:
 
 
 def table(
-    keys: Sequence[Key], values: Callable[[Key], list[str]], extra: Sequence[str] = ()
+    keys: Sequence[Key],
+    engines: Sequence[str],
+    values: Callable[[Key], list[str]],
+    extra: Sequence[str] = (),
 ) -> list[str]:
-    """A markdown table with a line per row: its engines' ``values``, then ``extra`` columns."""
-    names = [*ENGINES, *extra]
+    """A markdown table with a line per row: its ``engines``' values, then ``extra`` columns."""
+    names = [*engines, *extra]
     lines = [
         "| model | batch | search | " + " | ".join(names) + " |",
         "| --- | ---: | --- |" + " ---: |" * len(names),
@@ -267,9 +277,17 @@ def markdown(results: list[Result], tokens: int, machine: str = "") -> str:
     rows = best_of(results)
     order = list(dict.fromkeys(model for model, _, _ in rows))
     keys = sorted(rows, key=lambda k: (order.index(k[0]), k[1], k[2]))
+    ran = {r.engine for r in results}
+    engines = [e for e in COLUMNS if e in ran]
+    ratios = [r for r in RATIOS if r[1] in ran and r[2] in ran]
     lines = [
         *preamble(counts, tokens, machine, order),
-        *table(keys, lambda k: speed_row(rows[k], several), [c for c, _, _ in RATIOS]),
+        *table(
+            keys,
+            engines,
+            lambda k: speed_row(rows[k], several, engines, ratios),
+            [c for c, _, _ in ratios],
+        ),
         *geometric_mean_line(rows),
     ]
     if several:
@@ -277,21 +295,28 @@ def markdown(results: list[Result], tokens: int, machine: str = "") -> str:
     of = ", in the measurement its best tokens/s above came from" if several else ""
     lines += ["", f"Peak resident memory (MB) of each engine's process{of}:", ""]
     lines += table(
-        keys, lambda k: [f"{rows[k][e].peak_mb:.0f}" if e in rows[k] else "–" for e in ENGINES]
+        keys,
+        engines,
+        lambda k: [f"{rows[k][e].peak_mb:.0f}" if e in rows[k] else "–" for e in engines],
     )
     if several:
         at = {(r.model, r.beam, r.batch, r.engine, r.threads): r for r in results}
         lines += ["", f"Target tokens/s at each thread count ({' / '.join(map(str, counts))}):", ""]
-        lines += table(keys, lambda k: [per_count(at, k, e, counts) for e in ENGINES])
+        lines += table(keys, engines, lambda k: [per_count(at, k, e, counts) for e in engines])
     return "\n".join(lines)
 
 
 def preamble(counts: Sequence[int], tokens: int, machine: str, models: Sequence[str]) -> list[str]:
     """What was run, on what, and how to read the first table."""
-    import ctranslate2
     import onnxruntime
     import transformers
 
+    try:
+        import ctranslate2
+
+        ct2_version = ctranslate2.__version__
+    except ImportError:  # a GPU machine's environment may lack it: it is not measured there
+        ct2_version = "not installed"
     several = len(counts) > 1
     named = ", ".join(map(str, counts[:-1])) + " and " if several else ""
     threads = (
@@ -305,23 +330,25 @@ def preamble(counts: Sequence[int], tokens: int, machine: str, models: Sequence[
         f"{threads[0].upper()}{threads[1:]}, {tokens} generated tokens forced per sentence, the "
         "same batches in file order for every engine, each measurement in a fresh process "
         f"(median of the timed runs); onnxruntime {onnxruntime.__version__}, ctranslate2 "
-        f"{ctranslate2.__version__}, transformers {transformers.__version__}, torch "
+        f"{ct2_version}, transformers {transformers.__version__}, torch "
         f"{torch.__version__}; {machine or platform.machine()}",
         "",
         f"Models: {legend}.",
         "",
         "Target tokens/s"
         + (", each engine at its best thread count (in brackets)" if several else "")
-        + "; ratios are Tongyeok over CTranslate2 at the same precision, and Tongyeok fp32 over "
-        "Transformers `generate` (with its cache). A `*` marks a run during which other "
-        f"processes used more than {CONTENDED:.0%} of a core.",
+        + "; ratios are Tongyeok over CTranslate2 at the same precision, and Tongyeok over "
+        "Transformers `generate` (with its cache) at the same precision. A `*` marks a run "
+        f"during which other processes used more than {CONTENDED:.0%} of a core.",
         "",
     ]
 
 
-def speed_row(cell: dict[str, Result], label: bool) -> list[str]:
-    values = [speed(cell[e], label) if e in cell else "–" for e in ENGINES]
-    for _, a, b in RATIOS:
+def speed_row(
+    cell: dict[str, Result], label: bool, engines: Sequence[str], ratios: Sequence[tuple]
+) -> list[str]:
+    values = [speed(cell[e], label) if e in cell else "–" for e in engines]
+    for _, a, b in ratios:
         value = ratio(cell, a, b)
         values.append("–" if value is None else f"{value:.2f}×")
     return values
@@ -352,7 +379,7 @@ def geometric_mean_line(rows: Rows) -> list[str]:
 def best_counts_line(rows: Rows, counts: Sequence[int]) -> str:
     """How many cells each count was an engine's best in: whether one count suits it throughout."""
     parts = []
-    for engine in ENGINES:
+    for engine in COLUMNS:
         best = [cell[engine].threads for cell in rows.values() if engine in cell]
         if best:
             tally = ", ".join(f"{c}t in {best.count(c)}" for c in counts if c in best)

@@ -106,10 +106,10 @@ def prepare(checkpoint: Checkpoint, work: Path, engines: Sequence[str]) -> None:
     work.mkdir(parents=True, exist_ok=True)
     checkpoint.save(work / "model.pt")
     (work / "tokenizer.model").write_bytes(checkpoint.tokenizer.model_proto)
-    for precision in ("fp32", "int8"):
+    for precision in ("fp32", "int8", "fp16"):
         if f"tongyeok {precision}" in engines:
             export_package(work / "model.pt", work / precision, precision)
-    if any(e.startswith("ct2") or e == "transformers" for e in engines):
+    if any(e.startswith(("ct2", "transformers")) for e in engines):
         export_hf(work / "model.pt", work / "hf")
     if any(e.startswith("ct2") for e in engines):
         convert_ct2(work)
@@ -123,7 +123,7 @@ def prepare_marian(
     work.mkdir(parents=True, exist_ok=True)
     build_marian_dir(variant, work / "hf", texts=texts)
     source = load_marian(work / "hf")
-    for precision in ("fp32", "int8"):
+    for precision in ("fp32", "int8", "fp16"):
         if f"tongyeok {precision}" in engines:
             write_package(source, work / precision, precision)
     if any(e.startswith("ct2") for e in engines):

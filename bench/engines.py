@@ -88,12 +88,16 @@ def chunks(items: Sequence, size: int) -> list[Sequence]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def tongyeok(package: Path, threads: int, vocab: Vocabulary) -> Runner:
+def tongyeok(package: Path, threads: int, vocab: Vocabulary, device: str = "cpu") -> Runner:
     from contract.options import SearchOptions
     from service.engine import Engine
-    from service.runtime import PackageRuntime, RuntimeOptions
+    from service.runtime import CUDA, PackageRuntime, RuntimeOptions
 
-    engine = Engine(PackageRuntime(package, RuntimeOptions(intra_op_threads=threads)))
+    providers = (CUDA, "CPUExecutionProvider") if device == "cuda" else ("CPUExecutionProvider",)
+    runtime = PackageRuntime(package, RuntimeOptions(providers, intra_op_threads=threads))
+    if device == "cuda" and CUDA not in runtime.decoder.get_providers():
+        raise SystemExit(f"tongyeok: no CUDA provider ({runtime.decoder.get_providers()})")
+    engine = Engine(runtime)
     eos = vocab.source(engine.config.eos_id)  # what Engine.add appends, from this package
 
     def run(sources, batch, beam, tokens):
@@ -176,15 +180,20 @@ def pytorch(work: Path, weights: str, threads: int, vocab: Vocabulary) -> Runner
     return run
 
 
-def transformers_generate(hf_dir: Path, threads: int, vocab: Vocabulary) -> Runner:
+def transformers_generate(
+    hf_dir: Path, threads: int, vocab: Vocabulary, device: str = "cpu", half: bool = False
+) -> Runner:
     """MarianMTModel.generate with its KV cache, the same pieces in the directory's ids; pad,
     EOS and the decoder start (pad) from its config; no forced EOS at the length limit, so that
-    all ``tokens`` outputs are words as in every other engine."""
+    all ``tokens`` outputs are words as in every other engine. ``half``: fp16 weights and
+    activations (on a GPU), as a Transformers user runs it there."""
     import torch
     from transformers import MarianMTModel
 
     torch.set_num_threads(threads)
-    model = MarianMTModel.from_pretrained(hf_dir).eval()
+    model = MarianMTModel.from_pretrained(hf_dir).eval().to(device)
+    if half:
+        model = model.half()
     to_id = json.loads((hf_dir / "vocab.json").read_text(encoding="utf-8"))
     target_file = hf_dir / "target_vocab.json"
     target = json.loads(target_file.read_text(encoding="utf-8")) if target_file.is_file() else to_id
@@ -202,6 +211,7 @@ def transformers_generate(hf_dir: Path, threads: int, vocab: Vocabulary) -> Runn
             ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
             mask = ids.ne(pad)
             with torch.inference_mode():
+                ids, mask = ids.to(device), mask.to(device)
                 out = model.generate(
                     input_ids=ids,
                     attention_mask=mask,
@@ -216,6 +226,7 @@ def transformers_generate(hf_dir: Path, threads: int, vocab: Vocabulary) -> Runn
                 )
             if not bool(out[:, 0].eq(start).all()):
                 raise SystemExit(f"transformers: decoder did not start from {start}")
+            out = out.cpu()
             for row, keep in zip(ids.tolist(), mask.tolist(), strict=True):
                 done.fed.append([source_piece[i] for i, k in zip(row, keep, strict=True) if k])
             for row in out[:, 1:].tolist():
@@ -228,15 +239,16 @@ def transformers_generate(hf_dir: Path, threads: int, vocab: Vocabulary) -> Runn
 
 def build(spec: dict) -> Runner:
     work, name, threads = Path(spec["workdir"]), spec["engine"], spec["threads"]
+    device = spec.get("device", "cpu")
     vocab = reference_vocabulary(work)
     if name.startswith("tongyeok "):
-        return tongyeok(work / name.split()[1], threads, vocab)
+        return tongyeok(work / name.split()[1], threads, vocab, device)
     if name.startswith("ct2 "):
         return ctranslate2_engine(work, name.split()[1], threads, vocab)
     if name == "pytorch":
         return pytorch(work, spec["weights"], threads, vocab)
-    if name == "transformers":
-        return transformers_generate(work / "hf", threads, vocab)
+    if name in ("transformers", "transformers fp16"):
+        return transformers_generate(work / "hf", threads, vocab, device, name.endswith("fp16"))
     raise ValueError(f"unknown engine {name!r}")
 
 

@@ -19,6 +19,10 @@ from model.transformer import ModelConfig, Transformer
 
 FORMAT_VERSION = 1
 DEFAULT_CHECKPOINT = Path(__file__).parent / "pretrained" / "en-de.pt"
+# A matrix stored in int8 has its per-row scales under its name plus this suffix (no parameter
+# name ends so); loading multiplies them back, so the rest of the code only ever sees floats.
+INT8_SCALE = ".int8_row_scale"
+INT8_MIN_COLUMNS = 64  # narrower matrices (and vectors) are stored in fp16: too small to matter
 
 
 class CheckpointError(ValueError):
@@ -42,12 +46,26 @@ class Checkpoint:
         model.load_state_dict(weights)
         return model.to(device).eval()
 
-    def save(self, path: str | Path, half: bool = False) -> None:
-        """Write atomically (temp file + rename) so a crash never leaves half a checkpoint."""
-        weights = {
-            k: (v.half() if half and v.is_floating_point() else v).detach().cpu()
-            for k, v in self.state_dict.items()
-        }
+    def save(self, path: str | Path, half: bool = False, int8: bool = False) -> None:
+        """Write atomically (temp file + rename) so a crash never leaves half a checkpoint.
+
+        ``half``: floats in fp16 (half the size). ``int8``: matrices in int8 with one fp32 scale
+        per row, everything else in fp16 (about a quarter of fp32's size): how a release stays
+        small once the model is d=512. Both are storage only; loading gives fp32 back."""
+        weights: dict[str, torch.Tensor] = {}
+        for name, tensor in self.state_dict.items():
+            tensor = tensor.detach().cpu()
+            if (
+                int8
+                and tensor.is_floating_point()
+                and tensor.dim() == 2
+                and (tensor.shape[1] >= INT8_MIN_COLUMNS)
+            ):
+                weights[name], weights[name + INT8_SCALE] = quantize_rows(tensor)
+            elif (half or int8) and tensor.is_floating_point():
+                weights[name] = tensor.half()
+            else:
+                weights[name] = tensor
         payload = {
             "format_version": FORMAT_VERSION,
             "config": self.config.to_dict(),
@@ -92,15 +110,47 @@ def load_checkpoint(path: str | Path | None = None) -> Checkpoint:
             f"{path}: tokenizer has {tokenizer.vocab_size} pieces "
             f"but the model's vocabulary is {config.vocab_size}"
         )
+    try:
+        state_dict = dequantized(payload["model"])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: int8 weights without matching scales: {exc}") from exc
     return Checkpoint(
         config=config,
         tokenizer=tokenizer,
-        state_dict=payload["model"],
+        state_dict=state_dict,
         source_lang=payload["source_lang"],
         target_lang=payload["target_lang"],
         train_state=payload.get("train_state"),
         metadata=payload.get("metadata", {}),
     )
+
+
+def quantize_rows(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 per row: ``matrix ≈ q * scale[:, None]``, |q| <= 127."""
+    weights = matrix.float()
+    scale = weights.abs().amax(dim=1).clamp(min=1e-12) / 127.0
+    q = torch.round(weights / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    return q, scale
+
+
+def dequantized(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``weights`` with every int8 matrix and its row scales turned back into one fp32 matrix."""
+    scales = {k[: -len(INT8_SCALE)]: v for k, v in weights.items() if k.endswith(INT8_SCALE)}
+    out = {}
+    for name, tensor in weights.items():
+        if name.endswith(INT8_SCALE):
+            continue
+        if name in scales:
+            if tensor.dtype != torch.int8 or scales[name].shape != tensor.shape[:1]:
+                raise ValueError(f"{name}: {tensor.dtype} {tuple(tensor.shape)}")
+            tensor = tensor.float() * scales[name].float()[:, None]
+        elif tensor.dtype == torch.int8:
+            raise KeyError(f"{name} has no {INT8_SCALE}")
+        out[name] = tensor
+    orphans = set(scales) - set(out)
+    if orphans:
+        raise KeyError(f"scales without weights: {sorted(orphans)}")
+    return out
 
 
 def average_checkpoints(paths: list[Path]) -> dict[str, torch.Tensor]:

@@ -207,11 +207,15 @@ class Trainer:
     def run(self) -> TrainResult:
         self.prepare()
         cfg = self.cfg
+        deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes > 0 else math.inf
         while self.epoch <= cfg.epochs and not self.reached_max_steps():
             self.train_epoch()
             if self.reached_max_steps() and self.batch_in_epoch:
                 break  # stopped mid-epoch by max_steps: last.pt already holds the state
             self.end_epoch()
+            if time.monotonic() >= deadline:
+                self.log(f"stopping after epoch {self.epoch - 1}: --max-minutes {cfg.max_minutes}")
+                break
         self.finish()
         best = self.best[0][0] if self.best else None
         return TrainResult(self.out, self.step, self.losses, best)

@@ -54,6 +54,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     epochs: int = 20
     max_steps: int = 0  # 0: no limit
+    # Wall-clock budget of this invocation: training stops at the end of the first epoch that
+    # ends past it, then averages as usual (a lent GPU for N minutes; 0: no limit).
+    max_minutes: float = 0.0
     seed: int = 1
     # bookkeeping
     save_every: int = 500  # steps between last.pt rewrites

@@ -6,6 +6,7 @@ thin layer the engine (search, batching) is built on, and what the export parity
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
@@ -15,6 +16,18 @@ import onnxruntime as ort
 
 from contract.package import PackageConfig, load_package_config
 from contract.spec import kv_pair
+
+CUDA = "CUDAExecutionProvider"
+
+
+@functools.cache
+def preload_cuda_libraries() -> None:
+    """Load CUDA and cuDNN before the first CUDA session. onnxruntime-gpu does not look for
+    them in the nvidia-* wheels (the GPU image's, or PyTorch's) by itself; its ``preload_dlls``
+    does, and falls back to the system's libraries. Once per process."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:
+        preload()
 
 
 @dataclass(frozen=True)
@@ -32,6 +45,16 @@ class RuntimeOptions:
     # Run the decoder through an IO binding that leaves the caches where the provider computed
     # them (on the GPU with CUDA) and brings only the top-k back to the host; None: only on CUDA.
     io_binding: bool | None = None
+    # Options for the CUDA provider when it is listed, e.g. (("use_tf32", "0"),): fp32 matrix
+    # products in full precision (ONNX Runtime lets them round to TF32 by default).
+    cuda_options: tuple[tuple[str, str], ...] = ()
+
+    def provider_list(self) -> list[str | tuple[str, dict[str, str]]]:
+        """``providers`` as ONNX Runtime takes them, CUDA's with ``cuda_options``."""
+        return [
+            (name, dict(self.cuda_options)) if name == CUDA and self.cuda_options else name
+            for name in self.providers
+        ]
 
     def session_options(self) -> ort.SessionOptions:
         levels = {
@@ -98,7 +121,9 @@ class PackageRuntime:
         )
         self.options = options or RuntimeOptions()
         so = self.options.session_options()
-        providers = list(self.options.providers)
+        providers = self.options.provider_list()
+        if CUDA in self.options.providers:
+            preload_cuda_libraries()
         self.encoder = ort.InferenceSession(str(self.config.encoder_path), so, providers=providers)
         self.decoder = ort.InferenceSession(str(self.config.decoder_path), so, providers=providers)
         dec = self.config.decoder_io
@@ -109,7 +134,7 @@ class PackageRuntime:
             next(t["dtype"] for t in dec["inputs"] if t["name"] == past_key)
         )
         self.layers = self.config.decoder_layers
-        on_cuda = "CUDAExecutionProvider" in self.decoder.get_providers()
+        on_cuda = CUDA in self.decoder.get_providers()
         self.device = "cuda" if on_cuda else "cpu"  # where caches and cross keys/values live
         binding = self.options.io_binding
         self.io_binding = on_cuda if binding is None else binding

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,25 @@ def test_config_file_and_unknown_options(tmp_path: Path) -> None:
     path.write_text("d_modle = 128\n")
     with pytest.raises(ValueError, match=r"unknown training options: \['d_modle'\]"):
         TrainConfig.from_toml(path)
+
+
+def test_max_minutes_stops_after_the_epoch_that_passes_it_and_averages(tmp_path: Path) -> None:
+    """A tiny budget: the first epoch ends past it, so training stops there (of 5 configured),
+    with that epoch's checkpoint and validation written as usual."""
+    config = toy_config(
+        tmp_path,
+        max_steps=0,
+        epochs=5,
+        d_model=32,
+        d_ff=64,
+        max_tokens=4096,
+        average_last=2,
+        max_minutes=1e-6,
+    )
+    messages: list[str] = []
+    train(config, log=messages.append)
+    out = Path(config.out_dir)
+    epochs = [json.loads(line)["epoch"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert epochs == [1]
+    assert any("max-minutes" in m for m in messages)
+    assert (out / "epoch1.pt").exists() and not (out / "epoch2.pt").exists()

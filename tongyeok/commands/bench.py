@@ -84,7 +84,18 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
         type=int,
         help="the OPUS-MT model's sentences at batch size 1 (default 8)",
     )
-    g.add_argument("--engines", nargs="+", default=None, help="(default: all)")
+    g.add_argument(
+        "--engines",
+        nargs="+",
+        default=None,
+        help="(default: all on the CPU; on CUDA tongyeok fp32/fp16 and transformers [fp16])",
+    )
+    g.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cuda: every engine on the GPU (ONNX Runtime's CUDA provider, Transformers on CUDA)",
+    )
     g.add_argument("--repeats", type=int, default=3, help="timed runs, median kept (default 3)")
     g.add_argument("--output", help="also write the markdown table to this file")
     g.set_defaults(run=run_bench_engine)
@@ -242,7 +253,7 @@ def run_bench_export(args: argparse.Namespace) -> int:
 def run_bench_engine(args: argparse.Namespace) -> int:
     import subprocess
 
-    from bench.engine import ENGINES, markdown, run_bench, thread_counts
+    from bench.engine import ENGINES, GPU_ENGINES, markdown, run_bench, thread_counts
     from bench.serve import machine_description
 
     threads = thread_counts(args.threads)  # a bad count fails before minutes of building
@@ -260,8 +271,9 @@ def run_bench_engine(args: argparse.Namespace) -> int:
         args.tokens,
         threads,
         args.sentences_batch1,
-        engines=args.engines or ENGINES,
+        engines=args.engines or (GPU_ENGINES if args.device == "cuda" else ENGINES),
         repeats=args.repeats,
+        device=args.device,
         **{k: v for k, v in given.items() if v is not None},  # else run_bench's defaults
     )
     commit = subprocess.run(

@@ -69,7 +69,14 @@ def add_release(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("checkpoints", nargs="+", help="checkpoints to average (one: copied as is)")
     p.add_argument("--out", required=True, help="where to write the release checkpoint")
-    p.add_argument("--half", action="store_true", help="store weights in fp16")
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--half", action="store_true", help="store weights in fp16")
+    kind.add_argument(
+        "--int8",
+        action="store_true",
+        help="store matrices in int8 with a scale per row, the rest in fp16 (about a quarter "
+        "of fp32's size; loaded back as fp32)",
+    )
     p.add_argument(
         "--samples",
         action="store_true",
@@ -90,7 +97,7 @@ def run_release(args: argparse.Namespace) -> int:
         ckpt.state_dict = average_checkpoints(paths)
         ckpt.metadata["averaged"] = [p.name for p in paths]
     ckpt.train_state = None
-    ckpt.save(args.out, half=args.half)
+    ckpt.save(args.out, half=args.half, int8=args.int8)
     print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1e6:.1f} MB)")
     if args.samples:
         import json
