@@ -22,7 +22,8 @@ OPUS-MT's shape costs about twice base's (its 512 x 58,101 output projection out
 layers), so all 8 cells would add about 40 minutes: by default it runs batch 1 (8 sentences) and
 batch 32 only, about 15 minutes including building, importing and converting it (~2 minutes, ~1 GB
 of temporary files). The default two thread counts double the measuring time (the building is
-done once); ``--threads 2`` gives the old single-count table.
+done once); ``--threads 2`` gives the old single-count table. ``--device cuda`` measures on a GPU:
+Tongyeok fp32 and fp16 (CUDA provider) against Transformers ``generate`` at each precision.
 """
 
 from __future__ import annotations

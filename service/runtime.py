@@ -45,9 +45,11 @@ class RuntimeOptions:
     # Run the decoder through an IO binding that leaves the caches where the provider computed
     # them (on the GPU with CUDA) and brings only the top-k back to the host; None: only on CUDA.
     io_binding: bool | None = None
-    # Options for the CUDA provider when it is listed, e.g. (("use_tf32", "0"),): fp32 matrix
-    # products in full precision (ONNX Runtime lets them round to TF32 by default).
-    cuda_options: tuple[tuple[str, str], ...] = ()
+    # Options for the CUDA provider when it is listed. ONNX Runtime lets fp32 matrix products
+    # round to TF32 by default: on an H100 that moved log-probabilities by up to 6e-3 from the
+    # CPU's and changed 3 of 1,000 greedy translations; in full fp32 they stay within 2e-5
+    # (docs/bench/cuda-check-gpu.md). An fp32 package means fp32; fp16 is the fast choice.
+    cuda_options: tuple[tuple[str, str], ...] = (("use_tf32", "0"),)
 
     def provider_list(self) -> list[str | tuple[str, dict[str, str]]]:
         """``providers`` as ONNX Runtime takes them, CUDA's with ``cuda_options``."""

@@ -17,7 +17,9 @@ CPU = "CPUExecutionProvider"
 def test_cuda_options_go_to_the_cuda_provider_only() -> None:
     options = RuntimeOptions(providers=(CUDA, CPU), cuda_options=(("use_tf32", "0"),))
     assert options.provider_list() == [(CUDA, {"use_tf32": "0"}), CPU]
-    assert RuntimeOptions(providers=(CUDA, CPU)).provider_list() == [CUDA, CPU]
+    assert RuntimeOptions(providers=(CUDA, CPU), cuda_options=()).provider_list() == [CUDA, CPU]
+    default = RuntimeOptions(providers=(CUDA, CPU)).provider_list()
+    assert default == [(CUDA, {"use_tf32": "0"}), CPU]  # an fp32 package computes in fp32
     assert RuntimeOptions(cuda_options=(("use_tf32", "0"),)).provider_list() == [CPU]
 
 
