@@ -6,6 +6,7 @@ still build the ``train`` sub-command's flags from this dataclass.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -67,6 +68,13 @@ class TrainConfig:
     threads: int = 0  # 0: torch's default
     amp: bool = True  # mixed precision on CUDA
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        minutes = self.max_minutes
+        if not isinstance(minutes, int | float) or not math.isfinite(minutes) or minutes < 0:
+            raise ValueError(
+                f"max_minutes must be a finite number >= 0 (0: no limit), got {minutes!r}"
+            )
 
     @classmethod
     def from_toml(cls, path: str | Path) -> TrainConfig:

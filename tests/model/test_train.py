@@ -99,3 +99,11 @@ def test_max_minutes_stops_after_the_epoch_that_passes_it_and_averages(tmp_path:
     assert epochs == [1]
     assert any("max-minutes" in m for m in messages)
     assert (out / "epoch1.pt").exists() and not (out / "epoch2.pt").exists()
+
+
+@pytest.mark.parametrize("minutes", [-1.0, float("nan"), float("inf"), "10"])
+def test_max_minutes_must_be_a_finite_number_of_minutes(minutes: object) -> None:
+    """A negative, NaN or infinite budget (or a string from a TOML typo) is refused, naming the
+    option, instead of silently meaning "no limit"."""
+    with pytest.raises(ValueError, match="max_minutes must be a finite number >= 0"):
+        TrainConfig().updated({"max_minutes": minutes})
