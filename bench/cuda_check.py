@@ -27,19 +27,12 @@ import numpy as np
 from contract.options import SearchOptions
 from contract.package import load_package_config
 from contract.tokenizers import load_tokenizer
+from model.data import read_lines
+from model.evaluate import score
 from service.engine import Engine
 from service.runtime import CUDA, PackageRuntime, RuntimeOptions
 
 CPU = "CPUExecutionProvider"
-
-
-def read_lines(path: str, limit: int) -> list[str]:
-    import gzip
-
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        lines = [line.rstrip("\n") for line in f]
-    return lines[:limit] if limit else lines
 
 
 def runtime(package: Path, device: str, tf32: bool = False, binding: bool | None = None):
@@ -159,12 +152,6 @@ def copies_per_step(package: Path, binding: bool, sources: list[list[int]], step
     }
 
 
-def bleu(texts: list[str], refs: list[str]) -> float:
-    import sacrebleu
-
-    return round(sacrebleu.corpus_bleu(texts, [refs]).score, 2)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--fp32", required=True, help="fp32 package directory")
@@ -181,8 +168,8 @@ def main() -> None:
     fp32, fp16 = Path(args.fp32), Path(args.fp16)
     config = load_package_config(fp32)
     tokenizer = load_tokenizer(config)
-    texts = read_lines(args.source, args.sentences)
-    refs = read_lines(args.reference, args.sentences)
+    limit = args.sentences or None
+    texts, refs = read_lines(args.source)[:limit], read_lines(args.reference)[:limit]
     sources = tokenizer.encode_batch(texts)
     report: dict = {}
 
@@ -222,15 +209,15 @@ def main() -> None:
             a == b
             for a, b in zip(value["hyps"], outputs[f"cpu fp32 beam {beam}"]["hyps"], strict=True)
         )
-        score = bleu([tokenizer.decode(h) for h in value["hyps"]], refs)
+        bleu = round(score([tokenizer.decode(h) for h in value["hyps"]], refs)[0], 2)
         report["outputs"][key] = {
-            "bleu": score,
+            "bleu": bleu,
             "identical": same,
             "sentences": len(sources),
             "seconds": round(value["seconds"], 3),
         }
         search = "greedy" if beam == "1" else f"beam {beam}"
-        print(f"| {name} | {search} | {score} | {same}/{len(sources)} | {value['seconds']:.2f} |")
+        print(f"| {name} | {search} | {bleu} | {same}/{len(sources)} | {value['seconds']:.2f} |")
 
     report["copies"] = [
         copies_per_step(fp32, binding, sources[:32], 16) for binding in (True, False)
