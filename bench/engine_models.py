@@ -10,12 +10,13 @@ A model's work directory holds:
 - ``model.pt`` for our checkpoints (the PyTorch reference loads it; an imported Marian model is
   loaded for it through ``export.marian.load_marian`` instead).
 
-Three models: ``shipped`` (our trained checkpoint, d=256, 3+3), ``base`` (Transformer-base with
-random weights and the shipped vocabulary of 8k) and ``opus`` (OPUS-MT's shape: d=512, 6+6, FFN
-2048, 58,101 ids, random weights), built as a real local Marian directory and imported through
-the same pipeline as ``tongyeok import`` (``load_marian`` -> ``write_package``). Speed does not
-depend on training; at OPUS-MT's vocabulary the output projection (512 x 58,101, more than the
-rest of a decoder step) and the top-k over it dominate, which is what users of OPUS-MT run.
+Three models: ``shipped`` (our trained checkpoint, the shipped d=512 3+3 one unless another is
+given), ``base`` (Transformer-base with random weights and the shipped vocabulary of 8k) and
+``opus`` (OPUS-MT's shape: d=512, 6+6, FFN 2048, 58,101 ids, random weights), built as a real local
+Marian directory and imported through the same pipeline as ``tongyeok import`` (``load_marian`` ->
+``write_package``). Speed does not depend on training; at OPUS-MT's vocabulary the output
+projection (512 x 58,101, more than the rest of a decoder step) and the top-k over it dominate,
+which is what users of OPUS-MT run.
 """
 
 from __future__ import annotations
@@ -58,7 +59,11 @@ def bench_models(
     """The registry, ``--models`` names to models; OPUS-MT's cells are cut to keep the run's
     cost down (every decoder step of it costs about twice base's)."""
     return {
-        "shipped": BenchModel("shipped", "our trained model, d=256, 3+3 layers", "checkpoint"),
+        "shipped": BenchModel(
+            "shipped",
+            "our trained checkpoint (by default the shipped one: d=512, 3+3, FFN 2048)",
+            "checkpoint",
+        ),
         "base": BenchModel(
             "base", "Transformer-base, d=512, 6+6, FFN 2048, 8k vocabulary, random", "checkpoint"
         ),

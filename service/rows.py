@@ -108,8 +108,9 @@ class Rows:
             cache_index=np.zeros(n, dtype=np.int64),
             self_mask=np.zeros((n, 0), dtype=bool),
             cache=empty_cache,
-            cross=[c[repeat] for c in cross],
-            src_mask=src_mask[repeat],
+            # One row per sentence (greedy): the encoder's arrays as they are, not a copy.
+            cross=list(cross) if beam == 1 else [c[repeat] for c in cross],
+            src_mask=src_mask if beam == 1 else src_mask[repeat],
             scores=np.tile(first_live, sentences),
             history=np.zeros((n, 0), dtype=np.int64),
             alive=np.ones(n, dtype=bool),
@@ -131,7 +132,11 @@ class Rows:
 
     def concat(self, other: Rows) -> Rows:
         """These rows, then ``other``'s (rows that join: no past of their own), with the source
-        axis padded to the longer of the two."""
+        axis padded to the longer of the two. Without rows of its own, ``other`` as it is: the
+        batch starts empty at every idle start, and copying the joining cross keys/values (beam
+        x sentences x source, every layer) would double them at the moment memory peaks."""
+        if not len(self):
+            return other
         width = max(self.src_mask.shape[1], other.src_mask.shape[1])
         generated = max(self.history.shape[1], other.history.shape[1])
         stacked = {

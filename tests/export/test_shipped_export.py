@@ -58,3 +58,33 @@ def test_engine_equals_reference_on_200_test_sentences(shipped, multi30k: Path, 
     engine_out = Engine(runtime).run(sources, options, max_batch=50)
     same = sum(a[0].tokens == b[0].tokens for a, b in zip(engine_out, reference, strict=True))
     assert same == 200
+
+
+def test_int8_package_stores_the_embeddings_in_int8_and_still_agrees(
+    shipped, multi30k: Path, tmp_path: Path
+) -> None:
+    """The CPU default (int8): its matrices and token tables are int8 (the float32 tables were
+    most of the package), and its greedy output stays that of the fp32 package on real text."""
+    import onnx
+    from onnx import TensorProto
+
+    model, tokenizer, runtime = shipped
+    package = export_package(None, tmp_path / "int8", precision="int8")
+    for graph in ("encoder.onnx", "decoder.onnx"):
+        tables = onnx.load(str(package / graph)).graph.initializer
+        table = [model.cfg.vocab_size, model.cfg.d_model]
+        assert not [t.name for t in tables if t.data_type == TensorProto.FLOAT and t.dims == table]
+        assert any(t.name.endswith(".int8_rows") for t in tables), graph
+    size = sum((package / g).stat().st_size for g in ("encoder.onnx", "decoder.onnx"))
+    fp32 = sum(
+        (runtime.config.encoder_path.stat().st_size, runtime.config.decoder_path.stat().st_size)
+    )
+    assert size < 0.3 * fp32
+    sources = tokenizer.encode_batch(read_lines(multi30k / "test_2016_flickr.en.gz")[:100])
+    src = padded_sources(model, sources)
+    options = SearchOptions(beam_size=1)
+    limits = max_lengths(torch.from_numpy(src != 0), options, model.cfg.max_positions).tolist()
+    exact = onnx_greedy(runtime, src, limits)
+    quantized = onnx_greedy(PackageRuntime(package), src, limits)
+    same = sum(a == b for a, b in zip(exact, quantized, strict=True))
+    assert same >= 85  # int8 rounding changes a few sentences, never most

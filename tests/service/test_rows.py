@@ -66,3 +66,31 @@ def test_histories_follow_reorders_compactions_and_joins() -> None:
             assert rows.generated(r, int(rows.positions[r])) == want[r]
             assert want[r][-1] == rows.tokens[r]
     assert owner > 10 and rows.alive.sum() > 2
+
+
+def test_joining_an_empty_batch_copies_no_cross_keys_or_values() -> None:
+    """The cross keys/values are the biggest arrays a join makes (beam x sentences x source,
+    every layer): an empty batch takes the joining rows as they are, and greedy rows use the
+    encoder's arrays without a copy, so a join never holds two copies of them at once."""
+    encoder_cross = [np.arange(12, dtype=np.float32).reshape(3, 1, 4, 1) for _ in range(2)]
+    for beam in (1, 4):
+        new = Rows.joining(
+            encoder_cross,
+            np.ones((3, 4), dtype=bool),
+            START,
+            [np.zeros((1, 1, 0, 1), dtype=np.float32)] * 2,
+            np.arange(3),
+            SearchOptions(beam_size=beam),
+            np.full(3, 50),
+        )
+        assert [c.shape[0] for c in new.cross] == [3 * beam] * 2
+        shared = [np.shares_memory(a, b) for a, b in zip(new.cross, encoder_cross, strict=True)]
+        assert all(shared) == (beam == 1)
+        empty = Rows.empty(
+            [np.zeros((0, 1, 0, 1), dtype=np.float32)] * 2,
+            [np.zeros((0, 1, 0, 1), dtype=np.float32)] * 2,
+        )
+        assert empty.concat(new) is new
+        # A batch with rows still copies (and pads) as before.
+        both = new.concat(joining([7], beam))
+        assert len(both) == 4 * beam and both.src_mask.shape == (4 * beam, 4)
