@@ -15,7 +15,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 import torch
 
@@ -34,7 +33,7 @@ from contract.version import __version__
 from export.fused import build_decoder, build_encoder
 from export.graphs import TRACE_K, DecoderGraph, EncoderGraph
 from export.source import ModelSource, from_checkpoint
-from model.checkpoint import load_checkpoint
+from model.checkpoint import load_checkpoint, quantize_rows
 from model.transformer import Transformer
 
 # Part of the cache key of exported packages: bumped when the graphs written for the same weights
@@ -184,16 +183,13 @@ def quantize_embeddings(graph: onnx.GraphProto) -> None:
         ):
             nodes.append(node)
             continue
-        if table.name not in quantized:
-            values = numpy_helper.to_array(table)
-            scale = np.abs(values).max(axis=1, keepdims=True) / 127.0
-            scale[scale == 0] = 1.0  # an all-zero row (padding) stays zero
-            rows = np.clip(np.rint(values / scale), -127, 127).astype(np.int8)
+        if table.name not in quantized:  # the release checkpoint's per-row int8 (decision #27)
+            rows, scale = quantize_rows(torch.from_numpy(numpy_helper.to_array(table).copy()))
             names = (f"{table.name}.int8_rows", f"{table.name}.row_scale")
             graph.initializer.extend(
                 [
-                    numpy_helper.from_array(rows, names[0]),
-                    numpy_helper.from_array(scale.astype(np.float32), names[1]),
+                    numpy_helper.from_array(rows.numpy(), names[0]),
+                    numpy_helper.from_array(scale[:, None].numpy(), names[1]),
                 ]
             )
             quantized[table.name] = names
