@@ -74,7 +74,8 @@ KV_AXES_PRESENT = ("batch", "heads", "present_len", "head_dim")
 
 
 def encoder_spec(decoder_layers: int, float_dtype: str = "float32") -> GraphSpec:
-    """``float_dtype``: of the states and cross keys/values (float16 in fp16 packages)."""
+    """``float_dtype``: of the states and cross keys/values (float16 in fp16 packages). Their
+    values at padded source positions are unspecified (finite; masked wherever they are read)."""
     cross = kv_specs("cross", decoder_layers, float_dtype, KV_AXES_SRC)
     return GraphSpec(
         inputs=(

@@ -8,6 +8,13 @@ nodes: one packed Q/K/V MatMul, ``com.microsoft.MultiHeadAttention`` (bias, mask
 in one kernel), ``com.microsoft.SkipLayerNormalization`` (residual + bias + LayerNorm), and the
 feed-forward MatMuls.
 
+The encoder computes its dense layers (projections, feed-forward, layer norms) over the real
+tokens only: a batch of sentences of mixed lengths is padded to its longest, and in file order a
+third to a half of the positions are padding. The positions are packed into one row of real tokens
+for everything position-wise and spread back to (batch, length) only for the attention kernel;
+padded positions of the outputs hold copies of a real position's values (finite, and masked
+wherever they are read).
+
 The graphs keep the package contract exactly (contract/spec.py: same names, dtypes and axes), so
 nothing above the package changes, and the exporter checks them against the PyTorch reference like
 the traced ones (export/verify.py). Only the float32 kernels exist on the CPU for these ops, so
@@ -100,6 +107,46 @@ def linear_bias(layer: torch.nn.Linear) -> np.ndarray:
     return layer.bias.detach().numpy()
 
 
+class Packing:
+    """Moves position-wise tensors between the padded (B, S, W) layout and one packed row of the
+    real tokens, (1, N, W), so that dense layers skip the padding. Built once per graph from the
+    source mask; ``pack`` and ``unpack`` are one Gather each (no copy of the padding)."""
+
+    def __init__(self, g: GraphBuilder, mask: str, ids: str) -> None:
+        self.g = g
+        flat = g.one("Reshape", [mask, g.const("flat", np.array([-1], dtype=np.int64))])
+        nonzero = g.one("NonZero", [flat])  # (1, N): the flat positions of the real tokens
+        self.real = g.one("Squeeze", [nonzero, g.const("axis", np.array([0], dtype=np.int64))])
+        # Where each padded position finds its value in the packed row: its rank among the real
+        # tokens, or row 0 for padding (any real row would do: padding is masked where read).
+        rank = g.one(
+            "CumSum",
+            [
+                g.one("Cast", [flat], to=TensorProto.INT64),
+                g.const("axis", np.array(0, dtype=np.int64)),
+            ],
+        )
+        rank = g.one("Sub", [rank, g.const("one", np.array(1, dtype=np.int64))])
+        self.restore = g.one("Where", [flat, rank, g.const("zero", np.array(0, dtype=np.int64))])
+        self.padded_shape = g.one("Shape", [ids])  # (B, S)
+        self._shapes: dict[int, str] = {}
+
+    def pack(self, x: str, width: int) -> str:
+        """(B, S, W) -> (1, N, W)."""
+        g = self.g
+        row = g.one("Reshape", [x, g.const("row", np.array([1, -1, width], dtype=np.int64))])
+        return g.one("Gather", [row, self.real], axis=1)
+
+    def unpack(self, x: str, width: int) -> str:
+        """(1, N, W) -> (B, S, W)."""
+        g = self.g
+        if width not in self._shapes:
+            w = g.const("width", np.array([width], dtype=np.int64))
+            self._shapes[width] = g.one("Concat", [self.padded_shape, w], axis=0)
+        spread = g.one("Gather", [x, self.restore], axis=1)  # (1, B * S, W)
+        return g.one("Reshape", [spread, self._shapes[width]])
+
+
 class LayerWriter:
     """Writes one model's layers into a ``GraphBuilder``; names follow the module paths."""
 
@@ -133,15 +180,19 @@ class LayerWriter:
         attention_bias: str = "",
         past: tuple[str, str] | None = None,
         present: tuple[str, str] | None = None,
+        packing: Packing | None = None,
     ) -> str:
         """Self-attention over ``x`` (with an optional past), or attention from ``x`` to
         precomputed ``key``/``value`` (B, H, S, Dh); returns the output projection without its
-        bias (which the following SkipLayerNormalization adds)."""
+        bias (which the following SkipLayerNormalization adds). With ``packing``, ``x`` and the
+        result are packed rows of real tokens; only the attention kernel sees the padding."""
         g, heads = self.g, attn.n_heads
         if key is None:  # one packed Q/K/V product, split; the biases go into the kernel
             projections = (attn.q_proj, attn.k_proj, attn.v_proj)
             packed = np.concatenate([linear_weight(p) for p in projections], axis=1)
             qkv = g.one("MatMul", [x, g.const(f"{hint}.qkv.weight", packed)])
+            if packing is not None:
+                qkv = packing.unpack(qkv, packed.shape[1])
             q, k, v = g.op("Split", [qkv], 3, axis=2)
             bias = np.concatenate([linear_bias(p) for p in projections])
             inputs = [q, k, v, g.const(f"{hint}.qkv.bias", bias)]
@@ -159,6 +210,8 @@ class LayerWriter:
         while inputs and inputs[-1] == "":  # trailing optional inputs are left out
             inputs.pop()
         out = g.op("MultiHeadAttention", inputs, outputs, MS_DOMAIN, num_heads=heads)[0]
+        if packing is not None:
+            out = packing.pack(out, self.cfg.d_model)
         return g.one("MatMul", [out, g.const(f"{hint}.out.weight", linear_weight(attn.out_proj))])
 
     def add_norm(self, x: str, sublayer: str, bias: torch.Tensor, norm: torch.nn.LayerNorm) -> str:
@@ -203,22 +256,27 @@ def kv_heads(g: GraphBuilder, x: str, heads: int, head_dim: int, out: str) -> st
 
 @torch.no_grad()
 def build_encoder(model: Transformer, spec: GraphSpec) -> onnx.ModelProto:
-    """(src_ids, src_mask) -> encoder states and every decoder layer's cross keys/values."""
+    """(src_ids, src_mask) -> encoder states and every decoder layer's cross keys/values; the
+    dense layers run over the real tokens only (``Packing``)."""
     cfg, g = model.cfg, GraphBuilder()
     w = LayerWriter(model, g)
-    x = w.embed(model.shared, "src_ids", None, "shared")
+    packing = Packing(g, "src_mask", "src_ids")
+    x = packing.pack(w.embed(model.shared, "src_ids", None, "shared"), cfg.d_model)
     padding = g.one("Cast", ["src_mask"], to=TensorProto.INT32)  # 1 at real tokens
     for i, layer in enumerate(model.encoder_layers):
         hint = f"encoder.{i}"
-        attn = w.attention(layer.self_attn, x, f"{hint}.self", key_padding_mask=padding)
+        attn = w.attention(
+            layer.self_attn, x, f"{hint}.self", key_padding_mask=padding, packing=packing
+        )
         x = w.add_norm(x, attn, layer.self_attn.out_proj.bias, layer.self_attn_layer_norm)
         x = w.feed_forward(layer, x, hint)
-    states = g.op("Identity", [x], ["encoder_states"])[0]
+    g.op("Identity", [packing.unpack(x, cfg.d_model)], ["encoder_states"])
     for i, layer in enumerate(model.decoder_layers):
         cross = layer.encoder_attn
         for proj, name in zip((cross.k_proj, cross.v_proj), kv_pair("cross", i), strict=True):
-            projected = g.one("MatMul", [states, g.const(f"{name}.weight", linear_weight(proj))])
+            projected = g.one("MatMul", [x, g.const(f"{name}.weight", linear_weight(proj))])
             projected = g.one("Add", [projected, g.const(f"{name}.bias", linear_bias(proj))])
+            projected = packing.unpack(projected, cfg.d_model)
             kv_heads(g, projected, cfg.n_heads, cfg.head_dim, name)
     return g.model(spec, "encoder")
 

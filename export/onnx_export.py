@@ -38,8 +38,9 @@ from model.transformer import Transformer
 
 # Part of the cache key of exported packages: bumped when the graphs written for the same weights
 # change (2: fused kernels, docs/decisions.md #23; 3: int8 packages store their embedding tables
-# in int8), so a cache from an older version is not reused.
-GRAPHS_REVISION = 3
+# in int8; 4: the encoder's dense layers skip the padding), so a cache from an older version is
+# not reused.
+GRAPHS_REVISION = 4
 
 
 def example_encoder_inputs(model: Transformer) -> tuple[torch.Tensor, torch.Tensor]:

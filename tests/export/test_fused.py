@@ -4,6 +4,9 @@ reordered past with masked columns, and every architecture variant an imported M
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -69,9 +72,11 @@ def test_encoder_and_multi_token_step_over_a_reordered_past_match_pytorch(varian
     real = src_mask.numpy()
     assert np.abs(enc[0][real] - states.numpy()[real]).max() < 1e-4
     cross = model.cross_kv(states)
-    for i, (k, v) in enumerate(cross):
-        assert np.abs(enc[1 + 2 * i] - k.numpy()).max() < 1e-4
-        assert np.abs(enc[2 + 2 * i] - v.numpy()).max() < 1e-4
+    for i, (k, v) in enumerate(cross):  # (B, H, S, Dh): compared at the real source positions
+        for got, want in ((enc[1 + 2 * i], k), (enc[2 + 2 * i], v)):
+            got_real = got.transpose(0, 2, 1, 3)[real]
+            assert np.abs(got_real - want.numpy().transpose(0, 2, 1, 3)[real]).max() < 1e-4
+        assert np.isfinite(enc[1 + 2 * i]).all() and np.isfinite(enc[2 + 2 * i]).all()
 
     # A 3-row past of 4 positions; the batch continues rows (2, 0): the graph must gather them.
     g = torch.Generator().manual_seed(1)
@@ -112,6 +117,43 @@ def test_encoder_and_multi_token_step_over_a_reordered_past_match_pytorch(varian
     for i, (k, v) in enumerate(present):
         assert np.abs(out[2 + 2 * i] - k.numpy()).max() < 1e-5
         assert np.abs(out[3 + 2 * i] - v.numpy()).max() < 1e-5
+
+
+@torch.no_grad()
+def test_the_encoder_computes_its_dense_layers_over_real_tokens_only(tmp_path: Path) -> None:
+    """A batch padded to its longest sentence: every projection and feed-forward product runs over
+    the real tokens alone (ONNX Runtime's profiler records each MatMul's input shape), and each
+    sentence's result is what it gets encoded alone."""
+    cfg = VARIANTS["ours"]
+    model = random_model(cfg)
+    proto = build_encoder(model, encoder_spec(cfg.decoder_layers))
+    opts = ort.SessionOptions()
+    opts.enable_profiling = True
+    opts.profile_file_prefix = str(tmp_path / "encoder")
+    encoder = ort.InferenceSession(
+        proto.SerializeToString(), opts, providers=["CPUExecutionProvider"]
+    )
+    lengths = [12, 2, 5]  # EOS included; padded to 12: 19 real positions of 36
+    src = np.full((3, 12), cfg.pad_id, dtype=np.int64)
+    for row, n in enumerate(lengths):
+        src[row, : n - 1] = np.arange(5, 4 + n) % cfg.vocab_size
+        src[row, n - 1] = cfg.eos_id
+    mask = src != cfg.pad_id
+    together = encoder.run(None, {"src_ids": src, "src_mask": mask})
+    events = json.loads(Path(encoder.end_profiling()).read_text())
+    matmul_rows = {
+        tuple(event["args"]["input_type_shape"][0]["float"])
+        for event in events
+        if event.get("cat") == "Node" and "MatMul" in event["args"].get("op_name", "")
+    }
+    assert matmul_rows == {(1, sum(lengths), cfg.d_model), (1, sum(lengths), cfg.d_ff)}
+    for row, n in enumerate(lengths):
+        alone = encoder.run(
+            None, {"src_ids": src[row : row + 1, :n], "src_mask": mask[row : row + 1, :n]}
+        )
+        assert np.abs(together[0][row, :n] - alone[0][0]).max() < 1e-5
+        for got, want in zip(together[1:], alone[1:], strict=True):
+            assert np.abs(got[row, :, :n] - want[0]).max() < 1e-5
 
 
 def test_the_decoder_step_is_built_from_fused_kernels() -> None:
