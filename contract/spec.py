@@ -69,6 +69,7 @@ def kv_specs(prefix: str, layers: int, dtype: str, axes: tuple[str, ...]) -> lis
 
 
 KV_AXES_SRC = ("batch", "heads", "src_len", "head_dim")
+KV_AXES_SHARED = ("sources", "heads", "src_len", "head_dim")  # batch = sources x rows per source
 KV_AXES_PAST = ("prev_batch", "heads", "past_len", "head_dim")
 KV_AXES_PRESENT = ("batch", "heads", "present_len", "head_dim")
 
@@ -89,10 +90,16 @@ def encoder_spec(decoder_layers: int, float_dtype: str = "float32") -> GraphSpec
     )
 
 
-def decoder_spec(decoder_layers: int, float_dtype: str = "float32") -> GraphSpec:
-    """``float_dtype``: of the caches; the log-probabilities are float32 in every precision."""
+def decoder_spec(
+    decoder_layers: int, float_dtype: str = "float32", shared_sources: bool = False
+) -> GraphSpec:
+    """``float_dtype``: of the caches; the log-probabilities are float32 in every precision.
+    ``shared_sources``: the cross keys/values and source mask have one row per *source*
+    (axis ``sources``), read by the batch / sources consecutive rows that share it (a sentence's
+    beams), instead of one per row (axis ``batch``); the engine reads which from the axis name."""
     past = kv_specs("past", decoder_layers, float_dtype, KV_AXES_PAST)
-    cross = kv_specs("cross", decoder_layers, float_dtype, KV_AXES_SRC)
+    src_axes = KV_AXES_SHARED if shared_sources else KV_AXES_SRC
+    cross = kv_specs("cross", decoder_layers, float_dtype, src_axes)
     present = kv_specs("present", decoder_layers, float_dtype, KV_AXES_PRESENT)
     return GraphSpec(
         inputs=(
@@ -101,7 +108,7 @@ def decoder_spec(decoder_layers: int, float_dtype: str = "float32") -> GraphSpec
             TensorSpec("positions", "int64", ("batch", "new_len")),  # positions in its own row
             TensorSpec("cache_index", "int64", ("batch",)),  # row of the past cache it continues
             TensorSpec("self_mask", "bool", ("batch", "present_len")),  # True at real positions
-            TensorSpec("src_mask", "bool", ("batch", "src_len")),
+            TensorSpec("src_mask", "bool", (src_axes[0], "src_len")),
             TensorSpec("top_k", "int64", ("1",)),
             *past,
             *cross,

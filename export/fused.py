@@ -181,11 +181,15 @@ class LayerWriter:
         past: tuple[str, str] | None = None,
         present: tuple[str, str] | None = None,
         packing: Packing | None = None,
+        by_source: tuple[str, str] | None = None,
     ) -> str:
         """Self-attention over ``x`` (with an optional past), or attention from ``x`` to
         precomputed ``key``/``value`` (B, H, S, Dh); returns the output projection without its
         bias (which the following SkipLayerNormalization adds). With ``packing``, ``x`` and the
-        result are packed rows of real tokens; only the attention kernel sees the padding."""
+        result are packed rows of real tokens; only the attention kernel sees the padding.
+        With ``by_source`` (two shapes: (sources, -1, D) and the rows' own), the queries of the
+        rows that share a source (a sentence's beams) attend to it together, as one longer
+        query sequence: cross keys/values with fewer rows than ``x``, each read once."""
         g, heads = self.g, attn.n_heads
         if key is None:  # one packed Q/K/V product, split; the biases go into the kernel
             projections = (attn.q_proj, attn.k_proj, attn.v_proj)
@@ -200,6 +204,8 @@ class LayerWriter:
             q = g.one("MatMul", [x, g.const(f"{hint}.q.weight", linear_weight(attn.q_proj))])
             q = g.one("Add", [q, g.const(f"{hint}.q.bias", linear_bias(attn.q_proj))])
             assert value is not None
+            if by_source is not None:
+                q = g.one("Reshape", [q, by_source[0]])
             inputs = [q, key, value, ""]
         inputs += [key_padding_mask, attention_bias]
         if past is not None:
@@ -212,6 +218,8 @@ class LayerWriter:
         out = g.op("MultiHeadAttention", inputs, outputs, MS_DOMAIN, num_heads=heads)[0]
         if packing is not None:
             out = packing.pack(out, self.cfg.d_model)
+        if by_source is not None:
+            out = g.one("Reshape", [out, by_source[1]])
         return g.one("MatMul", [out, g.const(f"{hint}.out.weight", linear_weight(attn.out_proj))])
 
     def add_norm(self, x: str, sublayer: str, bias: torch.Tensor, norm: torch.nn.LayerNorm) -> str:
@@ -310,12 +318,19 @@ def self_attention_bias(g: GraphBuilder) -> str:
 @torch.no_grad()
 def build_decoder(model: Transformer, spec: GraphSpec) -> onnx.ModelProto:
     """One decoder step with the package's decoder IO (contract/spec.py): the top-k
-    log-probabilities after the last new position and the reordered, grown cache."""
+    log-probabilities after the last new position and the reordered, grown cache. The cross
+    keys/values may have fewer rows than the batch (``sources``): each is read by the
+    batch / sources consecutive rows it is shared by (a sentence's beams)."""
     cfg, g = model.cfg, GraphBuilder()
     w = LayerWriter(model, g)
     x = w.embed(model.target_embed, "input_ids", "positions", "target_embed")
     bias = self_attention_bias(g)
     padding = g.one("Cast", ["src_mask"], to=TensorProto.INT32)
+    # (sources, -1, D) from the cross keys' (sources, H, S, ...) shape, without a Concat.
+    sources = g.one("Shape", [kv_pair("cross", 0)[0]], start=0, end=3)
+    first = g.const("first_axis", np.array([1, 0, 0], dtype=np.int64))
+    rest = g.const("rest_axes", np.array([0, -1, cfg.d_model], dtype=np.int64))
+    by_source = (g.one("Add", [g.one("Mul", [sources, first]), rest]), g.one("Shape", [x]))
     for i, layer in enumerate(model.decoder_layers):
         hint = f"decoder.{i}"
         past = tuple(g.one("Gather", [name, "cache_index"], axis=0) for name in kv_pair("past", i))
@@ -330,7 +345,13 @@ def build_decoder(model: Transformer, spec: GraphSpec) -> onnx.ModelProto:
         x = w.add_norm(x, attn, layer.self_attn.out_proj.bias, layer.self_attn_layer_norm)
         key, value = kv_pair("cross", i)
         attn = w.attention(
-            layer.encoder_attn, x, f"{hint}.cross", key=key, value=value, key_padding_mask=padding
+            layer.encoder_attn,
+            x,
+            f"{hint}.cross",
+            key=key,
+            value=value,
+            key_padding_mask=padding,
+            by_source=by_source,
         )
         x = w.add_norm(x, attn, layer.encoder_attn.out_proj.bias, layer.encoder_attn_layer_norm)
         x = w.feed_forward(layer, x, hint)

@@ -38,8 +38,8 @@ from model.transformer import Transformer
 
 # Part of the cache key of exported packages: bumped when the graphs written for the same weights
 # change (2: fused kernels, docs/decisions.md #23; 3: int8 packages store their embedding tables
-# in int8; 4: the encoder's dense layers skip the padding), so a cache from an older version is
-# not reused.
+# in int8; 4: the encoder's dense layers skip the padding, and a sentence's beams share its cross
+# keys/values), so a cache from an older version is not reused.
 GRAPHS_REVISION = 4
 
 
@@ -247,7 +247,10 @@ def package_config(source: ModelSource, name: str, precision: str) -> dict[str, 
         "max_target_tokens": cfg.max_positions - 1,
         "graphs": {
             "encoder": {"file": ENCODER, **encoder_spec(cfg.decoder_layers, float_dtype).to_dict()},
-            "decoder": {"file": DECODER, **decoder_spec(cfg.decoder_layers, float_dtype).to_dict()},
+            "decoder": {
+                "file": DECODER,
+                **decoder_spec(cfg.decoder_layers, float_dtype, fused(precision)).to_dict(),
+            },
         },
         "tokenizer": source.tokenizer,
         "opset": OPSET,
@@ -256,16 +259,23 @@ def package_config(source: ModelSource, name: str, precision: str) -> dict[str, 
     }
 
 
+def fused(precision: str) -> bool:
+    """Whether packages of ``precision`` are built from fused kernels (the fused decoder also
+    takes one source per sentence for all its beams: contract/spec.py, shared_sources)."""
+    return precision != "fp16"
+
+
 def build_graphs(model: Transformer, directory: Path, precision: str) -> None:
     """The encoder and decoder graphs of ``model`` in ``directory``: built from ONNX Runtime's
     fused kernels (export/fused.py) where they run (fp32, and int8 on top of them), traced from
     PyTorch for fp16; then checked and converted to ``precision``."""
     cfg = model.cfg
-    if precision == "fp16":
+    if not fused(precision):
         trace_graphs(model, directory)
     else:
         onnx.save(build_encoder(model, encoder_spec(cfg.decoder_layers)), directory / ENCODER)
-        onnx.save(build_decoder(model, decoder_spec(cfg.decoder_layers)), directory / DECODER)
+        spec = decoder_spec(cfg.decoder_layers, shared_sources=True)
+        onnx.save(build_decoder(model, spec), directory / DECODER)
     for graph in (ENCODER, DECODER):
         onnx.checker.check_model(str(directory / graph), full_check=True)
         if precision == "fp16":

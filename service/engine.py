@@ -6,11 +6,13 @@ join and leave between steps without restarting the others, and each may have it
 
 Layout. Every sequence owns ``beam_size`` row slots for its whole life; all of them share the
 sequence's cross-attention keys/values, so beam reordering never moves those: it is only the
-``cache_index`` the decoder graph gathers its self-attention cache by. A finished sequence's slots
-become dead (still computed, results ignored) until the next compaction, which happens when new
-sequences join or dead slots pass ``compact_ratio`` of all: copying the cross keys/values on every
-finish would cost more than the wasted rows. The rows are one value (``service/rows.py``): a join,
-a compaction and a beam reorder are one operation on it each.
+``cache_index`` the decoder graph gathers its self-attention cache by. Where the package's decoder
+takes shared sources and every sequence has the same beam size, the slots of a sequence read one
+copy of its cross keys/values; otherwise each slot has its own (``Rows.group``). A finished
+sequence's slots become dead (still computed, results ignored) until the next compaction, which
+happens when new sequences join or dead slots pass ``compact_ratio`` of all: copying the cross
+keys/values on every finish would cost more than the wasted rows. The rows are one value
+(``service/rows.py``): a join, a compaction and a beam reorder are one operation on it each.
 
 Search mirrors the PyTorch reference (``model/search.py``) step for step, so that both produce the
 same translations: the top 2K continuations of a sentence's K beams, EOS among the best K finishes
@@ -186,8 +188,10 @@ class Engine:
             options,
             np.array(limits),
         )
+        if not self.runtime.shared_sources:
+            joining = joining.per_row()
         keep = np.flatnonzero(self.batch.alive)
-        self._set_rows(self.batch.take(keep).without_unused_past().concat(joining))
+        self._set_rows(self._grouped(self.batch.take(keep).without_unused_past().concat(joining)))
         for seq_id, number, limit, n in zip(seq_ids, numbers, limits, encoded.lengths, strict=True):
             seq = ActiveSequence(seq_id, options, number, limit, n)
             self.sequences[seq_id] = self._numbered[number] = seq
@@ -212,7 +216,12 @@ class Engine:
         if len(keep) == 0:
             self._reset_rows()
             return
-        self._set_rows(self.batch.take(keep).without_unused_past().without_unused_source())
+        rows = self.batch.take(keep).without_unused_past().without_unused_source()
+        self._set_rows(self._grouped(rows))
+
+    def _grouped(self, rows: Rows) -> Rows:
+        """``rows`` with a sentence's beams sharing its source, where the decoder allows it."""
+        return rows.grouped() if self.runtime.shared_sources else rows
 
     # -- one decoder step --------------------------------------------------------------------------
 

@@ -7,11 +7,19 @@ bounds), so taking, joining and reordering rows are a few fancy indexes with no 
 rows. ``cache`` is not per row: it holds the rows of the previous step, and each row reads its past
 through ``cache_index`` (the decoder graph gathers it), so taking rows never copies the
 self-attention cache.
+
+Nor are the cross-attention keys/values and the source mask: they are per *source*, and ``group``
+consecutive rows read one source (row r reads source r // group). When every sentence in the batch
+has the same beam size K and the package's decoder takes shared sources, ``group`` is K: the K
+beams of a sentence read its encoder output once instead of K copies of it (at beam 4, a quarter
+of the memory and of what cross-attention reads per step). Otherwise (mixed beam sizes, or a
+decoder that takes one source per row) ``group`` is 1.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -33,9 +41,8 @@ BY_ROW = (
     "beam",
     "min_length",
     "max_length",
-    "src_mask",
 )
-PADDED = ("self_mask", "history", "src_mask")  # stacked with their second axis padded
+PADDED = ("self_mask", "history")  # stacked with their second axis padded
 
 
 @dataclass
@@ -46,8 +53,8 @@ class Rows:
     cache_index: np.ndarray  # (R,) int64: row of ``cache`` each row continues
     self_mask: np.ndarray  # (R, P) bool: valid past positions per row
     cache: list[Tensor]  # 2L x (R_prev, H, P, Dh): read through ``cache_index``, not by row
-    cross: list[np.ndarray]  # 2L x (R, H, S, Dh): cross-attention keys/values per row
-    src_mask: np.ndarray  # (R, S) bool: True at source tokens
+    cross: list[np.ndarray]  # 2L x (R / group, H, S, Dh): cross-attention keys/values per source
+    src_mask: np.ndarray  # (R / group, S) bool: True at source tokens
     # The search's state.
     scores: np.ndarray  # (R,) float32: cumulative log-prob; -inf: dead or unborn
     # (R, G) int64, right-aligned: a live row's generated tokens are its last ``positions``
@@ -58,6 +65,7 @@ class Rows:
     beam: np.ndarray  # (R,) int64: that sentence's beam size (its rows are contiguous)
     min_length: np.ndarray  # (R,) int64: no EOS before this many tokens
     max_length: np.ndarray  # (R,) int64: the sentence's output budget
+    group: int = 1  # rows per source: row r reads source r // group
 
     @classmethod
     def empty(cls, cache: list[Tensor], cross: list[np.ndarray]) -> Rows:
@@ -96,7 +104,9 @@ class Rows:
     ) -> Rows:
         """Rows for sentences that join (numbered ``owners``, with budgets ``max_length``):
         ``beam`` slots each, the first live and the others unborn (-inf) until step one; no past
-        (they gather row 0 of any cache and mask it)."""
+        (they gather row 0 of any cache and mask it). The beams of a sentence share its source:
+        the encoder's arrays as they are, not a copy (``per_row`` makes the copies where a
+        decoder needs them)."""
         beam = options.beam_size
         sentences = len(src_mask)
         repeat = np.repeat(np.arange(sentences), beam)
@@ -108,9 +118,9 @@ class Rows:
             cache_index=np.zeros(n, dtype=np.int64),
             self_mask=np.zeros((n, 0), dtype=bool),
             cache=empty_cache,
-            # One row per sentence (greedy): the encoder's arrays as they are, not a copy.
-            cross=list(cross) if beam == 1 else [c[repeat] for c in cross],
-            src_mask=src_mask if beam == 1 else src_mask[repeat],
+            cross=list(cross),
+            src_mask=src_mask,
+            group=beam,
             scores=np.tile(first_live, sentences),
             history=np.zeros((n, 0), dtype=np.int64),
             alive=np.ones(n, dtype=bool),
@@ -123,12 +133,48 @@ class Rows:
     def __len__(self) -> int:
         return len(self.tokens)
 
+    def per_row(self) -> Rows:
+        """The same rows with one source each (``group`` 1): the shared sources copied."""
+        if self.group == 1:
+            return self
+        index = np.arange(len(self)) // self.group
+        return replace(
+            self, cross=[c[index] for c in self.cross], src_mask=self.src_mask[index], group=1
+        )
+
+    def grouped(self) -> Rows:
+        """The same rows with the beams of a sentence sharing one source, where every sentence
+        has the same beam size K > 1 (``group`` K); as they are otherwise."""
+        k = int(self.beam[0]) if len(self) else 1
+        if self.group == k or k == 1 or not (self.beam == k).all():
+            return self
+        lines = self.owner.reshape(-1, k)  # a sentence's rows are contiguous, in beam order
+        if self.group != 1 or not (lines == lines[:, :1]).all():
+            return self
+        first = np.arange(0, len(self), k)
+        return replace(
+            self, cross=[c[first] for c in self.cross], src_mask=self.src_mask[first], group=k
+        )
+
     def take(self, index: np.ndarray) -> Rows:
-        """The rows at ``index``, in that order (the cache is shared: see the module docstring)."""
+        """The rows at ``index``, in that order (the cache is shared: see the module docstring).
+        Whole sentences keep sharing their sources; any other selection gets one per row."""
         if len(index) == len(self) and (np.diff(index) == 1).all():
             return self  # every row, in order: nothing to copy (joins usually find no dead row)
-        taken = {name: getattr(self, name)[index] for name in BY_ROW}
-        return replace(self, cross=[c[index] for c in self.cross], **taken)
+        taken: dict[str, Any] = {name: getattr(self, name)[index] for name in BY_ROW}
+        g = self.group
+        lines = index.reshape(-1, g) if len(index) % g == 0 else None
+        if lines is None or not (
+            (lines[:, 0] % g == 0).all() and (lines == lines[:, :1] + np.arange(g)).all()
+        ):
+            return self.per_row().take(index)
+        sources = lines[:, 0] // g
+        return replace(
+            self,
+            cross=[c[sources] for c in self.cross],
+            src_mask=self.src_mask[sources],
+            **taken,
+        )
 
     def concat(self, other: Rows) -> Rows:
         """These rows, then ``other``'s (rows that join: no past of their own), with the source
@@ -137,9 +183,11 @@ class Rows:
         x sentences x source, every layer) would double them at the moment memory peaks."""
         if not len(self):
             return other
+        if self.group != other.group:  # beam sizes differ: one source per row
+            return self.per_row().concat(other.per_row())
         width = max(self.src_mask.shape[1], other.src_mask.shape[1])
         generated = max(self.history.shape[1], other.history.shape[1])
-        stacked = {
+        stacked: dict[str, Any] = {
             name: np.concatenate([getattr(self, name), getattr(other, name)])
             for name in BY_ROW
             if name not in PADDED
@@ -151,12 +199,12 @@ class Rows:
             history=np.concatenate(
                 [pad_axis(h, 1, generated, before=True) for h in (self.history, other.history)]
             ),
-            src_mask=np.concatenate(
-                [pad_axis(self.src_mask, 1, width), pad_axis(other.src_mask, 1, width)]
-            ),
         )
         return replace(
             self,
+            src_mask=np.concatenate(
+                [pad_axis(self.src_mask, 1, width), pad_axis(other.src_mask, 1, width)]
+            ),
             # Nothing to gather from: the joining rows' empty past stands in for the cache.
             cache=self.cache if rows_of(self.cache[0]) else other.cache,
             cross=[

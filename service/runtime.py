@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime as ort
 
 from contract.package import PackageConfig, load_package_config
-from contract.spec import kv_pair
+from contract.spec import KV_AXES_SHARED, kv_pair
 
 CUDA = "CUDAExecutionProvider"
 
@@ -140,6 +140,10 @@ class PackageRuntime:
         self.device = "cuda" if on_cuda else "cpu"  # where caches and cross keys/values live
         binding = self.options.io_binding
         self.io_binding = on_cuda if binding is None else binding
+        # Whether the beams of a sentence may share one row of cross keys/values (contract/spec.py:
+        # the decoder names their first axis ``sources`` instead of ``batch``).
+        cross_key = next(t for t in dec["inputs"] if t["name"] == kv_pair("cross", 0)[0])
+        self.shared_sources = cross_key["axes"][0] == KV_AXES_SHARED[0]
 
     def encode(self, src_ids: np.ndarray, src_mask: np.ndarray) -> EncoderOutput:
         outputs = self.encoder.run(None, {"src_ids": src_ids, "src_mask": src_mask})
@@ -162,7 +166,7 @@ class PackageRuntime:
         positions: np.ndarray,  # (B, T) int64
         cache_index: np.ndarray,  # (B,) int64 into the rows of ``past``
         self_mask: np.ndarray,  # (B, P + T) bool
-        src_mask: np.ndarray,  # (B, S) bool
+        src_mask: np.ndarray,  # (B, S) bool; (B / g, S) with shared sources, as ``cross``
         top_k: int,
         past: list[Tensor],
         cross: list[Tensor],

@@ -47,10 +47,17 @@ def test_package_contents_names_and_checker(package: Path) -> None:
     ]
     config = load_package_config(package)  # verifies every hash
     layers = config.decoder_layers
-    for graph, spec in (("encoder", encoder_spec(layers)), ("decoder", decoder_spec(layers))):
+    # An fp32 package's decoder lets a sentence's beams share one row of its source.
+    decoder = decoder_spec(layers, shared_sources=True)
+    for graph, spec in (("encoder", encoder_spec(layers)), ("decoder", decoder)):
         onnx.checker.check_model(str(package / f"{graph}.onnx"), full_check=True)
         proto = onnx.load(str(package / f"{graph}.onnx"))
         assert [i.name for i in proto.graph.input] == spec.input_names
+        declared = [
+            tuple(d.dim_param or str(d.dim_value) for d in i.type.tensor_type.shape.dim)
+            for i in proto.graph.input
+        ]
+        assert declared == [t.axes for t in spec.inputs]
         assert [o.name for o in proto.graph.output] == spec.output_names
         assert config.raw["graphs"][graph]["inputs"] == spec.to_dict()["inputs"]
     assert config.raw["made_with"]["torch"] == torch.__version__
@@ -162,6 +169,7 @@ def test_reduced_precision_packages_run_and_agree(
     package = export_package(toy_checkpoint, tmp_path / precision, precision=precision)
     runtime = PackageRuntime(package)
     assert runtime.config.precision == precision
+    assert runtime.shared_sources == (precision == "int8")  # fp16 keeps traced graphs
     sources = tokenizer.encode_batch([s for s, _ in copy_pairs(12, seed=5)])
     report = step_parity(model, runtime, sources, sources, tolerance=None)
     assert report.max_diff < max_diff

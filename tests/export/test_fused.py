@@ -63,7 +63,7 @@ def test_encoder_and_multi_token_step_over_a_reordered_past_match_pytorch(varian
     model = random_model(cfg)
     layers = cfg.decoder_layers
     encoder = session(build_encoder(model, encoder_spec(layers)))
-    decoder = session(build_decoder(model, decoder_spec(layers)))
+    decoder = session(build_decoder(model, decoder_spec(layers, shared_sources=True)))
     src = torch.tensor([[5, 6, 7, 8, cfg.eos_id], [9, 10, cfg.eos_id, cfg.pad_id, cfg.pad_id]])
     src_mask = src.ne(cfg.pad_id)
     enc = encoder.run(None, {"src_ids": src.numpy(), "src_mask": src_mask.numpy()})
@@ -156,14 +156,51 @@ def test_the_encoder_computes_its_dense_layers_over_real_tokens_only(tmp_path: P
             assert np.abs(got[row, :, :n] - want[0]).max() < 1e-5
 
 
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_beams_sharing_one_source_decode_as_with_a_copy_each(variant: str) -> None:
+    """Cross keys/values and source mask with one row per sentence, read by its beams (the
+    consecutive rows that share it), give what one copy per row gives, multi-token steps
+    included."""
+    cfg = VARIANTS[variant]
+    layers = cfg.decoder_layers
+    decoder = session(build_decoder(random_model(cfg), decoder_spec(layers, shared_sources=True)))
+    rng = np.random.default_rng(2)
+    sentences, beams, past_len, new = 2, 3, 4, 2
+    rows = sentences * beams
+    shape = (sentences, cfg.n_heads, 5, cfg.head_dim)
+    cross = [rng.standard_normal(shape).astype(np.float32) for _ in range(2 * layers)]
+    src_mask = np.array([[True] * 5, [True, True, True, False, False]])
+    past_shape = (rows, cfg.n_heads, past_len, cfg.head_dim)
+    feed = {
+        "input_ids": rng.integers(3, cfg.output_vocab_size, (rows, new)),
+        "positions": np.tile(np.arange(past_len, past_len + new), (rows, 1)),
+        "cache_index": rng.permutation(rows),
+        "self_mask": np.ones((rows, past_len + new), dtype=bool),
+        "top_k": np.array([5], dtype=np.int64),
+    }
+    for i in range(layers):
+        for name in kv_pair("past", i):
+            feed[name] = rng.standard_normal(past_shape).astype(np.float32)
+    names = [n for i in range(layers) for n in kv_pair("cross", i)]
+    one_each = dict(zip(names, cross, strict=True))
+    shared = decoder.run(None, {**feed, "src_mask": src_mask, **one_each})
+    repeat = np.repeat(np.arange(sentences), beams)
+    copies = {name: c[repeat] for name, c in one_each.items()}
+    each = decoder.run(None, {**feed, "src_mask": src_mask[repeat], **copies})
+    assert shared[1].tolist() == each[1].tolist()
+    for a, b in zip(shared, each, strict=True):
+        assert a.shape == b.shape and np.abs(a - b).max() < 1e-5
+
+
 def test_the_decoder_step_is_built_from_fused_kernels() -> None:
     """What makes it fast: one attention kernel per attention, one kernel per residual + norm,
     and no per-head reshapes, transposes or concatenations left for ONNX Runtime to run."""
     cfg = VARIANTS["ours"]
-    proto = build_decoder(random_model(cfg), decoder_spec(cfg.decoder_layers))
+    proto = build_decoder(random_model(cfg), decoder_spec(cfg.decoder_layers, shared_sources=True))
     ops = [n.op_type for n in proto.graph.node]
     assert ops.count("MultiHeadAttention") == 2 * cfg.decoder_layers
     assert ops.count("SkipLayerNormalization") == 3 * cfg.decoder_layers
     assert not {"Transpose", "Concat", "Softmax", "LayerNormalization"} & set(ops)
-    # 17 per layer (the traced graph has ~55), plus embedding, masks and the output head.
-    assert len(ops) <= 17 * cfg.decoder_layers + 25
+    # 19 per layer (the traced graph has ~55; two of them are the Reshapes, views, that let a
+    # sentence's beams share its source), plus embedding, masks, shapes and the output head.
+    assert len(ops) <= 19 * cfg.decoder_layers + 30

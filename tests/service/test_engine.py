@@ -128,7 +128,40 @@ def test_greedy_and_beam_sequences_share_a_batch(toy) -> None:
     while len(engine):
         results.update({r.seq_id: r.hypotheses for r in engine.step()})
     assert [results[i] for i in range(4)] == Engine(runtime).run(src[:4], greedy)
-    assert [results[i] for i in range(4, 8)] == Engine(runtime).run(src[4:], beam)
+    # Alone, the beam sentences share their sources (one query block of 4 per sentence); beside
+    # greedy ones each beam reads its own copy: the same tokens, scores equal to float rounding.
+    alone = Engine(runtime).run(src[4:], beam)
+    for got, want in zip((results[i] for i in range(4, 8)), alone, strict=True):
+        assert [h.tokens for h in got] == [h.tokens for h in want]
+        assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-5)
+
+
+def test_beams_of_a_sentence_read_one_copy_of_its_source_when_the_batch_allows(toy) -> None:
+    """With every sentence at the same beam size, the cross keys/values hold one row per
+    sentence, not per beam; a greedy sentence joining makes them per row until it leaves; and a
+    decoder that takes one source per row (an fp16 package's traced graph) decodes the same."""
+    _, tokenizer, runtime = toy
+    assert runtime.shared_sources
+    src = sources(tokenizer, 4, seed=19)
+    beam = SearchOptions(beam_size=4, nbest=2)
+    engine = Engine(runtime, compact_ratio=0.0)
+    engine.add(["a", "b", "c"], src[:3], beam)
+    assert engine.batch.group == 4 and engine.batch.cross[0].shape[0] == 3
+    assert engine.step() == []
+    engine.add(["g"], src[3:], SearchOptions(beam_size=1, max_length_a=0.0, max_length_b=2))
+    assert engine.batch.group == 1 and engine.batch.cross[0].shape[0] == engine.rows == 13
+    results = {r.seq_id: r.hypotheses for r in engine.step()}
+    results.update({r.seq_id: r.hypotheses for r in engine.step()})
+    assert "g" in results  # ended by its length budget; compacted away at once (ratio 0)
+    assert engine.batch.group == 4 and engine.batch.cross[0].shape[0] == 3
+    while len(engine):
+        results.update({r.seq_id: r.hypotheses for r in engine.step()})
+    per_row = PackageRuntime(runtime.config)
+    per_row.shared_sources = False  # as a traced decoder declares it
+    alone = Engine(per_row).run(src[:3], beam)
+    for key, want in zip("abc", alone, strict=True):
+        assert [h.tokens for h in results[key]] == [h.tokens for h in want]
+        assert [h.score for h in results[key]] == pytest.approx([h.score for h in want], abs=1e-5)
 
 
 MIXED = [  # options that change the search's path: greedy, forced lengths, n-best, penalties

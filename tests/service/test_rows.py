@@ -1,5 +1,6 @@
-"""The rows' token histories (one matrix, reordered by index) against plain per-row lists, through
-beam reorders, deaths, compactions and joins."""
+"""The rows' token histories (one matrix, reordered by index) against plain per-row lists, and the
+source each row reads (shared by a sentence's beams, or one per row), through beam reorders,
+deaths, compactions and joins."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ PAD, START = 1, 0
 
 
 def joining(owners: list[int], beam: int) -> Rows:
+    """Each sentence's cross keys/values and source mask say whose they are (its owner)."""
     n = len(owners)
+    mine = np.array(owners, dtype=np.float32).reshape(n, 1, 1, 1)
     return Rows.joining(
-        [np.zeros((n, 1, 2, 1), dtype=np.float32)] * 2,
+        [np.broadcast_to(mine, (n, 1, 2, 1)).copy()] * 2,
         np.ones((n, 2), dtype=bool),
         START,
         [np.zeros((1, 1, 0, 1), dtype=np.float32)] * 2,
@@ -38,13 +41,14 @@ def test_histories_follow_reorders_compactions_and_joins() -> None:
     )
     want: list[list[int]] = []  # each row's generated tokens, kept the slow, obvious way
     owner = 0
+    groups_seen: set[int] = set()
     for step in range(60):
         if step % 7 == 0:  # sentences join, after a compaction as the engine does it
             keep = np.flatnonzero(rows.alive)
-            beam = int(rng.integers(1, 4))
+            beam = (2, 2, 1, 3)[step // 7 % 4]  # shared by beams of 2 first, then mixed
             new = joining(list(range(owner, owner + 2)), beam)
             owner += 2
-            rows = rows.take(keep).without_unused_past().concat(new)
+            rows = rows.take(keep).without_unused_past().concat(new).grouped()
             want = [want[i] for i in keep] + [[] for _ in range(len(new))]
             # Trimmed to the longest output still there, not grown forever.
             assert rows.history.shape[1] == max(map(len, want))
@@ -52,7 +56,7 @@ def test_histories_follow_reorders_compactions_and_joins() -> None:
             rows.kill(rows.owned_by(int(rng.choice(rows.owner[rows.alive]))), PAD)
             if step % 10 == 0:
                 keep = np.flatnonzero(rows.alive)
-                rows = rows.take(keep).without_unused_past()
+                rows = rows.take(keep).without_unused_past().grouped()
                 want = [want[i] for i in keep]
         # Beam reorder: every live row continues a random row of its own sentence.
         parent = np.arange(len(rows))
@@ -65,7 +69,13 @@ def test_histories_follow_reorders_compactions_and_joins() -> None:
         for r in np.flatnonzero(rows.alive).tolist():
             assert rows.generated(r, int(rows.positions[r])) == want[r]
             assert want[r][-1] == rows.tokens[r]
+        # Every row reads its own sentence's source, shared by its beams or copied per row.
+        assert len(rows) == rows.group * len(rows.src_mask) == rows.group * len(rows.cross[0])
+        sources = np.arange(len(rows)) // rows.group
+        assert (rows.cross[0][sources, 0, 0, 0] == rows.owner).all()
+        groups_seen.add(rows.group)
     assert owner > 10 and rows.alive.sum() > 2
+    assert groups_seen == {1, 2}  # shared while every sentence has 2 beams, then per row
 
 
 def test_joining_an_empty_batch_copies_no_cross_keys_or_values() -> None:
@@ -83,9 +93,10 @@ def test_joining_an_empty_batch_copies_no_cross_keys_or_values() -> None:
             SearchOptions(beam_size=beam),
             np.full(3, 50),
         )
-        assert [c.shape[0] for c in new.cross] == [3 * beam] * 2
-        shared = [np.shares_memory(a, b) for a, b in zip(new.cross, encoder_cross, strict=True)]
-        assert all(shared) == (beam == 1)
+        # The beams of a sentence share its source: the encoder's arrays, uncopied.
+        assert new.group == beam and [c.shape[0] for c in new.cross] == [3] * 2
+        assert all(a is b for a, b in zip(new.cross, encoder_cross, strict=True))
+        assert [c.shape[0] for c in new.per_row().cross] == [3 * beam] * 2
         empty = Rows.empty(
             [np.zeros((0, 1, 0, 1), dtype=np.float32)] * 2,
             [np.zeros((0, 1, 0, 1), dtype=np.float32)] * 2,
@@ -93,4 +104,4 @@ def test_joining_an_empty_batch_copies_no_cross_keys_or_values() -> None:
         assert empty.concat(new) is new
         # A batch with rows still copies (and pads) as before.
         both = new.concat(joining([7], beam))
-        assert len(both) == 4 * beam and both.src_mask.shape == (4 * beam, 4)
+        assert len(both) == 4 * beam and both.src_mask.shape == (4, 4) and both.group == beam
