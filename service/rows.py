@@ -161,14 +161,17 @@ class Rows:
         Whole sentences keep sharing their sources; any other selection gets one per row."""
         if len(index) == len(self) and (np.diff(index) == 1).all():
             return self  # every row, in order: nothing to copy (joins usually find no dead row)
-        taken: dict[str, Any] = {name: getattr(self, name)[index] for name in BY_ROW}
         g = self.group
-        lines = index.reshape(-1, g) if len(index) % g == 0 else None
-        if lines is None or not (
-            (lines[:, 0] % g == 0).all() and (lines == lines[:, :1] + np.arange(g)).all()
-        ):
-            return self.per_row().take(index)
-        sources = lines[:, 0] // g
+        if g > 1:  # only whole sentences, each as its g rows in order, keep sharing
+            lines = index.reshape(-1, g) if len(index) % g == 0 else None
+            if lines is None or not (
+                (lines[:, 0] % g == 0).all() and (lines == lines[:, :1] + np.arange(g)).all()
+            ):
+                return self.per_row().take(index)
+            sources = lines[:, 0] // g
+        else:
+            sources = index
+        taken: dict[str, Any] = {name: getattr(self, name)[index] for name in BY_ROW}
         return replace(
             self,
             cross=[c[sources] for c in self.cross],

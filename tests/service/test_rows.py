@@ -105,3 +105,10 @@ def test_joining_an_empty_batch_copies_no_cross_keys_or_values() -> None:
         # A batch with rows still copies (and pads) as before.
         both = new.concat(joining([7], beam))
         assert len(both) == 4 * beam and both.src_mask.shape == (4, 4) and both.group == beam
+    # Whole sentences keep sharing; rows cut out of a sentence get a source each, still theirs.
+    rows = joining([5, 6, 7], 2)
+    whole = rows.take(np.array([4, 5, 0, 1]))
+    assert whole.group == 2 and whole.cross[0][:, 0, 0, 0].tolist() == [7, 5]
+    cut = rows.take(np.array([5, 0, 3]))
+    assert cut.group == 1 and cut.cross[0][:, 0, 0, 0].tolist() == [7, 5, 6]
+    assert cut.src_mask.shape == (3, 2)
