@@ -110,7 +110,7 @@ def linear_bias(layer: torch.nn.Linear) -> np.ndarray:
 class Packing:
     """Moves position-wise tensors between the padded (B, S, W) layout and one packed row of the
     real tokens, (1, N, W), so that dense layers skip the padding. Built once per graph from the
-    source mask; ``pack`` and ``unpack`` are one Gather each (no copy of the padding)."""
+    source mask; ``pack`` and ``unpack`` are one Gather each."""
 
     def __init__(self, g: GraphBuilder, mask: str, ids: str) -> None:
         self.g = g

@@ -146,10 +146,10 @@ class Rows:
         """The same rows with the beams of a sentence sharing one source, where every sentence
         has the same beam size K > 1 (``group`` K); as they are otherwise."""
         k = int(self.beam[0]) if len(self) else 1
-        if self.group == k or k == 1 or not (self.beam == k).all():
-            return self
+        if self.group != 1 or k == 1 or not (self.beam == k).all():
+            return self  # already shared, greedy, or mixed beam sizes
         lines = self.owner.reshape(-1, k)  # a sentence's rows are contiguous, in beam order
-        if self.group != 1 or not (lines == lines[:, :1]).all():
+        if not (lines == lines[:, :1]).all():
             return self
         first = np.arange(0, len(self), k)
         return replace(
