@@ -59,7 +59,10 @@ def hang_up_mid_request(port: int, payload: bytes) -> None:
 
 def test_a_disconnect_storm_cancels_every_job_and_leaks_nothing(toy_repository: Path) -> None:
     clients = 24
-    with running_server(toy_repository, faults={"step_sleep_seconds": 0.02}) as server:
+    # A sentence here needs at least 7 steps: at 0.1 s each, none can finish before its client
+    # hangs up (0.3 s after sending); at 0.02 s the first to join sometimes did, once steps got
+    # faster.
+    with running_server(toy_repository, faults={"step_sleep_seconds": 0.1}) as server:
         port = int(server.url.rsplit(":", 1)[1])
         payloads = [
             json.dumps(
