@@ -33,11 +33,11 @@ RUN set -eu; \
     offline="${WHEELHOUSE:+--no-index --find-links $WHEELHOUSE}"; \
     ort_version="$(sed -n 's/^onnxruntime-gpu==//p' constraints.txt)"; \
     if [ "$RUNTIME" = cpu ]; then ort="onnxruntime==$ort_version"; \
-    else ort="onnxruntime-gpu[cuda,cudnn]"; fi; \
+    else ort="onnxruntime-gpu[cuda,cudnn] onnx"; fi; \
     pip wheel --no-cache-dir $offline --no-deps --wheel-dir /wheels . \
  && pip wheel --no-cache-dir $offline -c constraints.txt --wheel-dir /wheels \
         fastapi uvicorn pydantic pydantic-settings python-multipart prometheus-client \
-        sentencepiece numpy py3langid "$ort"
+        sentencepiece numpy py3langid $ort
 
 # --- stage 2: the runtime (the wheel set is closed, so --no-deps installs exactly it) ---------------
 FROM ${PYTHON_IMAGE}

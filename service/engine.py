@@ -101,7 +101,7 @@ class Engine:
             np.zeros((0, cfg.n_heads, 0, cfg.head_dim), dtype=self.runtime.cache_dtype)
             for _ in range(2 * cfg.decoder_layers)
         ]
-        self._set_rows(Rows.empty(self.runtime.empty_cache(0), cross))
+        self._set_rows(Rows.empty(self.runtime.empty_cache(0), cross, self.runtime.tensor_ops))
 
     def _set_rows(self, rows: Rows) -> None:
         self.batch = rows
@@ -187,6 +187,7 @@ class Engine:
             np.array(numbers),
             options,
             np.array(limits),
+            self.runtime.tensor_ops,
         )
         if not self.runtime.shared_sources:
             joining = joining.per_row()
@@ -236,6 +237,8 @@ class Engine:
         mask = np.concatenate([batch.self_mask, np.ones((self.rows, 1), dtype=bool)], axis=1)
         if self._cross_values is None:  # rebuilt at joins and compactions only
             self._cross_values = [self.runtime.to_device(c) for c in batch.cross]
+            if self.runtime.io_binding:  # from now on reshaped there too (service/tensor_ops.py)
+                batch.cross = list(self._cross_values)
         out = self.runtime.step(
             batch.tokens[:, None],
             batch.positions[:, None],

@@ -18,13 +18,13 @@ decoder that takes one source per row) ``group`` is 1.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from contract.options import SearchOptions
-from service.runtime import Tensor, as_array, rows_of
+from service.tensor_ops import NUMPY, Tensor, TensorOps, pad_axis, rows_of, shape_of
 
 NEG_INF = np.float32(-np.inf)
 
@@ -53,7 +53,7 @@ class Rows:
     cache_index: np.ndarray  # (R,) int64: row of ``cache`` each row continues
     self_mask: np.ndarray  # (R, P) bool: valid past positions per row
     cache: list[Tensor]  # 2L x (R_prev, H, P, Dh): read through ``cache_index``, not by row
-    cross: list[np.ndarray]  # 2L x (R / group, H, S, Dh): cross-attention keys/values per source
+    cross: list[Tensor]  # 2L x (R / group, H, S, Dh): cross-attention keys/values per source
     src_mask: np.ndarray  # (R / group, S) bool: True at source tokens
     # The search's state.
     scores: np.ndarray  # (R,) float32: cumulative log-prob; -inf: dead or unborn
@@ -66,10 +66,13 @@ class Rows:
     min_length: np.ndarray  # (R,) int64: no EOS before this many tokens
     max_length: np.ndarray  # (R,) int64: the sentence's output budget
     group: int = 1  # rows per source: row r reads source r // group
+    # How ``cache`` and ``cross`` are reshaped: where they live (numpy, or the decoder's device).
+    ops: TensorOps = field(default=NUMPY, repr=False, compare=False)
 
     @classmethod
-    def empty(cls, cache: list[Tensor], cross: list[np.ndarray]) -> Rows:
-        """No rows: ``cache`` and ``cross`` are the runtime's empty tensors of the right shapes."""
+    def empty(cls, cache: list[Tensor], cross: list[Tensor], ops: TensorOps = NUMPY) -> Rows:
+        """No rows: ``cache`` and ``cross`` are the runtime's empty tensors of the right shapes,
+        reshaped from here on by ``ops``."""
 
         def none() -> np.ndarray:
             return np.zeros(0, dtype=np.int64)
@@ -89,6 +92,7 @@ class Rows:
             beam=none(),
             min_length=none(),
             max_length=none(),
+            ops=ops,
         )
 
     @classmethod
@@ -101,6 +105,7 @@ class Rows:
         owners: np.ndarray,
         options: SearchOptions,
         max_length: np.ndarray,
+        ops: TensorOps = NUMPY,
     ) -> Rows:
         """Rows for sentences that join (numbered ``owners``, with budgets ``max_length``):
         ``beam`` slots each, the first live and the others unborn (-inf) until step one; no past
@@ -128,6 +133,7 @@ class Rows:
             beam=np.full(n, beam, dtype=np.int64),
             min_length=np.full(n, options.min_length, dtype=np.int64),
             max_length=np.asarray(max_length, dtype=np.int64)[repeat],
+            ops=ops,
         )
 
     def __len__(self) -> int:
@@ -138,9 +144,8 @@ class Rows:
         if self.group == 1:
             return self
         index = np.arange(len(self)) // self.group
-        return replace(
-            self, cross=[c[index] for c in self.cross], src_mask=self.src_mask[index], group=1
-        )
+        cross = [self.ops.take(c, index) for c in self.cross]
+        return replace(self, cross=cross, src_mask=self.src_mask[index], group=1)
 
     def grouped(self) -> Rows:
         """The same rows with the beams of a sentence sharing one source, where every sentence
@@ -152,9 +157,8 @@ class Rows:
         if not (lines == lines[:, :1]).all():
             return self
         first = np.arange(0, len(self), k)
-        return replace(
-            self, cross=[c[first] for c in self.cross], src_mask=self.src_mask[first], group=k
-        )
+        cross = [self.ops.take(c, first) for c in self.cross]
+        return replace(self, cross=cross, src_mask=self.src_mask[first], group=k)
 
     def take(self, index: np.ndarray) -> Rows:
         """The rows at ``index``, in that order (the cache is shared: see the module docstring).
@@ -174,7 +178,7 @@ class Rows:
         taken: dict[str, Any] = {name: getattr(self, name)[index] for name in BY_ROW}
         return replace(
             self,
-            cross=[c[sources] for c in self.cross],
+            cross=[self.ops.take(c, sources) for c in self.cross],
             src_mask=self.src_mask[sources],
             **taken,
         )
@@ -185,7 +189,7 @@ class Rows:
         batch starts empty at every idle start, and copying the joining cross keys/values (beam
         x sentences x source, every layer) would double them at the moment memory peaks."""
         if not len(self):
-            return other
+            return other if other.ops is self.ops else replace(other, ops=self.ops)
         if self.group != other.group:  # beam sizes differ: one source per row
             return self.per_row().concat(other.per_row())
         width = max(self.src_mask.shape[1], other.src_mask.shape[1])
@@ -211,8 +215,7 @@ class Rows:
             # Nothing to gather from: the joining rows' empty past stands in for the cache.
             cache=self.cache if rows_of(self.cache[0]) else other.cache,
             cross=[
-                np.concatenate([pad_axis(a, 2, width), pad_axis(b, 2, width)])
-                for a, b in zip(self.cross, other.cross, strict=True)
+                self.ops.concat(a, b, width) for a, b in zip(self.cross, other.cross, strict=True)
             ],
             **stacked,
         )
@@ -231,16 +234,15 @@ class Rows:
             rows = replace(
                 rows,
                 self_mask=rows.self_mask[:, first:],
-                cache=[as_array(c)[:, :, first:] for c in rows.cache],
+                cache=[self.ops.columns(c, first, shape_of(c)[2]) for c in rows.cache],
             )
         return rows
 
     def without_unused_source(self) -> Rows:
         """Drop the source columns past the longest source still present."""
         used = int(np.flatnonzero(self.src_mask.any(axis=0)).max()) + 1
-        return replace(
-            self, cross=[c[:, :, :used] for c in self.cross], src_mask=self.src_mask[:, :used]
-        )
+        cross = [self.ops.columns(c, 0, used) for c in self.cross]
+        return replace(self, cross=cross, src_mask=self.src_mask[:, :used])
 
     def kill(self, rows: np.ndarray, pad_id: int) -> None:
         """Rows whose sentence left: computed until the next compaction, results ignored."""
@@ -278,21 +280,6 @@ class Rows:
             scores=scores,
             positions=np.where(self.alive, self.positions + 1, 0),
         )
-
-
-def pad_axis(array: np.ndarray, axis: int, size: int, before: bool = False) -> np.ndarray:
-    """Zero-pad (False for bool) ``array`` along ``axis`` up to ``size``, after its entries or
-    ``before`` them."""
-    missing = size - array.shape[axis]
-    if missing <= 0:
-        return array
-    shape = list(array.shape)
-    shape[axis] = size
-    out = np.zeros(shape, dtype=array.dtype)  # np.pad costs ~10x this on the small arrays here
-    at = [slice(None)] * array.ndim
-    at[axis] = slice(missing, size) if before else slice(0, array.shape[axis])
-    out[tuple(at)] = array
-    return out
 
 
 def first_valid_column(mask: np.ndarray) -> int:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeAlias
 
 import numpy as np
 import onnxruntime as ort
 
 from contract.package import PackageConfig, load_package_config
 from contract.spec import KV_AXES_SHARED, kv_pair
+from service.tensor_ops import NUMPY, GraphOps, Tensor, TensorOps, as_value
 
 CUDA = "CUDAExecutionProvider"
 
@@ -88,25 +88,6 @@ class EncoderOutput:
     cross: list[np.ndarray]  # cross_key.0, cross_value.0, ... each (B, H, S, Dh)
 
 
-# A tensor the runtime accepts: a numpy array, or an OrtValue already owned by ONNX Runtime (the
-# caches stay OrtValues between steps: handing them back costs no copy, unlike numpy outputs).
-Tensor: TypeAlias = np.ndarray | ort.OrtValue
-
-
-def as_value(x: Tensor) -> ort.OrtValue:
-    if isinstance(x, ort.OrtValue):
-        return x
-    return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(x))
-
-
-def as_array(x: Tensor) -> np.ndarray:
-    return x.numpy() if isinstance(x, ort.OrtValue) else x
-
-
-def rows_of(x: Tensor) -> int:
-    return x.shape()[0] if isinstance(x, ort.OrtValue) else x.shape[0]
-
-
 @dataclass
 class StepOutput:
     logprobs: np.ndarray  # (B, k) float32, best first
@@ -140,6 +121,11 @@ class PackageRuntime:
         self.device = "cuda" if on_cuda else "cpu"  # where caches and cross keys/values live
         binding = self.options.io_binding
         self.io_binding = on_cuda if binding is None else binding
+        # Joins and compactions reshape the caches and cross keys/values where they live: on the
+        # decoder's device when they stay there between steps (service/tensor_ops.py).
+        self.tensor_ops: TensorOps = (
+            GraphOps(self.cache_dtype, self.device, providers, so) if self.io_binding else NUMPY
+        )
         # Whether the beams of a sentence may share one row of cross keys/values (contract/spec.py:
         # the decoder names their first axis ``sources`` instead of ``batch``).
         cross_key = next(t for t in dec["inputs"] if t["name"] == kv_pair("cross", 0)[0])
@@ -149,11 +135,15 @@ class PackageRuntime:
         outputs = self.encoder.run(None, {"src_ids": src_ids, "src_mask": src_mask})
         return EncoderOutput(states=outputs[0], cross=list(outputs[1:]))
 
-    def to_device(self, array: np.ndarray) -> ort.OrtValue:
+    def to_device(self, array: Tensor) -> ort.OrtValue:
         """A tensor the decoder reads at every step (cross keys/values), placed once where the
-        decoder runs instead of being copied there at each step."""
+        decoder runs instead of being copied there at each step (as it is if it already is)."""
         if self.device == "cpu":
             return as_value(array)
+        if isinstance(array, ort.OrtValue):
+            if array.device_name().lower() == self.device:
+                return array
+            array = array.numpy()
         return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), self.device, 0)
 
     def empty_cache(self, batch: int) -> list[np.ndarray]:

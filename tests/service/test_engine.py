@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import onnxruntime as ort
 import pytest
 
 import service.engine as engine_module
@@ -15,6 +16,7 @@ from model.checkpoint import load_checkpoint
 from model.translate import translate_ids
 from service.engine import Engine
 from service.runtime import PackageRuntime, RuntimeOptions
+from service.tensor_ops import NUMPY, GraphOps, NumpyOps
 from tests.conftest import copy_pairs
 
 
@@ -61,6 +63,46 @@ def test_io_binding_path_decodes_the_same(toy, beam: int) -> None:
     for g, w in zip(got, want, strict=True):
         assert [h.tokens for h in g] == [h.tokens for h in w]
         assert [h.score for h in g] == pytest.approx([h.score for h in w], abs=1e-6)
+
+
+@pytest.mark.parametrize("compact_ratio", [0.0, 1.0])
+def test_io_bound_rows_are_reshaped_by_graphs_never_through_numpy(
+    toy, compact_ratio: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the caches bound to the decoder's device, joins (sources of other widths, other beam
+    sizes), a cancel and compactions reshape the cross keys/values and caches with ONNX Runtime
+    graphs (service/tensor_ops.py), which on a GPU keeps them there: numpy's row operations are
+    never called, the tensors stay OrtValues, and every sentence decodes as the reference."""
+    model, tokenizer, runtime = toy
+    bound = PackageRuntime(runtime.config, RuntimeOptions(io_binding=True))
+    assert isinstance(bound.tensor_ops, GraphOps) and runtime.tensor_ops is NUMPY
+
+    def refuse(*_):
+        raise AssertionError("a bound runtime's rows went through numpy")
+
+    for name in ("take", "columns", "concat"):
+        monkeypatch.setattr(NumpyOps, name, refuse)
+    src = sources(tokenizer, 2 * len(MIXED) + 1, seed=19)
+    engine = Engine(bound, compact_ratio=compact_ratio)
+    results = {}
+    engine.add(["gone"], src[-1:], SearchOptions(beam_size=3, min_length=20))
+    engine.step()
+    assert all(isinstance(c, ort.OrtValue) for c in engine.batch.cross)
+    for i, options in enumerate(MIXED):  # a greedy, a beam, ... joining one step apart
+        engine.add([2 * i, 2 * i + 1], src[2 * i : 2 * i + 2], options)
+        results.update({r.seq_id: r for r in engine.step()})
+        assert all(isinstance(c, ort.OrtValue) for c in engine.batch.cross)
+        if i == 2:
+            engine.cancel(["gone"])
+    while len(engine):
+        results.update({r.seq_id: r for r in engine.step()})
+    assert "gone" not in results and engine.active_rows == 0
+    for i, options in enumerate(MIXED):
+        want = translate_ids(model, src[2 * i : 2 * i + 2], options)
+        for j, w in zip((2 * i, 2 * i + 1), want, strict=True):
+            assert [h.tokens for h in results[j].hypotheses] == [h.tokens for h in w]
+            got = [h.score for h in results[j].hypotheses]
+            assert got == pytest.approx([h.score for h in w], abs=1e-4)
 
 
 @pytest.mark.parametrize("beam", [1, 4])
