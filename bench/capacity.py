@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,12 @@ class Trial:
     @property
     def failures(self) -> int:
         return sum(not s.ok for s in self.samples)
+
+    def failure_statuses(self) -> str:
+        """The failures by HTTP status, e.g. ``"429: 2583, 504: 3"`` (0: no answer): a server
+        shedding load at the door (429) is not one timing out on work it admitted (504)."""
+        counts = Counter(s.status for s in self.samples if not s.ok)
+        return ", ".join(f"{status}: {n}" for status, n in sorted(counts.items()))
 
     def percentile(self, q: float) -> float:
         # A failed request counts as infinitely slow: it never met the bound.
@@ -69,7 +76,7 @@ def capacity(
         log(
             f"{rate:7.1f} req/s offered: {trial.completed:7.1f} done/s, "
             f"p{quantile * 100:g} {trial.percentile(quantile) * 1000:7.1f} ms, "
-            f"{trial.failures} failed -> {'meets' if ok else 'misses'} the bound"
+            f"{trial.failures} failed{failed_by(trial)} -> {'meets' if ok else 'misses'} the bound"
         )
         return ok
 
@@ -85,6 +92,11 @@ def capacity(
         else:
             bad = middle
     return good, trials
+
+
+def failed_by(trial: Trial) -> str:
+    """`` (429: 12)`` after a failure count, nothing when there is none."""
+    return f" ({trial.failure_statuses()})" if trial.failures else ""
 
 
 def capacity_markdown(
@@ -107,7 +119,7 @@ def capacity_markdown(
         lines.append(
             f"| {t.rate:.1f} | {t.completed:.1f} | {t.percentile(0.5) * 1000:.0f} | "
             f"{t.percentile(0.9) * 1000:.0f} | {t.percentile(quantile) * 1000:.0f} | "
-            f"{t.percentile(0.99) * 1000:.0f} | {t.failures} | "
+            f"{t.percentile(0.99) * 1000:.0f} | {t.failures}{failed_by(t)} | "
             f"{'yes' if t.percentile(quantile) <= bound else 'no'} |"
         )
     return "\n".join(lines)
@@ -155,7 +167,8 @@ def comparison_markdown(
     for s in (ours, peer):
         o = s.overload
         extra = (
-            f"{o.rate:.1f} | {o.completed:.1f} | {o.percentile(quantile) * 1000:.0f} | {o.failures}"
+            f"{o.rate:.1f} | {o.completed:.1f} | {o.percentile(quantile) * 1000:.0f} | "
+            f"{o.failures}{failed_by(o)}"
             if o
             else "– | – | – | –"
         )

@@ -33,6 +33,7 @@ class Sample:
     seconds: float
     words: int
     ok: bool
+    status: int = 200  # the HTTP status; 0: no answer (connection refused, reset or timed out)
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,7 @@ def loadgen(
         ]  # fmt: skip
         out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     report = json.loads(out)
-    samples = [Sample(t, words, status == 200) for t, words, status in report["samples"]]
+    samples = [Sample(t, words, status == 200, status) for t, words, status in report["samples"]]
     return samples, report["duration"]
 
 

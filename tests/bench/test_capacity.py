@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.capacity import ServerCapacity, Trial, comparison_markdown, overload_trial, start_peer
+from bench.capacity import (
+    ServerCapacity,
+    Trial,
+    capacity_markdown,
+    comparison_markdown,
+    overload_trial,
+    start_peer,
+)
 from bench.engine_models import prepare
 from bench.serve import Sample, free_port
 from model.checkpoint import load_checkpoint
@@ -55,3 +62,19 @@ def test_a_peer_that_never_met_the_bound_is_named_not_divided_by() -> None:
     peer = ServerCapacity("peer", 0.0, [Trial(6.2, 1.0, []), slow], None)
     table = comparison_markdown(ours, peer, 0.25, 0.97, 1)
     assert "The peer met the bound at no rate tried (lowest 3.1 req/s)." in table
+
+
+def test_failures_are_broken_down_by_status() -> None:
+    """Shedding at the door (429) and timing out admitted work (504) read differently."""
+    samples = [Sample(0.01, 3, True)] * 5 + [Sample(0.001, 3, False, 429)] * 3
+    trial = Trial(20.0, 1.0, [*samples, Sample(30.0, 3, False, 504), Sample(1.0, 3, False, 0)])
+    assert trial.failures == 5 and trial.failure_statuses() == "0: 1, 429: 3, 504: 1"
+    table = capacity_markdown(10.0, [trial], 0.25, 0.97, "test machine", "toy")
+    assert "| 5 (0: 1, 429: 3, 504: 1) | no |" in table
+    ours = ServerCapacity("ours", 10.0, [trial], trial)
+    clean = Trial(10.0, 1.0, [Sample(0.01, 3, True)] * 10)
+    peer = ServerCapacity("peer", 5.0, [clean], clean)
+    table = comparison_markdown(ours, peer, 0.25, 0.97, 1)
+    rows = {r.split(" | ")[0]: r for r in table.splitlines()}
+    assert rows["| ours"].endswith("| 5 (0: 1, 429: 3, 504: 1) |")
+    assert rows["| peer"].endswith("| 0 |")
