@@ -5,7 +5,7 @@ drop cache columns no row attends to any more. On the CPU that is numpy indexing
 runs on a GPU through an IO binding, its caches and cross keys/values stay on the GPU between
 steps, and doing the same through numpy brings every layer's tensors to the host and back at each
 join: on an H100 serving beam 4 at capacity those copies took 43% of the scheduler thread (py-spy,
-docs/bench/capacity-gpu.md). ``GraphOps`` does them with three one-node ONNX Runtime graphs on the
+docs/bench/capacity-gpu.md). ``GraphOps`` does them with three small ONNX Runtime graphs on the
 decoder's device instead, so the tensors never leave it.
 
 Every tensor here is 4-D: (rows, heads, columns, head dim); rows are axis 0, columns axis 2.
@@ -134,7 +134,8 @@ class _Graphs:
             [helper.make_tensor_value_info(name, elem, shape) for name, elem, shape in inputs],
             [helper.make_tensor_value_info("y", self.elem, ["r", "h", "c", "d"])],
         )
-        # Opset 18 (Pad's pads as an input), the IR version ONNX Runtime 1.2x reads.
+        # Opset 18 (Pad takes its pads as an input); IR version 8, which every ONNX Runtime this
+        # project runs reads (onnx's own default may be newer than the installed runtime).
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
         model.ir_version = 8
         self.onnx.checker.check_model(model)
