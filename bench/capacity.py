@@ -99,6 +99,12 @@ def failed_by(trial: Trial) -> str:
     return f" ({trial.failure_statuses()})" if trial.failures else ""
 
 
+def few(trial: Trial, quantile: float) -> str:
+    """A mark after a trial's request count when it is too small for its quantile to be more than
+    its slowest request (fewer than 1 / (1 - quantile): 34 for p97): such a verdict is chance."""
+    return "†" if len(trial.samples) * (1 - quantile) < 1 else ""
+
+
 def capacity_markdown(
     best: float, trials: list[Trial], bound: float, quantile: float, machine: str, setup: str
 ) -> str:
@@ -112,16 +118,23 @@ def capacity_markdown(
         "",
         f"**Result: {best:.1f} requests/s** with {q} <= {bound * 1000:.0f} ms.",
         "",
-        f"| offered req/s | done/s | p50 ms | p90 ms | {q} ms | p99 ms | failed | meets |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        f"| offered req/s | requests | done/s | p50 ms | p90 ms | {q} ms | p99 ms | failed "
+        "| meets |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for t in sorted(trials, key=lambda t: t.rate):
         lines.append(
-            f"| {t.rate:.1f} | {t.completed:.1f} | {t.percentile(0.5) * 1000:.0f} | "
+            f"| {t.rate:.1f} | {len(t.samples)}{few(t, quantile)} | {t.completed:.1f} | "
+            f"{t.percentile(0.5) * 1000:.0f} | "
             f"{t.percentile(0.9) * 1000:.0f} | {t.percentile(quantile) * 1000:.0f} | "
             f"{t.percentile(0.99) * 1000:.0f} | {t.failures}{failed_by(t)} | "
             f"{'yes' if t.percentile(quantile) <= bound else 'no'} |"
         )
+    if any(few(t, quantile) for t in trials):
+        lines += [
+            "",
+            f"† too few requests for a {q}: it is the slowest one, so the row's verdict is chance.",
+        ]
     return "\n".join(lines)
 
 

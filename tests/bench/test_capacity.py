@@ -71,6 +71,7 @@ def test_failures_are_broken_down_by_status() -> None:
     assert trial.failures == 5 and trial.failure_statuses() == "0: 1, 429: 3, 504: 1"
     table = capacity_markdown(10.0, [trial], 0.25, 0.97, "test machine", "toy")
     assert "| 5 (0: 1, 429: 3, 504: 1) | no |" in table
+    assert "| 20.0 | 10† | 5.0 |" in table  # ten requests: fewer than a p97 needs
     ours = ServerCapacity("ours", 10.0, [trial], trial)
     clean = Trial(10.0, 1.0, [Sample(0.01, 3, True)] * 10)
     peer = ServerCapacity("peer", 5.0, [clean], clean)
@@ -78,3 +79,13 @@ def test_failures_are_broken_down_by_status() -> None:
     rows = {r.split(" | ")[0]: r for r in table.splitlines()}
     assert rows["| ours"].endswith("| 5 (0: 1, 429: 3, 504: 1) |")
     assert rows["| peer"].endswith("| 0 |")
+
+
+def test_trials_too_small_for_their_quantile_are_marked() -> None:
+    """A p97 over fewer than 34 requests is the slowest one: the table says so."""
+    small = Trial(0.4, 15.0, [Sample(0.1, 3, True)] * 6)
+    large = Trial(10.0, 15.0, [Sample(0.1, 3, True)] * 150)
+    table = capacity_markdown(10.0, [small, large], 0.25, 0.97, "test machine", "toy")
+    assert "| 0.4 | 6† |" in table and "| 10.0 | 150 |" in table
+    assert "† too few requests for a p97" in table
+    assert "†" not in capacity_markdown(10.0, [large], 0.25, 0.97, "test machine", "toy")
