@@ -72,6 +72,9 @@ KV_AXES_SRC = ("batch", "heads", "src_len", "head_dim")
 KV_AXES_SHARED = ("sources", "heads", "src_len", "head_dim")  # batch = sources x rows per source
 KV_AXES_PAST = ("prev_batch", "heads", "past_len", "head_dim")
 KV_AXES_PRESENT = ("batch", "heads", "present_len", "head_dim")
+# In place (docs/decisions.md #31): past and present are one buffer per layer, row r of the batch
+# in row r, a row's position p in column p; the runtime binds present to past's memory.
+KV_AXES_IN_PLACE = ("batch", "heads", "capacity", "head_dim")
 
 
 def encoder_spec(decoder_layers: int, float_dtype: str = "float32") -> GraphSpec:
@@ -91,23 +94,38 @@ def encoder_spec(decoder_layers: int, float_dtype: str = "float32") -> GraphSpec
 
 
 def decoder_spec(
-    decoder_layers: int, float_dtype: str = "float32", shared_sources: bool = False
+    decoder_layers: int,
+    float_dtype: str = "float32",
+    shared_sources: bool = False,
+    in_place: bool = False,
 ) -> GraphSpec:
     """``float_dtype``: of the caches; the log-probabilities are float32 in every precision.
     ``shared_sources``: the cross keys/values and source mask have one row per *source*
     (axis ``sources``), read by the batch / sources consecutive rows that share it (a sentence's
-    beams), instead of one per row (axis ``batch``); the engine reads which from the axis name."""
-    past = kv_specs("past", decoder_layers, float_dtype, KV_AXES_PAST)
+    beams), instead of one per row (axis ``batch``); the engine reads which from the axis name.
+    ``in_place``: the self-attention cache is written in place (axis ``capacity``; no
+    ``cache_index`` or ``self_mask``: the runtime puts each row's past in its row beforehand, and
+    a row's positions say which columns are its own); the runtime reads which from the axis."""
+    cache_axes = KV_AXES_IN_PLACE if in_place else KV_AXES_PAST
+    past = kv_specs("past", decoder_layers, float_dtype, cache_axes)
     src_axes = KV_AXES_SHARED if shared_sources else KV_AXES_SRC
     cross = kv_specs("cross", decoder_layers, float_dtype, src_axes)
-    present = kv_specs("present", decoder_layers, float_dtype, KV_AXES_PRESENT)
+    present_axes = KV_AXES_IN_PLACE if in_place else KV_AXES_PRESENT
+    present = kv_specs("present", decoder_layers, float_dtype, present_axes)
+    rows = (
+        ()
+        if in_place
+        else (
+            TensorSpec("cache_index", "int64", ("batch",)),  # row of the past cache it continues
+            TensorSpec("self_mask", "bool", ("batch", "present_len")),  # True at real positions
+        )
+    )
     return GraphSpec(
         inputs=(
             # New tokens of every row: 1 per step; a whole prefix at once with an empty past.
             TensorSpec("input_ids", "int64", ("batch", "new_len")),
             TensorSpec("positions", "int64", ("batch", "new_len")),  # positions in its own row
-            TensorSpec("cache_index", "int64", ("batch",)),  # row of the past cache it continues
-            TensorSpec("self_mask", "bool", ("batch", "present_len")),  # True at real positions
+            *rows,
             TensorSpec("src_mask", "bool", (src_axes[0], "src_len")),
             TensorSpec("top_k", "int64", ("1",)),
             *past,

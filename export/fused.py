@@ -222,6 +222,30 @@ class LayerWriter:
             out = g.one("Reshape", [out, by_source[1]])
         return g.one("MatMul", [out, g.const(f"{hint}.out.weight", linear_weight(attn.out_proj))])
 
+    def attention_in_place(
+        self, attn: MultiHeadAttention, x: str, hint: str, layer: int, lengths: tuple[str, str]
+    ) -> str:
+        """Causal self-attention over ``x`` (B, 1, D) whose past lives in the layer's cache buffers
+        (B, H, capacity, Dh): ``com.microsoft.GroupQueryAttention`` writes each row's new key and
+        value at column ``seqlens_k`` (its position) and reads columns 0..position, in place when
+        the runtime binds ``present`` to the same buffer as ``past`` (decision #31)."""
+        g = self.g
+        projections = (attn.q_proj, attn.k_proj, attn.v_proj)
+        packed = np.concatenate([linear_weight(p) for p in projections], axis=1)
+        qkv = g.one("MatMul", [x, g.const(f"{hint}.qkv.weight", packed)])
+        bias = np.concatenate([linear_bias(p) for p in projections])
+        qkv = g.one("Add", [qkv, g.const(f"{hint}.qkv.bias", bias)])
+        heads = attn.n_heads
+        out = g.op(
+            "GroupQueryAttention",
+            [qkv, "", "", *kv_pair("past", layer), *lengths],
+            [g.name("attention"), *kv_pair("present", layer)],
+            MS_DOMAIN,
+            num_heads=heads,
+            kv_num_heads=heads,
+        )[0]
+        return g.one("MatMul", [out, g.const(f"{hint}.out.weight", linear_weight(attn.out_proj))])
+
     def add_norm(self, x: str, sublayer: str, bias: torch.Tensor, norm: torch.nn.LayerNorm) -> str:
         """Post-LN residual: LayerNorm(x + sublayer + bias), one kernel."""
         g = self.g
@@ -315,16 +339,32 @@ def self_attention_bias(g: GraphBuilder) -> str:
     return g.one("Where", [allowed, open_, g.const("low", lowest)])
 
 
+def cache_lengths(g: GraphBuilder) -> tuple[str, str]:
+    """GroupQueryAttention's ``seqlens_k`` (B,) and ``total_sequence_length`` (scalar), int32:
+    each row's last position (its cached positions, the new one included, minus one) and the
+    longest row's length. A row's cache columns are its positions, so nothing else is needed."""
+    last = g.one("Gather", ["positions", g.const("last", np.array(-1, dtype=np.int64))], axis=1)
+    seqlens = g.one("Cast", [last], to=TensorProto.INT32)
+    longest = g.one("ReduceMax", [seqlens], keepdims=0)
+    total = g.one("Add", [longest, g.const("one", np.array(1, dtype=np.int32))])
+    return seqlens, total
+
+
 @torch.no_grad()
-def build_decoder(model: Transformer, spec: GraphSpec) -> onnx.ModelProto:
+def build_decoder(model: Transformer, spec: GraphSpec, in_place: bool = False) -> onnx.ModelProto:
     """One decoder step with the package's decoder IO (contract/spec.py): the top-k
     log-probabilities after the last new position and the reordered, grown cache. The cross
     keys/values may have fewer rows than the batch (``sources``): each is read by the
-    batch / sources consecutive rows it is shared by (a sentence's beams)."""
+    batch / sources consecutive rows it is shared by (a sentence's beams). ``in_place``: the
+    self-attention cache is one buffer per layer written in place (``cache_index`` and
+    ``self_mask`` are not inputs: rows are in the buffer's order, lengths are positions)."""
     cfg, g = model.cfg, GraphBuilder()
     w = LayerWriter(model, g)
     x = w.embed(model.target_embed, "input_ids", "positions", "target_embed")
-    bias = self_attention_bias(g)
+    if in_place:
+        lengths = cache_lengths(g)
+    else:
+        bias = self_attention_bias(g)
     padding = g.one("Cast", ["src_mask"], to=TensorProto.INT32)
     # (sources, -1, D) from the cross keys' (sources, H, S, ...) shape, without a Concat.
     sources = g.one("Shape", [kv_pair("cross", 0)[0]], start=0, end=3)
@@ -333,15 +373,20 @@ def build_decoder(model: Transformer, spec: GraphSpec) -> onnx.ModelProto:
     by_source = (g.one("Add", [g.one("Mul", [sources, first]), rest]), g.one("Shape", [x]))
     for i, layer in enumerate(model.decoder_layers):
         hint = f"decoder.{i}"
-        past = tuple(g.one("Gather", [name, "cache_index"], axis=0) for name in kv_pair("past", i))
-        attn = w.attention(
-            layer.self_attn,
-            x,
-            f"{hint}.self",
-            attention_bias=bias,
-            past=(past[0], past[1]),
-            present=kv_pair("present", i),
-        )
+        if in_place:
+            attn = w.attention_in_place(layer.self_attn, x, f"{hint}.self", i, lengths)
+        else:
+            past = tuple(
+                g.one("Gather", [name, "cache_index"], axis=0) for name in kv_pair("past", i)
+            )
+            attn = w.attention(
+                layer.self_attn,
+                x,
+                f"{hint}.self",
+                attention_bias=bias,
+                past=(past[0], past[1]),
+                present=kv_pair("present", i),
+            )
         x = w.add_norm(x, attn, layer.self_attn.out_proj.bias, layer.self_attn_layer_norm)
         key, value = kv_pair("cross", i)
         attn = w.attention(

@@ -39,8 +39,30 @@ from model.transformer import Transformer
 # Part of the cache key of exported packages: bumped when the graphs written for the same weights
 # change (2: fused kernels, docs/decisions.md #23; 3: int8 packages store their embedding tables
 # in int8; 4: the encoder's dense layers skip the padding, and a sentence's beams share its cross
-# keys/values), so a cache from an older version is not reused.
-GRAPHS_REVISION = 4
+# keys/values; 5: fp32 and int8 decoders write their cache in place, #31), so a cache from an
+# older version is not reused.
+GRAPHS_REVISION = 5
+
+# The decoder's self-attention cache (docs/decisions.md #31): one buffer per layer written in place
+# by GroupQueryAttention (fused CPU packages, the default there), or gathered by ``cache_index``
+# and grown by a concat at every step (traced fp16 packages; fp32 ones meant for CUDA, where
+# GroupQueryAttention has no fp32 kernel).
+CACHE_LAYOUTS = ("in-place", "gathered")
+
+
+def default_cache(precision: str) -> str:
+    return "in-place" if fused(precision) else "gathered"
+
+
+def check_cache(precision: str, cache: str | None) -> str:
+    """The cache layout of a ``precision`` package: ``cache``, or the default; refused where it
+    cannot be built (in place needs the fused graphs: not fp16)."""
+    cache = cache or default_cache(precision)
+    if cache not in CACHE_LAYOUTS:
+        raise PackageError(f"unknown cache layout {cache!r}: choose one of {CACHE_LAYOUTS}")
+    if cache == "in-place" and not fused(precision):
+        raise PackageError(f"an in-place cache needs the fused graphs, which {precision} lacks")
+    return cache
 
 
 def example_encoder_inputs(model: Transformer) -> tuple[torch.Tensor, torch.Tensor]:
@@ -226,8 +248,11 @@ def tool_versions() -> dict[str, str]:
     }
 
 
-def package_config(source: ModelSource, name: str, precision: str) -> dict[str, Any]:
+def package_config(
+    source: ModelSource, name: str, precision: str, cache: str | None = None
+) -> dict[str, Any]:
     cfg = source.model.cfg
+    in_place = check_cache(precision, cache) == "in-place"
     float_dtype = "float16" if precision == "fp16" else "float32"
     return {
         "format_version": FORMAT_VERSION,
@@ -249,7 +274,9 @@ def package_config(source: ModelSource, name: str, precision: str) -> dict[str, 
             "encoder": {"file": ENCODER, **encoder_spec(cfg.decoder_layers, float_dtype).to_dict()},
             "decoder": {
                 "file": DECODER,
-                **decoder_spec(cfg.decoder_layers, float_dtype, fused(precision)).to_dict(),
+                **decoder_spec(
+                    cfg.decoder_layers, float_dtype, fused(precision), in_place
+                ).to_dict(),
             },
         },
         "tokenizer": source.tokenizer,
@@ -265,17 +292,21 @@ def fused(precision: str) -> bool:
     return precision != "fp16"
 
 
-def build_graphs(model: Transformer, directory: Path, precision: str) -> None:
+def build_graphs(
+    model: Transformer, directory: Path, precision: str, cache: str | None = None
+) -> None:
     """The encoder and decoder graphs of ``model`` in ``directory``: built from ONNX Runtime's
     fused kernels (export/fused.py) where they run (fp32, and int8 on top of them), traced from
-    PyTorch for fp16; then checked and converted to ``precision``."""
+    PyTorch for fp16; then checked and converted to ``precision``. ``cache``: the decoder's
+    cache layout (``CACHE_LAYOUTS``; None: the precision's default)."""
     cfg = model.cfg
+    in_place = check_cache(precision, cache) == "in-place"
     if not fused(precision):
         trace_graphs(model, directory)
     else:
         onnx.save(build_encoder(model, encoder_spec(cfg.decoder_layers)), directory / ENCODER)
-        spec = decoder_spec(cfg.decoder_layers, shared_sources=True)
-        onnx.save(build_decoder(model, spec), directory / DECODER)
+        spec = decoder_spec(cfg.decoder_layers, shared_sources=True, in_place=in_place)
+        onnx.save(build_decoder(model, spec, in_place), directory / DECODER)
     for graph in (ENCODER, DECODER):
         onnx.checker.check_model(str(directory / graph), full_check=True)
         if precision == "fp16":
@@ -306,19 +337,24 @@ def trace_graphs(model: Transformer, directory: Path) -> None:
 
 
 def write_package(
-    source: ModelSource, out_dir: str | Path, precision: str = "fp32", name: str | None = None
+    source: ModelSource,
+    out_dir: str | Path,
+    precision: str = "fp32",
+    name: str | None = None,
+    cache: str | None = None,
 ) -> Path:
     """The one writer every loader feeds: graphs, tokenizer files, config, manifest."""
     if precision not in PRECISIONS:
         raise PackageError(f"unsupported precision {precision!r}: choose one of {PRECISIONS}")
+    cache = check_cache(precision, cache)
     out = Path(out_dir)
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    build_graphs(source.model, partial, precision)
+    build_graphs(source.model, partial, precision, cache)
     for file_name, data in source.files.items():
         (partial / file_name).write_bytes(data)
-    config = package_config(source, name or source.pair_name, precision)
+    config = package_config(source, name or source.pair_name, precision, cache)
     (partial / CONFIG).write_text(
         json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
@@ -334,11 +370,13 @@ def export_package(
     out_dir: str | Path,
     precision: str = "fp32",
     name: str | None = None,
+    cache: str | None = None,
 ) -> Path:
     """Write the package for ``checkpoint`` (the shipped model if None) to ``out_dir``."""
     if precision not in PRECISIONS:  # before loading anything
         raise PackageError(f"unsupported precision {precision!r}: choose one of {PRECISIONS}")
-    return write_package(from_checkpoint(checkpoint), out_dir, precision, name)
+    check_cache(precision, cache)
+    return write_package(from_checkpoint(checkpoint), out_dir, precision, name, cache)
 
 
 def cache_dir() -> Path:
@@ -347,18 +385,24 @@ def cache_dir() -> Path:
     return Path(os.environ.get("TONGYEOK_CACHE_DIR", Path.home() / ".cache" / "tongyeok"))
 
 
-def ensure_package(checkpoint: str | Path | None, precision: str = "fp32") -> Path:
-    """The package of ``checkpoint``, exported once into the cache and reused while it verifies."""
+def ensure_package(
+    checkpoint: str | Path | None, precision: str = "fp32", cache: str | None = None
+) -> Path:
+    """The package of ``checkpoint``, exported once into the cache and reused while it verifies;
+    ``cache``: its cache layout (None: the precision's default; ``gathered`` for CUDA)."""
     from contract.package import load_package_config
     from model.checkpoint import DEFAULT_CHECKPOINT
 
     source = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
     if not source.is_file():
         load_checkpoint(source)  # raises the usual clear error
+    layout = check_cache(precision, cache)
     name = f"{source.stem}-{sha256_file(source)[:12]}-g{GRAPHS_REVISION}-{precision}"
+    if layout != default_cache(precision):
+        name += f"-{layout}"
     target = cache_dir() / "packages" / name
     try:
         load_package_config(target)
         return target
     except PackageError:
-        return export_package(source, target, precision)
+        return export_package(source, target, precision, cache=layout)

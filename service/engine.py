@@ -192,7 +192,11 @@ class Engine:
         if not self.runtime.shared_sources:
             joining = joining.per_row()
         keep = np.flatnonzero(self.batch.alive)
-        self._set_rows(self._grouped(self.batch.take(keep).without_unused_past().concat(joining)))
+        self._set_rows(
+            self._grouped(
+                self.batch.take(keep).without_unused_past(self.runtime.in_place).concat(joining)
+            )
+        )
         for seq_id, number, limit, n in zip(seq_ids, numbers, limits, encoded.lengths, strict=True):
             seq = ActiveSequence(seq_id, options, number, limit, n)
             self.sequences[seq_id] = self._numbered[number] = seq
@@ -217,7 +221,8 @@ class Engine:
         if len(keep) == 0:
             self._reset_rows()
             return
-        rows = self.batch.take(keep).without_unused_past().without_unused_source()
+        rows = self.batch.take(keep).without_unused_past(self.runtime.in_place)
+        rows = rows.without_unused_source()
         self._set_rows(self._grouped(rows))
 
     def _grouped(self, rows: Rows) -> Rows:

@@ -220,10 +220,11 @@ class Rows:
             **stacked,
         )
 
-    def without_unused_past(self) -> Rows:
+    def without_unused_past(self, in_place: bool = False) -> Rows:
         """Drop the self-attention columns no row attends to any more (all of them without
         rows; a copy of the cache, so only when there is something to drop), and the history
-        columns older than the longest row's output."""
+        columns older than the longest row's output. ``in_place``: the cache's columns are each
+        row's own positions (contract/spec.py), not the mask's: only the mask is trimmed."""
         first = first_valid_column(self.self_mask) if len(self) else self.self_mask.shape[1]
         longest = int(self.positions.max()) if len(self) else 0
         old = self.history.shape[1] - longest
@@ -231,11 +232,10 @@ class Rows:
         if old > 0:
             rows = replace(rows, history=rows.history[:, old:])
         if first:
-            rows = replace(
-                rows,
-                self_mask=rows.self_mask[:, first:],
-                cache=[self.ops.columns(c, first, shape_of(c)[2]) for c in rows.cache],
-            )
+            cache = rows.cache
+            if not in_place:
+                cache = [self.ops.columns(c, first, shape_of(c)[2]) for c in cache]
+            rows = replace(rows, self_mask=rows.self_mask[:, first:], cache=cache)
         return rows
 
     def without_unused_source(self) -> Rows:

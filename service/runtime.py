@@ -14,10 +14,12 @@ import numpy as np
 import onnxruntime as ort
 
 from contract.package import PackageConfig, load_package_config
-from contract.spec import KV_AXES_SHARED, kv_pair
-from service.tensor_ops import NUMPY, GraphOps, Tensor, TensorOps, as_value
+from contract.spec import KV_AXES_IN_PLACE, KV_AXES_SHARED, kv_pair
+from service.tensor_ops import NUMPY, GraphOps, Tensor, TensorOps, as_array, as_value
 
 CUDA = "CUDAExecutionProvider"
+# An in-place cache grows by this many positions at a time (each growth copies it once).
+CACHE_CHUNK = 32
 
 
 @functools.cache
@@ -92,7 +94,9 @@ class EncoderOutput:
 class StepOutput:
     logprobs: np.ndarray  # (B, k) float32, best first
     ids: np.ndarray  # (B, k) int64
-    cache: list[ort.OrtValue]  # present_key.0, present_value.0, ... each (B, H, P + 1, Dh)
+    # present_key.0, present_value.0, ... each (B, H, P + 1, Dh); in place: the buffers the step
+    # wrote into, (B, H, capacity, Dh), row r's positions in its first columns
+    cache: list[Tensor]
 
 
 class PackageRuntime:
@@ -103,21 +107,26 @@ class PackageRuntime:
             package if isinstance(package, PackageConfig) else load_package_config(package)
         )
         self.options = options or RuntimeOptions()
+        dec = self.config.decoder_io
+        past_key = next(t for t in dec["inputs"] if t["name"] == kv_pair("past", 0)[0])
+        # Whether the decoder writes its self-attention cache in place (contract/spec.py).
+        self.in_place = past_key["axes"][2] == KV_AXES_IN_PLACE[2]
         so = self.options.session_options()
         providers = self.options.provider_list()
         if CUDA in self.options.providers:
             preload_cuda_libraries()
         self.encoder = ort.InferenceSession(str(self.config.encoder_path), so, providers=providers)
         self.decoder = ort.InferenceSession(str(self.config.decoder_path), so, providers=providers)
-        dec = self.config.decoder_io
         self.decoder_inputs = [t["name"] for t in dec["inputs"]]
         self.decoder_outputs = [t["name"] for t in dec["outputs"]]
-        past_key = kv_pair("past", 0)[0]
-        self.cache_dtype = np.dtype(
-            next(t["dtype"] for t in dec["inputs"] if t["name"] == past_key)
-        )
+        self.cache_dtype = np.dtype(past_key["dtype"])
         self.layers = self.config.decoder_layers
         on_cuda = CUDA in self.decoder.get_providers()
+        if self.in_place and on_cuda:  # its attention would run on the CPU, between copies
+            raise ValueError(
+                f"package {self.config.name!r} writes its cache in place (GroupQueryAttention, "
+                "which has no fp32 kernel on CUDA): for a GPU, export it with --cache gathered"
+            )
         self.device = "cuda" if on_cuda else "cpu"  # where caches and cross keys/values live
         binding = self.options.io_binding
         self.io_binding = on_cuda if binding is None else binding
@@ -161,6 +170,8 @@ class PackageRuntime:
         past: list[Tensor],
         cross: list[Tensor],
     ) -> StepOutput:
+        if self.in_place:
+            past = self.place(past, cache_index, positions)
         feed: dict[str, Tensor] = {
             "input_ids": input_ids,
             "positions": positions,
@@ -172,7 +183,11 @@ class PackageRuntime:
         for i in range(self.layers):
             for (key, value), source in ((kv_pair("past", i), past), (kv_pair("cross", i), cross)):
                 feed[key], feed[value] = source[2 * i], source[2 * i + 1]
-        values = {name: as_value(x) for name, x in feed.items()}  # holds the arrays alive
+        # holds the arrays alive; an in-place decoder takes neither cache_index nor self_mask
+        values = {name: as_value(feed[name]) for name in self.decoder_inputs}
+        if self.in_place:
+            outputs = self.run_in_place(values)
+            return StepOutput(outputs[0].numpy(), outputs[1].numpy(), cache=list(past))
         if self.io_binding:
             outputs = self.run_bound(values)
         else:
@@ -180,6 +195,49 @@ class PackageRuntime:
         return StepOutput(
             logprobs=outputs[0].numpy(), ids=outputs[1].numpy(), cache=list(outputs[2:])
         )
+
+    def place(
+        self, past: list[Tensor], cache_index: np.ndarray, positions: np.ndarray
+    ) -> list[np.ndarray]:
+        """In-place buffers for this step: row r holding the past of ``past``'s row
+        ``cache_index[r]`` (its first ``positions[r, 0]`` columns), with room for the new
+        positions. Rows that continue their own past are not touched (greedy search never copies),
+        moved ones (beam reordering) copy only their own columns; a new buffer is made only when
+        the rows change (joins, compactions) or the longest row outgrows it."""
+        buffers = [as_array(p) for p in past]
+        rows, (have, _, capacity, _) = len(cache_index), buffers[0].shape
+        lengths = positions[:, 0]  # cached positions of every row
+        need = int(positions[:, -1].max()) + 1 if rows else 0
+        if rows == have and need <= capacity:
+            moved = np.flatnonzero(cache_index != np.arange(rows))
+            width = int(lengths[moved].max()) if len(moved) else 0
+            if width:
+                parents = cache_index[moved]
+                for b in buffers:  # the right side is a copy: parents may be moved rows too
+                    b[moved, :, :width] = b[parents, :, :width]
+            return buffers
+        capacity = -(-need // CACHE_CHUNK) * CACHE_CHUNK
+        width = int(lengths.max()) if rows else 0
+        placed = []
+        for b in buffers:
+            new = np.empty((rows, b.shape[1], capacity, b.shape[3]), dtype=b.dtype)
+            if width:
+                new[:, :, :width] = b[cache_index, :, :width]
+            placed.append(new)
+        return placed
+
+    def run_in_place(self, values: dict[str, ort.OrtValue]) -> list[ort.OrtValue]:
+        """The in-place decoder: each layer's present is bound to its past's memory, so the
+        kernel writes the new positions into the buffers the step was given."""
+        binding = self.decoder.io_binding()
+        for name, value in values.items():
+            binding.bind_ortvalue_input(name, value)
+        for name in self.decoder_outputs[:2]:
+            binding.bind_output(name, "cpu")
+        for name in self.decoder_outputs[2:]:
+            binding.bind_ortvalue_output(name, values[name.replace("present", "past", 1)])
+        self.decoder.run_with_iobinding(binding)
+        return list(binding.get_outputs())
 
     def run_bound(self, values: dict[str, ort.OrtValue]) -> list[ort.OrtValue]:
         """The decoder through an IO binding: the top-k outputs come back to the host, the grown

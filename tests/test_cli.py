@@ -175,3 +175,27 @@ def test_translate_a_package_without_training_packages(toy_repository: Path) -> 
     result = without_training_packages(code, "translate", "--package", package, *sentences)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == sentences
+
+
+def test_export_writes_the_cache_layout_asked_for_and_refuses_one_it_cannot_build(
+    toy_checkpoint: Path, tmp_path: Path
+) -> None:
+    """``--cache gathered`` (what an fp32 package for a GPU needs) gives a decoder that gathers
+    its cache by ``cache_index``; the default writes it in place; fp16 has no in-place graphs."""
+    import json
+
+    for cache, gathers in (("gathered", True), (None, False)):
+        out = tmp_path / str(cache)
+        flags = ["--cache", cache] if cache else []
+        done = run("export", str(toy_checkpoint), "--out", str(out), "--no-verify", *flags)
+        assert done.returncode == 0, done.stderr
+        inputs = json.loads((out / "config.json").read_text())["graphs"]["decoder"]["inputs"]
+        assert ("cache_index" in [t["name"] for t in inputs]) == gathers
+    done = run(
+        "export", str(toy_checkpoint), "--out", str(tmp_path / "x"), "--precision", "fp16",
+        "--cache", "in-place",
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "in-place cache needs the fused graphs, which fp16 lacks" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "x").exists()

@@ -18,12 +18,17 @@ from export.verify import onnx_greedy, padded_sources, step_parity
 from model.checkpoint import CheckpointError, load_checkpoint
 from model.search import SearchOptions, max_lengths, search
 from service.runtime import PackageRuntime
+from service.tensor_ops import shape_of
 from tests.conftest import copy_pairs
 
 
-@pytest.fixture(scope="module")
-def package(toy_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_package(toy_checkpoint, tmp_path_factory.mktemp("pkg") / "toy")
+@pytest.fixture(scope="module", params=["in-place", "gathered"])
+def package(
+    request: pytest.FixtureRequest, toy_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The fp32 package in either cache layout: every test of it holds for both."""
+    out = tmp_path_factory.mktemp("pkg") / request.param
+    return export_package(toy_checkpoint, out, cache=None if out.name == "in-place" else out.name)
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +52,10 @@ def test_package_contents_names_and_checker(package: Path) -> None:
     ]
     config = load_package_config(package)  # verifies every hash
     layers = config.decoder_layers
-    # An fp32 package's decoder lets a sentence's beams share one row of its source.
-    decoder = decoder_spec(layers, shared_sources=True)
+    # An fp32 package's decoder lets a sentence's beams share one row of its source; by default
+    # it writes its cache in place.
+    in_place = package.name == "in-place"
+    decoder = decoder_spec(layers, shared_sources=True, in_place=in_place)
     for graph, spec in (("encoder", encoder_spec(layers)), ("decoder", decoder)):
         onnx.checker.check_model(str(package / f"{graph}.onnx"), full_check=True)
         proto = onnx.load(str(package / f"{graph}.onnx"))
@@ -61,7 +68,7 @@ def test_package_contents_names_and_checker(package: Path) -> None:
         assert [o.name for o in proto.graph.output] == spec.output_names
         assert config.raw["graphs"][graph]["inputs"] == spec.to_dict()["inputs"]
     assert config.raw["made_with"]["torch"] == torch.__version__
-    assert not (package.parent / "toy.partial").exists()
+    assert not (package.parent / f"{package.name}.partial").exists()
 
 
 def test_every_step_matches_pytorch_on_a_padded_batch(toy, runtime: PackageRuntime) -> None:
@@ -101,7 +108,9 @@ def test_the_cache_is_used_and_changes_nothing(toy, runtime: PackageRuntime) -> 
             past,
             enc.cross,
         )
-        assert all(c.shape()[2] == step + 1 for c in out.cache)  # past length grows by one
+        # The past grows by one position (in place: written into a buffer with room for it).
+        lengths = [shape_of(c)[2] for c in out.cache]
+        assert all(n >= step + 1 if runtime.in_place else n == step + 1 for n in lengths)
         past, tokens = out.cache, out.ids[:, :1]
     with_cache = onnx_greedy(runtime, src, [20, 20], use_cache=True)
     without = onnx_greedy(runtime, src, [20, 20], use_cache=False)
@@ -170,6 +179,7 @@ def test_reduced_precision_packages_run_and_agree(
     runtime = PackageRuntime(package)
     assert runtime.config.precision == precision
     assert runtime.shared_sources == (precision == "int8")  # fp16 keeps traced graphs
+    assert runtime.in_place == (precision == "int8")  # ... whose cache is gathered
     sources = tokenizer.encode_batch([s for s, _ in copy_pairs(12, seed=5)])
     report = step_parity(model, runtime, sources, sources, tolerance=None)
     assert report.max_diff < max_diff
@@ -188,6 +198,10 @@ def test_export_is_reproducible(toy_checkpoint: Path, tmp_path: Path) -> None:
 def test_bad_inputs_give_clear_errors(toy_checkpoint: Path, package: Path, tmp_path: Path) -> None:
     with pytest.raises(PackageError, match=r"unsupported precision 'fp8'"):
         export_package(toy_checkpoint, tmp_path / "x", precision="fp8")
+    with pytest.raises(PackageError, match=r"unknown cache layout 'paged'"):
+        export_package(toy_checkpoint, tmp_path / "x", cache="paged")
+    with pytest.raises(PackageError, match="in-place cache needs the fused graphs, which fp16"):
+        export_package(toy_checkpoint, tmp_path / "x", precision="fp16", cache="in-place")
     with pytest.raises(CheckpointError, match="does not exist"):
         export_package(tmp_path / "missing.pt", tmp_path / "x")
     broken = tmp_path / "broken"

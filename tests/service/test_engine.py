@@ -20,12 +20,17 @@ from service.tensor_ops import NUMPY, GraphOps, NumpyOps
 from tests.conftest import copy_pairs
 
 
-@pytest.fixture(scope="module")
-def toy(toy_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
-    """(reference model, tokenizer, runtime) of the toy model."""
+@pytest.fixture(scope="module", params=["in-place", "gathered"])
+def toy(request: pytest.FixtureRequest, toy_checkpoint: Path, tmp_path_factory):
+    """(reference model, tokenizer, runtime) of the toy model, its fp32 package in either cache
+    layout (in place: the CPU's default; gathered: what a GPU runs): the engine decodes the same
+    with both."""
     ckpt = load_checkpoint(toy_checkpoint)
-    package = export_package(toy_checkpoint, tmp_path_factory.mktemp("engine") / "toy")
-    return ckpt.build_model(), ckpt.tokenizer, PackageRuntime(package)
+    out = tmp_path_factory.mktemp("engine") / "toy"
+    package = export_package(toy_checkpoint, out, cache=request.param)
+    runtime = PackageRuntime(package)
+    assert runtime.in_place == (request.param == "in-place")
+    return ckpt.build_model(), ckpt.tokenizer, runtime
 
 
 def sources(tokenizer, n: int, seed: int) -> list[list[int]]:

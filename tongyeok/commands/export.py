@@ -18,6 +18,7 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="package directory to write (replaced if present)")
     p.add_argument("--precision", default="fp32", help="fp32 (default), fp16 (GPUs) or int8 (CPU)")
     p.add_argument("--name", help="package name (default: SOURCE-TARGET, e.g. en-de)")
+    add_cache_option(p)
     p.add_argument(
         "--no-verify",
         dest="verify",
@@ -27,10 +28,20 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_export)
 
 
+def add_cache_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cache",
+        choices=("in-place", "gathered"),
+        help="the decoder's self-attention cache: in-place (default for fp32 and int8: one "
+        "buffer per layer written in place, CPU only) or gathered (grown by a copy at every "
+        "step; fp16's only layout, and what an fp32 package for CUDA needs)",
+    )
+
+
 def run_export(args: argparse.Namespace) -> int:
     from export.onnx_export import export_package
 
-    out = export_package(args.checkpoint, args.out, args.precision, args.name)
+    out = export_package(args.checkpoint, args.out, args.precision, args.name, args.cache)
     print(f"wrote {out}")
     if args.verify:
         from export.verify import check_package
@@ -76,6 +87,7 @@ def add_import(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="package directory to write (replaced if present)")
     p.add_argument("--precision", default="fp32", help="fp32 (default), fp16 (GPUs) or int8 (CPU)")
     p.add_argument("--name", help="package name (default: SOURCE-TARGET, e.g. ko-en)")
+    add_cache_option(p)
     p.add_argument("--source", help="source language (default: tokenizer_config.json's)")
     p.add_argument(
         "--target",
@@ -100,7 +112,7 @@ def run_import(args: argparse.Namespace) -> int:
     if args.precision not in PRECISIONS:
         raise PackageError(f"unsupported precision {args.precision!r}: choose one of {PRECISIONS}")
     source = load_marian(args.directory, args.source, args.target)
-    out = write_package(source, args.out, args.precision, args.name)
+    out = write_package(source, args.out, args.precision, args.name, args.cache)
     pairs = [f"{s}->{t}" for s in source.source_langs for t in source.target_langs]
     print(f"wrote {out}: {', '.join(pairs)}")
     if args.verify:

@@ -39,9 +39,10 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_serve)
 
 
-def shipped_repository(precision: str = SHIPPED_PRECISIONS[0]) -> Path:
+def shipped_repository(precision: str = SHIPPED_PRECISIONS[0], cuda: bool = False) -> Path:
     """A repository in the user cache holding the shipped model's package (exported on first
-    use, as ``tongyeok translate`` does), linked so that only that package is in it."""
+    use, as ``tongyeok translate`` does), linked so that only that package is in it. ``cuda``:
+    with the cache layout a GPU runs (gathered; in place is CPU-only, docs/decisions.md #31)."""
     from contract.package import PackageError
 
     try:
@@ -53,7 +54,7 @@ def shipped_repository(precision: str = SHIPPED_PRECISIONS[0]) -> Path:
             "with --model-repository"
         ) from None
     print("tongyeok serve: no model repository; using the shipped model", file=sys.stderr)
-    package = ensure_package(None, precision)
+    package = ensure_package(None, precision, "gathered" if cuda else None)
     root = cache_dir() / "repository"
     root.mkdir(parents=True, exist_ok=True)
     link = root / package.name
@@ -67,7 +68,7 @@ def shipped_repository(precision: str = SHIPPED_PRECISIONS[0]) -> Path:
 
 def run_serve(args: argparse.Namespace) -> int:
     from contract.package import PackageError
-    from service.models import check_repository
+    from service.models import check_repository, runtime_options
     from service.server import serve
     from service.settings import Settings
 
@@ -88,7 +89,8 @@ def run_serve(args: argparse.Namespace) -> int:
         )
         if precision not in SHIPPED_PRECISIONS:
             raise PackageError(f"TONGYEOK_SHIPPED_PRECISION: int8 or fp32, not {precision!r}")
-        repository = shipped_repository(precision)
+        cuda = "CUDAExecutionProvider" in runtime_options(settings).providers
+        repository = shipped_repository(precision, cuda)
         settings = settings.model_copy(update={"model_repository": repository})
     check_repository(settings.model_repository)  # PackageError: one line, exit status 1
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host

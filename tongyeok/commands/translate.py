@@ -85,7 +85,8 @@ def text_translator(args: argparse.Namespace) -> Callable[[list[str]], list[str]
         from export.onnx_export import ensure_package
 
         # int8 on a CPU: the same translations within 0.1 BLEU, faster (README, "Quality").
-        package = ensure_package(args.model, "fp32" if args.device == "cuda" else "int8")
+        cuda = args.device == "cuda"  # fp32 with the layout a GPU runs (docs/decisions.md #31)
+        package = ensure_package(args.model, *(("fp32", "gathered") if cuda else ("int8", None)))
     providers = ("CUDAExecutionProvider",) if args.device == "cuda" else ()
     runtime = RuntimeOptions(
         providers=(*providers, "CPUExecutionProvider"), intra_op_threads=args.threads
