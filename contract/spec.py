@@ -10,7 +10,10 @@ Decoder design (see docs/decisions.md, "What the decoder graph emits"):
   B x k numbers leave the device per step instead of B x V;
 - it gathers the rows of the self-attention cache by ``cache_index`` before appending the new
   position, so beam reordering, finished rows leaving and new rows joining a running batch are all
-  one index vector, applied inside the graph.
+  one index vector, applied inside the graph;
+- or (fused CPU packages, decision #31) it writes the new position into the cache in place: one
+  buffer per layer, row r's positions in its first columns; the runtime applies the same index
+  vector to the buffers before the step, copying only the rows that moved.
 """
 
 from __future__ import annotations

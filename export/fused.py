@@ -6,7 +6,9 @@ norms), and on a CPU a small batch spends most of its step in per-node overhead 
 arithmetic (docs/decisions.md #23). Built here from the same weights, a layer is a handful of
 nodes: one packed Q/K/V MatMul, ``com.microsoft.MultiHeadAttention`` (bias, mask, past and present
 in one kernel), ``com.microsoft.SkipLayerNormalization`` (residual + bias + LayerNorm), and the
-feed-forward MatMuls.
+feed-forward MatMuls. With ``in_place`` the decoder's self-attention is
+``com.microsoft.GroupQueryAttention`` instead, which writes the new position into the cache
+buffer it is given rather than copying the whole cache into a grown one (decision #31).
 
 The encoder computes its dense layers (projections, feed-forward, layer norms) over the real
 tokens only: a batch of sentences of mixed lengths is padded to its longest, and in file order a

@@ -5,8 +5,9 @@ A row is one beam slot of one sentence. Every per-row field is an array indexed 
 search's state included (scores, generated tokens, the sentence a row belongs to and its length
 bounds), so taking, joining and reordering rows are a few fancy indexes with no Python loop over
 rows. ``cache`` is not per row: it holds the rows of the previous step, and each row reads its past
-through ``cache_index`` (the decoder graph gathers it), so taking rows never copies the
-self-attention cache.
+through ``cache_index`` (the decoder graph gathers it, or, for an in-place cache, the runtime
+moves the rows that changed before the step), so taking rows never copies the self-attention
+cache.
 
 Nor are the cross-attention keys/values and the source mask: they are per *source*, and ``group``
 consecutive rows read one source (row r reads source r // group). When every sentence in the batch

@@ -17,6 +17,7 @@ from export.onnx_export import export_package
 from export.verify import onnx_greedy, padded_sources, step_parity
 from model.checkpoint import CheckpointError, load_checkpoint
 from model.search import SearchOptions, max_lengths, search
+from service import runtime as runtime_module
 from service.runtime import PackageRuntime
 from service.tensor_ops import shape_of
 from tests.conftest import copy_pairs
@@ -219,3 +220,52 @@ def test_bad_inputs_give_clear_errors(toy_checkpoint: Path, package: Path, tmp_p
         PackageRuntime(broken)
     config = json.loads((package / "config.json").read_text())
     assert config["precision"] == "fp32"
+
+
+def test_an_in_place_cache_is_written_in_place_and_moves_only_rows_that_changed(
+    toy, toy_checkpoint: Path, tmp_path: Path
+) -> None:
+    """Greedy steps reuse the same buffers (nothing copied); a row continuing another row's past
+    gets exactly that past while the others are left alone; the buffers grow with their content
+    when the longest row outgrows them."""
+    model, tokenizer = toy
+    runtime = PackageRuntime(export_package(toy_checkpoint, tmp_path / "p"))
+    assert runtime.in_place
+    src = padded_sources(model, tokenizer.encode_batch(["red dog runs", "a cat", "big park"]))
+    src_mask = src != 0
+    cross = runtime.encode(src, src_mask).cross
+    past, tokens = runtime.empty_cache(3), np.zeros((3, 1), dtype=np.int64)
+
+    def step(position: int, index: list[int], rows: list[int]):
+        return runtime.step(
+            tokens,
+            np.full((3, 1), position),
+            np.array(index),
+            np.ones((3, position + 1), bool),
+            src_mask[rows],
+            1,
+            past,
+            [c[rows] for c in cross],
+        )
+
+    for position in range(runtime_module.CACHE_CHUNK + 4):
+        out = step(position, [0, 1, 2], [0, 1, 2])
+        grew = position == runtime_module.CACHE_CHUNK
+        if position and not grew:
+            assert all(a is b for a, b in zip(out.cache, past, strict=True))  # nothing copied
+        if grew:  # a larger buffer, every row's past carried over
+            assert all(b.shape[2] > runtime_module.CACHE_CHUNK for b in out.cache)
+            for new, old in zip(out.cache, before, strict=True):
+                assert np.array_equal(new[:, :, :position], old[:, :, :position])
+        before = [np.array(b, copy=True) for b in out.cache]
+        past, tokens = out.cache, out.ids[:, :1]
+    position = runtime_module.CACHE_CHUNK + 4
+    tokens[2] = tokens[0]  # row 2 becomes a copy of row 0: its past, token and source
+    out = step(position, [0, 1, 0], [0, 1, 0])
+    assert all(a is b for a, b in zip(out.cache, past, strict=True))  # moved in place
+    for new, old in zip(out.cache, before, strict=True):
+        assert np.array_equal(new[:2, :, :position], old[:2, :, :position])  # rows 0, 1 alone
+        assert np.array_equal(new[2, :, :position], old[0, :, :position])  # row 0's past
+        assert np.allclose(new[2, :, position], new[0, :, position], atol=1e-5)  # same new one
+    assert out.ids[2].tolist() == out.ids[0].tolist()
+    assert np.allclose(out.logprobs[2], out.logprobs[0], atol=1e-5)
