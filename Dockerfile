@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
 # Tongyeok's serving image: ONNX Runtime, the service and the model repository; no torch.
 #
-#   tongyeok export --out models/en-de                        # on the host: the model package
+#   tongyeok export --out models/en-de --cache gathered       # on the host: the package, for a GPU
 #   docker build -t tongyeok:gpu .                            # onnxruntime-gpu + CUDA/cuDNN wheels
+#   tongyeok export --out models/en-de --precision int8       # or for a CPU (cache written in place)
 #   docker build --build-arg RUNTIME=cpu -t tongyeok:cpu .    # onnxruntime only, no CUDA libraries
 #   docker run --gpus all -p 8000:8000 tongyeok:gpu
 #

@@ -154,7 +154,9 @@ def copies_per_step(package: Path, binding: bool, sources: list[list[int]], step
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--fp32", required=True, help="fp32 package directory")
+    p.add_argument(
+        "--fp32", required=True, help="fp32 package directory (exported with --cache gathered)"
+    )
     p.add_argument("--fp16", required=True, help="fp16 package directory")
     p.add_argument("--source", required=True)
     p.add_argument("--reference", required=True)

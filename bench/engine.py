@@ -140,7 +140,7 @@ def run_bench(
         for name in models:
             model: BenchModel = registry[name]
             work = root / name
-            prepare_model(model, shipped, texts, work, engines, opus)
+            prepare_model(model, shipped, texts, work, engines, opus, device)
             tokenizer, _ = reference_tokenizer(work)
             sources = tokenizer.encode_batch(list(texts))
             vocab = reference_vocabulary(work)

@@ -106,14 +106,22 @@ def convert_ct2(work: Path) -> None:
     )
 
 
-def prepare(checkpoint: Checkpoint, work: Path, engines: Sequence[str]) -> None:
+def cache_for(device: str) -> str | None:
+    """The packages' cache layout: CUDA runs the gathered one (docs/decisions.md #31)."""
+    return "gathered" if device == "cuda" else None
+
+
+def prepare(
+    checkpoint: Checkpoint, work: Path, engines: Sequence[str], device: str = "cpu"
+) -> None:
     """Every engine's copy of the same weights: checkpoint, packages, Marian dir, CTranslate2."""
     work.mkdir(parents=True, exist_ok=True)
     checkpoint.save(work / "model.pt")
     (work / "tokenizer.model").write_bytes(checkpoint.tokenizer.model_proto)
     for precision in ("fp32", "int8", "fp16"):
         if f"tongyeok {precision}" in engines:
-            export_package(work / "model.pt", work / precision, precision)
+            cache = None if precision == "fp16" else cache_for(device)
+            export_package(work / "model.pt", work / precision, precision, cache=cache)
     if any(e.startswith(("ct2", "transformers")) for e in engines):
         export_hf(work / "model.pt", work / "hf")
     if any(e.startswith("ct2") for e in engines):
@@ -121,7 +129,7 @@ def prepare(checkpoint: Checkpoint, work: Path, engines: Sequence[str]) -> None:
 
 
 def prepare_marian(
-    variant: Variant, texts: Sequence[str], work: Path, engines: Sequence[str]
+    variant: Variant, texts: Sequence[str], work: Path, engines: Sequence[str], device: str = "cpu"
 ) -> None:
     """A random Marian directory of ``variant``'s shape (SentencePiece trained on ``texts``),
     imported as ``tongyeok import`` does, and converted for CTranslate2."""
@@ -130,7 +138,8 @@ def prepare_marian(
     source = load_marian(work / "hf")
     for precision in ("fp32", "int8", "fp16"):
         if f"tongyeok {precision}" in engines:
-            write_package(source, work / precision, precision)
+            cache = None if precision == "fp16" else cache_for(device)
+            write_package(source, work / precision, precision, cache=cache)
     if any(e.startswith("ct2") for e in engines):
         convert_ct2(work)
 
@@ -142,12 +151,13 @@ def prepare_model(
     work: Path,
     engines: Sequence[str],
     opus: Variant = OPUS_MT,
+    device: str = "cpu",
 ) -> None:
     """``model``'s work directory for ``engines``, with the reference package always;
     ``shipped`` is the checkpoint (None: the shipped one) that base takes its vocabulary from."""
     needed = [*engines, f"tongyeok {REFERENCE}"]
     if model.weights == "marian":
-        prepare_marian(opus, texts, work, needed)
+        prepare_marian(opus, texts, work, needed, device)
         return
     checkpoint = load_checkpoint(shipped)
-    prepare(base_sized(checkpoint) if model.name == "base" else checkpoint, work, needed)
+    prepare(base_sized(checkpoint) if model.name == "base" else checkpoint, work, needed, device)

@@ -7,13 +7,14 @@ join and leave between steps without restarting the others, and each may have it
 Layout. Every sequence owns ``beam_size`` row slots for its whole life; all of them share the
 sequence's cross-attention keys/values, so beam reordering never moves those: it is only the
 ``cache_index`` the decoder's self-attention cache is gathered by (inside the graph, or, for an
-in-place cache, the rows that moved, by the runtime before the step: decision #31). Where the package's decoder
-takes shared sources and every sequence has the same beam size, the slots of a sequence read one
-copy of its cross keys/values; otherwise each slot has its own (``Rows.group``). A finished
-sequence's slots become dead (still computed, results ignored) until the next compaction, which
-happens when new sequences join or dead slots pass ``compact_ratio`` of all: copying the cross
-keys/values on every finish would cost more than the wasted rows. The rows are one value
-(``service/rows.py``): a join, a compaction and a beam reorder are one operation on it each.
+in-place cache, the rows that moved, by the runtime before the step: decision #31). Where the
+package's decoder takes shared sources and every sequence has the same beam size, the slots of a
+sequence read one copy of its cross keys/values; otherwise each slot has its own (``Rows.group``).
+A finished sequence's slots become dead (still computed, results ignored) until the next
+compaction, which happens when new sequences join or dead slots pass ``compact_ratio`` of all:
+copying the cross keys/values on every finish would cost more than the wasted rows. The rows are
+one value (``service/rows.py``): a join, a compaction and a beam reorder are one operation on it
+each.
 
 Search mirrors the PyTorch reference (``model/search.py``) step for step, so that both produce the
 same translations: the top 2K continuations of a sentence's K beams, EOS among the best K finishes

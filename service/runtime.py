@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from contract.package import PackageConfig, load_package_config
+from contract.package import PackageConfig, PackageError, load_package_config
 from contract.spec import KV_AXES_IN_PLACE, KV_AXES_SHARED, kv_pair
 from service.tensor_ops import NUMPY, GraphOps, Tensor, TensorOps, as_array, as_value
 
@@ -123,7 +123,7 @@ class PackageRuntime:
         self.layers = self.config.decoder_layers
         on_cuda = CUDA in self.decoder.get_providers()
         if self.in_place and on_cuda:  # its attention would run on the CPU, between copies
-            raise ValueError(
+            raise PackageError(
                 f"package {self.config.name!r} writes its cache in place (GroupQueryAttention, "
                 "which has no fp32 kernel on CUDA): for a GPU, export it with --cache gathered"
             )

@@ -248,6 +248,7 @@ def test_an_in_place_cache_is_written_in_place_and_moves_only_rows_that_changed(
             [c[rows] for c in cross],
         )
 
+    before: list[np.ndarray] = []
     for position in range(runtime_module.CACHE_CHUNK + 4):
         out = step(position, [0, 1, 2], [0, 1, 2])
         grew = position == runtime_module.CACHE_CHUNK

@@ -33,8 +33,8 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
         "--shipped-precision",
         choices=SHIPPED_PRECISIONS,
         help="precision the shipped model is exported in when no repository is given "
-        "(TONGYEOK_SHIPPED_PRECISION, default int8: on a CPU 1.3-1.7x faster than fp32 for "
-        "-0.10 to +0.03 BLEU on the Multi30k test sets, README 'Quality')",
+        "(TONGYEOK_SHIPPED_PRECISION, default int8: on a CPU 1.2-2.5x faster than fp32 for "
+        "-0.04 to +0.06 BLEU on the Multi30k test sets, README 'Quality')",
     )
     p.set_defaults(run=run_serve)
 
