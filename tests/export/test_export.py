@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 
@@ -270,3 +271,20 @@ def test_an_in_place_cache_is_written_in_place_and_moves_only_rows_that_changed(
         assert np.allclose(new[2, :, position], new[0, :, position], atol=1e-5)  # same new one
     assert out.ids[2].tolist() == out.ids[0].tolist()
     assert np.allclose(out.logprobs[2], out.logprobs[0], atol=1e-5)
+    # A past the decoder could not write into as given (read-only, or OrtValues whose numpy view
+    # is a copy) is placed in new buffers: the same step, the same result, nothing lost.
+    frozen = [np.array(b, copy=True) for b in out.cache]
+    for b in frozen:
+        b.flags.writeable = False
+    as_values = [ort.OrtValue.ortvalue_from_numpy(np.array(b, copy=True)) for b in out.cache]
+    tokens = out.ids[:, :1]
+    want = [np.array(b, copy=True) for b in out.cache]
+    expected = step(position + 1, [0, 1, 2], [0, 1, 2])
+    for given in (frozen, as_values):
+        past = given
+        got = step(position + 1, [0, 1, 2], [0, 1, 2])
+        assert got.ids.tolist() == expected.ids.tolist()
+        assert np.array_equal(got.logprobs, expected.logprobs)
+        assert all(g is not b for g, b in zip(got.cache, given, strict=True))
+        for new, old in zip(got.cache, want, strict=True):
+            assert np.array_equal(new[:, :, : position + 1], old[:, :, : position + 1])
