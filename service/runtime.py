@@ -208,6 +208,11 @@ class PackageRuntime:
         rows, (have, _, capacity, _) = len(cache_index), buffers[0].shape
         lengths = positions[:, 0]  # cached positions of every row
         need = int(positions[:, -1].max()) + 1 if rows else 0
+        if rows and int(lengths.max()) > capacity:
+            raise ValueError(
+                f"a row's positions start at {int(lengths.max())}, but the cache it continues "
+                f"holds {capacity} positions per row"
+            )
         # Written into only if the decoder will see this very memory (not a copy of it).
         ours = all(
             isinstance(p, np.ndarray) and p.flags.c_contiguous and p.flags.writeable for p in past

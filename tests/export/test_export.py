@@ -271,6 +271,18 @@ def test_an_in_place_cache_is_written_in_place_and_moves_only_rows_that_changed(
         assert np.allclose(new[2, :, position], new[0, :, position], atol=1e-5)  # same new one
     assert out.ids[2].tolist() == out.ids[0].tolist()
     assert np.allclose(out.logprobs[2], out.logprobs[0], atol=1e-5)
+    # A past shorter than the positions claim (a stale cache) is refused, not read past its end.
+    with pytest.raises(ValueError, match="holds 32 positions per row"):
+        runtime.step(
+            tokens,
+            np.full((3, 1), 40),
+            np.arange(3),
+            np.ones((3, 41), bool),
+            src_mask,
+            1,
+            [b[:, :, :32] for b in out.cache],
+            cross,
+        )
     # A past the decoder could not write into as given (read-only, or OrtValues whose numpy view
     # is a copy) is placed in new buffers: the same step, the same result, nothing lost.
     frozen = [np.array(b, copy=True) for b in out.cache]
