@@ -8,6 +8,7 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 
+from contract.package import PackageError
 from service import runtime as runtime_module
 from service.runtime import CUDA, PackageRuntime, RuntimeOptions
 
@@ -38,3 +39,16 @@ def test_cuda_libraries_are_preloaded_once_and_only_for_cuda(
     runtime_module.preload_cuda_libraries.cache_clear()
     if CUDA not in gpu.decoder.get_providers():  # no GPU here: the CPU serves, honestly named
         assert (gpu.device, gpu.io_binding) == ("cpu", False)
+
+
+def test_an_in_place_package_is_refused_where_its_decoder_would_run_on_cuda(
+    toy_repository: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GroupQueryAttention has no fp32 CUDA kernel (docs/decisions.md #31): rather than run its
+    attention on the CPU between copies, the runtime names the export flag that fixes it. No GPU
+    here, so the sessions report CUDA as their provider the way they would on one."""
+    package = toy_repository / "en-de"
+    assert PackageRuntime(package).in_place  # the default fp32 package writes its cache in place
+    monkeypatch.setattr(ort.InferenceSession, "get_providers", lambda self: [CUDA, CPU])
+    with pytest.raises(PackageError, match=r"writes its cache in place .* --cache gathered"):
+        PackageRuntime(package)
