@@ -120,8 +120,7 @@ def prepare(
     (work / "tokenizer.model").write_bytes(checkpoint.tokenizer.model_proto)
     for precision in ("fp32", "int8", "fp16"):
         if f"tongyeok {precision}" in engines:
-            cache = None if precision == "fp16" else cache_for(device)
-            export_package(work / "model.pt", work / precision, precision, cache=cache)
+            export_package(work / "model.pt", work / precision, precision, cache=cache_for(device))
     if any(e.startswith(("ct2", "transformers")) for e in engines):
         export_hf(work / "model.pt", work / "hf")
     if any(e.startswith("ct2") for e in engines):
@@ -138,8 +137,7 @@ def prepare_marian(
     source = load_marian(work / "hf")
     for precision in ("fp32", "int8", "fp16"):
         if f"tongyeok {precision}" in engines:
-            cache = None if precision == "fp16" else cache_for(device)
-            write_package(source, work / precision, precision, cache=cache)
+            write_package(source, work / precision, precision, cache=cache_for(device))
     if any(e.startswith("ct2") for e in engines):
         convert_ct2(work)
 

@@ -30,6 +30,11 @@ READABLE_VERSIONS = (1, 2)
 CONFIG, MANIFEST = "config.json", "manifest.json"
 ENCODER, DECODER, TOKENIZER = "encoder.onnx", "decoder.onnx", "tokenizer.model"
 PRECISIONS = ("fp32", "fp16", "int8")
+# The decoder's self-attention cache (docs/decisions.md #31): one buffer per layer written in place
+# by GroupQueryAttention (fused CPU packages, the default there), or gathered by ``cache_index``
+# and grown by a concat at every step (traced fp16 packages; fp32 ones meant for CUDA, where
+# GroupQueryAttention has no fp32 kernel).
+CACHE_LAYOUTS = ("in-place", "gathered")
 
 
 class PackageError(ValueError):

@@ -19,6 +19,7 @@ import onnx
 import torch
 
 from contract.package import (
+    CACHE_LAYOUTS,
     CONFIG,
     DECODER,
     ENCODER,
@@ -42,12 +43,6 @@ from model.transformer import Transformer
 # keys/values; 5: fp32 and int8 decoders write their cache in place, #31), so a cache from an
 # older version is not reused.
 GRAPHS_REVISION = 5
-
-# The decoder's self-attention cache (docs/decisions.md #31): one buffer per layer written in place
-# by GroupQueryAttention (fused CPU packages, the default there), or gathered by ``cache_index``
-# and grown by a concat at every step (traced fp16 packages; fp32 ones meant for CUDA, where
-# GroupQueryAttention has no fp32 kernel).
-CACHE_LAYOUTS = ("in-place", "gathered")
 
 
 def default_cache(precision: str) -> str:

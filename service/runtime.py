@@ -185,15 +185,14 @@ class PackageRuntime:
                 feed[key], feed[value] = source[2 * i], source[2 * i + 1]
         # holds the arrays alive; an in-place decoder takes neither cache_index nor self_mask
         values = {name: as_value(feed[name]) for name in self.decoder_inputs}
-        if self.in_place:
-            outputs = self.run_in_place(values)
-            return StepOutput(outputs[0].numpy(), outputs[1].numpy(), cache=list(past))
-        if self.io_binding:
+        if self.in_place or self.io_binding:
             outputs = self.run_bound(values)
         else:
             outputs = self.decoder.run_with_ort_values(self.decoder_outputs, values)
         return StepOutput(
-            logprobs=outputs[0].numpy(), ids=outputs[1].numpy(), cache=list(outputs[2:])
+            logprobs=outputs[0].numpy(),
+            ids=outputs[1].numpy(),
+            cache=list(past) if self.in_place else list(outputs[2:]),
         )
 
     def place(
@@ -235,22 +234,10 @@ class PackageRuntime:
             placed.append(new)
         return placed
 
-    def run_in_place(self, values: dict[str, ort.OrtValue]) -> list[ort.OrtValue]:
-        """The in-place decoder: each layer's present is bound to its past's memory, so the
-        kernel writes the new positions into the buffers the step was given."""
-        binding = self.decoder.io_binding()
-        for name, value in values.items():
-            binding.bind_ortvalue_input(name, value)
-        for name in self.decoder_outputs[:2]:
-            binding.bind_output(name, "cpu")
-        for name in self.decoder_outputs[2:]:
-            binding.bind_ortvalue_output(name, values[name.replace("present", "past", 1)])
-        self.decoder.run_with_iobinding(binding)
-        return list(binding.get_outputs())
-
     def run_bound(self, values: dict[str, ort.OrtValue]) -> list[ort.OrtValue]:
         """The decoder through an IO binding: the top-k outputs come back to the host, the grown
-        caches stay on the decoder's device for the next step."""
+        caches stay on the decoder's device for the next step; in place, each layer's present is
+        bound to its past's memory, so the kernel writes the new positions into those buffers."""
         binding = self.decoder.io_binding()
         for name, value in values.items():
             binding.bind_ortvalue_input(name, value)
@@ -258,6 +245,9 @@ class PackageRuntime:
         for name in topk:
             binding.bind_output(name, "cpu")
         for name in caches:
-            binding.bind_output(name, self.device)
+            if self.in_place:
+                binding.bind_ortvalue_output(name, values[name.replace("present", "past", 1)])
+            else:
+                binding.bind_output(name, self.device)
         self.decoder.run_with_iobinding(binding)
         return list(binding.get_outputs())

@@ -29,9 +29,11 @@ def add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def add_cache_option(p: argparse.ArgumentParser) -> None:
+    from contract.package import CACHE_LAYOUTS
+
     p.add_argument(
         "--cache",
-        choices=("in-place", "gathered"),
+        choices=CACHE_LAYOUTS,
         help="the decoder's self-attention cache: in-place (default for fp32 and int8: one "
         "buffer per layer written in place, CPU only) or gathered (grown by a copy at every "
         "step; fp16's only layout, and what an fp32 package for CUDA needs)",
