@@ -77,7 +77,7 @@ def runtime_options(settings: Settings) -> RuntimeOptions:
     return RuntimeOptions(
         providers=providers,
         intra_op_threads=settings.threads or serving_threads(),
-        spin_wait=settings.spin_wait,
+        spinning=settings.spinning,
     )
 
 

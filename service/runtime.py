@@ -20,6 +20,7 @@ from service.tensor_ops import NUMPY, GraphOps, Tensor, TensorOps, as_array, as_
 CUDA = "CUDAExecutionProvider"
 # An in-place cache grows by this many positions at a time (each growth copies it once).
 CACHE_CHUNK = 32
+SPINNING = ("off", "in-run", "always")
 
 
 @functools.cache
@@ -40,10 +41,12 @@ class RuntimeOptions:
     # ONNX Runtime's CPU arena keeps every peak it ever saw and grows with each new shape; with
     # decoding's ever-changing shapes that reads as a leak. Off by default (tests hold the line).
     cpu_arena: bool = False
-    # ONNX Runtime's intra-op workers spin between (and within) runs by default. On a small CPU
-    # they take the cores the Python side needs between decoder steps: measured on 2 vCPUs, the
-    # engine alone decodes 1.4-1.75x faster with spinning off (docs/decisions.md).
-    spin_wait: bool = False
+    # When ONNX Runtime's idle intra-op workers spin instead of sleeping (docs/decisions.md #11,
+    # #32). "in-run": while a run lasts, so each of its ~80 small parallel sections starts without
+    # a wake-up, then they stop, leaving the cores to the Python side between decoder steps (on 2
+    # vCPUs, 2 threads: 1.1-1.45x the tokens/s of "off"). "always" (ONNX Runtime's default) also
+    # spins between runs: only with cores to spare. "off": they always sleep.
+    spinning: str = "in-run"  # off | in-run | always
     # Run the decoder through an IO binding that leaves the caches where the provider computed
     # them (on the GPU with CUDA) and brings only the top-k back to the host; None: only on CUDA.
     io_binding: bool | None = None
@@ -79,8 +82,13 @@ class RuntimeOptions:
         opts.log_severity_level = 3
         opts.enable_cpu_mem_arena = self.cpu_arena
         opts.enable_mem_pattern = False  # shapes change every step: patterns never repeat
-        if not self.spin_wait:
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if self.spinning not in SPINNING:
+            raise ValueError(f"spinning must be one of {SPINNING}, got {self.spinning!r}")
+        opts.add_session_config_entry(
+            "session.intra_op.allow_spinning", "0" if self.spinning == "off" else "1"
+        )
+        if self.spinning == "in-run":
+            opts.add_session_config_entry("session.force_spinning_stop", "1")
         return opts
 
 

@@ -28,10 +28,10 @@ class Settings(BaseSettings):
         description="ONNX Runtime intra-op threads (0: one per core but one, left to the event "
         "loop)",
     )
-    spin_wait: bool = Field(
-        False,
-        description="let ONNX Runtime's idle intra-op threads spin (faster only with cores to "
-        "spare: on 2 vCPUs it cut throughput by 40%)",
+    spinning: Literal["off", "in-run", "always"] = Field(
+        "in-run",
+        description="when ONNX Runtime's idle intra-op threads spin: in-run (during a decoder "
+        "step, then they sleep), always (between steps too: only with cores to spare), off",
     )
     max_batch_rows: int = Field(
         256, ge=1, description="decoder rows per step (a beam-4 sentence takes 4)"

@@ -24,6 +24,26 @@ def test_cuda_options_go_to_the_cuda_provider_only() -> None:
     assert RuntimeOptions(cuda_options=(("use_tf32", "0"),)).provider_list() == [CPU]
 
 
+@pytest.mark.parametrize(
+    ("spinning", "allowed", "stopped"),
+    [("in-run", "1", "1"), ("always", "1", None), ("off", "0", None)],
+)
+def test_spinning_reaches_the_thread_pool_as_named(
+    spinning: str, allowed: str, stopped: str | None
+) -> None:
+    """in-run is spinning allowed and stopped at the end of every run; always lets it go on."""
+    options = RuntimeOptions(spinning=spinning).session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == allowed
+    key = "session.force_spinning_stop"
+    assert (options.get_session_config_entry(key) if stopped else None) == stopped
+    if stopped is None:
+        with pytest.raises(Exception, match="force_spinning_stop"):
+            options.get_session_config_entry(key)
+    assert RuntimeOptions().spinning == "in-run"
+    with pytest.raises(ValueError, match="spinning must be one of"):
+        RuntimeOptions(spinning="sometimes").session_options()
+
+
 def test_cuda_libraries_are_preloaded_once_and_only_for_cuda(
     toy_repository: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

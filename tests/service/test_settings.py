@@ -56,3 +56,16 @@ def test_overlap_encoder_refuses_what_is_not_a_boolean(
         Settings()
     monkeypatch.setenv("TONGYEOK_OVERLAP_ENCODER", "false")
     assert Settings().overlap_encoder is False
+
+
+@pytest.mark.parametrize("value", ["sometimes", "", "1", "IN-RUN", "\u202e", "x" * 10_000])
+def test_spinning_refuses_what_it_does_not_name(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("TONGYEOK_SPINNING", value)
+    with pytest.raises(ValidationError, match="spinning"):
+        Settings()
+    from service.models import runtime_options
+
+    monkeypatch.setenv("TONGYEOK_SPINNING", "always")
+    assert runtime_options(Settings(device="cpu")).spinning == "always"
