@@ -45,7 +45,8 @@ class RuntimeOptions:
     # #32). "in-run": while a run lasts, so each of its ~80 small parallel sections starts without
     # a wake-up, then they stop, leaving the cores to the Python side between decoder steps (on 2
     # vCPUs, 2 threads: 1.1-1.45x the tokens/s of "off"). "always" (ONNX Runtime's default) also
-    # spins between runs: only with cores to spare. "off": they always sleep.
+    # spins between runs: only with cores to spare. "off": they always sleep. The service picks
+    # off where its threads take every core (service/models.py serving_spinning).
     spinning: str = "in-run"  # off | in-run | always
     # Run the decoder through an IO binding that leaves the caches where the provider computed
     # them (on the GPU with CUDA) and brings only the top-k back to the host; None: only on CUDA.

@@ -28,10 +28,11 @@ class Settings(BaseSettings):
         description="ONNX Runtime intra-op threads (0: one per core but one, left to the event "
         "loop)",
     )
-    spinning: Literal["off", "in-run", "always"] = Field(
-        "in-run",
+    spinning: Literal["auto", "off", "in-run", "always"] = Field(
+        "auto",
         description="when ONNX Runtime's idle intra-op threads spin: in-run (during a decoder "
-        "step, then they sleep), always (between steps too: only with cores to spare), off",
+        "step, then they sleep), always (between steps too), off; auto: in-run when the threads "
+        "leave a core to the event loop, else off",
     )
     max_batch_rows: int = Field(
         256, ge=1, description="decoder rows per step (a beam-4 sentence takes 4)"

@@ -69,3 +69,20 @@ def test_spinning_refuses_what_it_does_not_name(
 
     monkeypatch.setenv("TONGYEOK_SPINNING", "always")
     assert runtime_options(Settings(device="cpu")).spinning == "always"
+
+
+def test_auto_spinning_spins_only_where_a_core_is_left_to_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+
+    from service.models import runtime_options
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert Settings().spinning == "auto"
+    assert runtime_options(Settings(device="cpu")).spinning == "in-run"  # 1 thread of 2 cores
+    assert runtime_options(Settings(device="cpu", threads=2)).spinning == "off"
+    assert runtime_options(Settings(device="cpu", threads=8)).spinning == "off"
+    assert runtime_options(Settings(device="cpu", threads=2, spinning="in-run")).spinning == (
+        "in-run"
+    )
