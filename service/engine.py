@@ -98,6 +98,7 @@ class Engine:
     # -- state -----------------------------------------------------------------------------------
 
     def _reset_rows(self) -> None:
+        self.runtime.release()
         cfg = self.config
         cross = [
             np.zeros((0, cfg.n_heads, 0, cfg.head_dim), dtype=self.runtime.cache_dtype)

@@ -7,6 +7,7 @@ thin layer the engine (search, batching) is built on, and what the export parity
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,6 +149,8 @@ class PackageRuntime:
         # the decoder names their first axis ``sources`` instead of ``batch``).
         cross_key = next(t for t in dec["inputs"] if t["name"] == kv_pair("cross", 0)[0])
         self.shared_sources = cross_key["axes"][0] == KV_AXES_SHARED[0]
+        # Each stepping thread's IO binding, kept between steps (see run_bound).
+        self._bindings = threading.local()
 
     def encode(self, src_ids: np.ndarray, src_mask: np.ndarray) -> EncoderOutput:
         outputs = self.encoder.run(None, {"src_ids": src_ids, "src_mask": src_mask})
@@ -192,17 +195,23 @@ class PackageRuntime:
         for i in range(self.layers):
             for (key, value), source in ((kv_pair("past", i), past), (kv_pair("cross", i), cross)):
                 feed[key], feed[value] = source[2 * i], source[2 * i + 1]
-        # holds the arrays alive; an in-place decoder takes neither cache_index nor self_mask
-        values = {name: as_value(feed[name]) for name in self.decoder_inputs}
+        # an in-place decoder takes neither cache_index nor self_mask
         if self.in_place or self.io_binding:
-            outputs = self.run_bound(values)
-        else:
+            outputs = self.run_bound({name: feed[name] for name in self.decoder_inputs})
+        else:  # holds the arrays alive
+            values = {name: as_value(feed[name]) for name in self.decoder_inputs}
             outputs = self.decoder.run_with_ort_values(self.decoder_outputs, values)
         return StepOutput(
             logprobs=outputs[0].numpy(),
             ids=outputs[1].numpy(),
             cache=list(past) if self.in_place else list(outputs[2:]),
         )
+
+    def release(self) -> None:
+        """Let go of what the calling thread's IO binding holds (the last step's caches and cross
+        keys/values): the engine calls it when its batch empties, so that an idle engine keeps no
+        batch's memory."""
+        vars(self._bindings).clear()
 
     def place(
         self, past: list[Tensor], cache_index: np.ndarray, positions: np.ndarray
@@ -243,20 +252,36 @@ class PackageRuntime:
             placed.append(new)
         return placed
 
-    def run_bound(self, values: dict[str, ort.OrtValue]) -> list[ort.OrtValue]:
+    def run_bound(self, feed: dict[str, Tensor]) -> list[ort.OrtValue]:
         """The decoder through an IO binding: the top-k outputs come back to the host, the grown
         caches stay on the decoder's device for the next step; in place, each layer's present is
-        bound to its past's memory, so the kernel writes the new positions into those buffers."""
-        binding = self.decoder.io_binding()
-        for name, value in values.items():
-            binding.bind_ortvalue_input(name, value)
+        bound to its past's memory, so the kernel writes the new positions into those buffers.
+
+        The binding is kept between steps (one per thread) and an input is bound again only when
+        ``feed`` gives another object for it than the last step did: the cross keys/values, the
+        source mask and, in place, the cache buffers stay the same between joins; binding them at
+        every step cost 0.05-0.1 ms of a ~1.5 ms int8 step at batch 1 (2 vCPUs). What is bound
+        stays alive with the binding, until ``release``."""
+        state = self._bindings
         topk, caches = self.decoder_outputs[:2], self.decoder_outputs[2:]
-        for name in topk:
+        if not hasattr(state, "binding"):
+            state.binding, state.bound = self.decoder.io_binding(), {}
+            for name in self.decoder_outputs:  # bound again by name later, in this order
+                state.binding.bind_output(name, "cpu")
+        binding, bound = state.binding, state.bound
+        for name, tensor in feed.items():
+            # An array the binding would see only as a copy is bound afresh at every step.
+            aliased = not isinstance(tensor, np.ndarray) or tensor.flags.c_contiguous
+            if name not in bound or bound[name][0] is not tensor or not aliased:
+                value = as_value(tensor)
+                binding.bind_ortvalue_input(name, value)
+                bound[name] = (tensor, value)
+                if self.in_place and name.startswith("past_"):
+                    binding.bind_ortvalue_output(name.replace("past", "present", 1), value)
+        for name in topk:  # allocated by the run, a new pair each step
             binding.bind_output(name, "cpu")
-        for name in caches:
-            if self.in_place:
-                binding.bind_ortvalue_output(name, values[name.replace("present", "past", 1)])
-            else:
+        if not self.in_place:
+            for name in caches:
                 binding.bind_output(name, self.device)
         self.decoder.run_with_iobinding(binding)
         return list(binding.get_outputs())

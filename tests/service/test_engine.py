@@ -16,7 +16,7 @@ from model.checkpoint import load_checkpoint
 from model.translate import translate_ids
 from service.engine import Engine
 from service.runtime import PackageRuntime, RuntimeOptions
-from service.tensor_ops import NUMPY, GraphOps, NumpyOps
+from service.tensor_ops import NUMPY, GraphOps, NumpyOps, rows_of
 from tests.conftest import copy_pairs
 
 
@@ -337,6 +337,28 @@ def test_memory_stays_flat_over_10000_sentences(toy) -> None:
     engine.run(src[1000:], options, max_batch=64)
     after = resident_bytes()
     assert after < before * 1.05, f"resident memory grew {after / before - 1:.1%}"
+
+
+@pytest.mark.parametrize("io_binding", [None, True])
+def test_an_idle_engine_keeps_no_batch_memory(toy, io_binding: bool | None) -> None:
+    """The runtime keeps its IO binding between steps; once the batch has drained, neither it nor
+    the engine holds the last batch's caches or cross keys/values any more."""
+    import gc
+    import weakref
+
+    _, tokenizer, runtime = toy
+    runtime = PackageRuntime(runtime.config, RuntimeOptions(io_binding=io_binding))
+    engine = Engine(runtime)
+    engine.add(list(range(6)), sources(tokenizer, 6, seed=17), SearchOptions(beam_size=4))
+    held = []  # every step's tensors, down to the last batch's (not the empty one after it)
+    while len(engine):
+        engine.step()
+        tensors = [*engine.batch.cache, *engine.batch.cross, *(engine._cross_values or [])]
+        held += [weakref.ref(t) for t in tensors if rows_of(t)]
+    gc.collect()
+    assert engine.rows == 0
+    alive = [r() for r in held if r() is not None]
+    assert [(type(a), getattr(a, "shape", None)) for a in alive] == []
 
 
 def test_a_sentence_whose_search_fails_ends_alone(toy, monkeypatch: pytest.MonkeyPatch) -> None:
