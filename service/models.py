@@ -8,6 +8,7 @@ that target (contract/tokenizers.py), so callers only ever pass ``target``."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -87,14 +88,43 @@ def serving_spinning(settings: Settings, threads: int) -> str:
     the engine alone did 110 against 95 (docs/decisions.md #32)."""
     if settings.spinning != "auto":
         return settings.spinning
-    return "in-run" if threads < len(os.sched_getaffinity(0)) else "off"
+    return "in-run" if threads < usable_cores() else "off"
 
 
 def serving_threads() -> int:
     """Intra-op threads when none are set: every usable core but one, which the event loop
     (HTTP, JSON, tokenization) needs while the decoder runs. On 2 vCPUs, 1 thread instead of 2
     took capacity at p97 <= 250 ms from 43.8 to 75 requests/s (docs/benchmarks.md)."""
-    return max(1, len(os.sched_getaffinity(0)) - 1)
+    return max(1, usable_cores() - 1)
+
+
+def usable_cores() -> int:
+    """The cores this process may keep busy: those it may run on, capped by its cgroup's CPU
+    quota (a container's CPU limit, rounded up). Affinity alone counts a Kubernetes node's cores,
+    not the pod's: a pod limited to 2 CPUs on a 64-core node would get 63 threads."""
+    cores = len(os.sched_getaffinity(0))
+    quota = cpu_quota()
+    return max(1, min(cores, math.ceil(quota))) if quota else cores
+
+
+def cpu_quota(cgroup: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """CPUs' worth of time per period that this process's cgroup may use, or None when there is
+    no limit or none can be read (cgroup v2's ``cpu.max``, else v1's CFS quota and period)."""
+    try:
+        quota, period = (cgroup / "cpu.max").read_text().split()
+        return None if quota == "max" else positive_ratio(int(quota), int(period))
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((cgroup / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((cgroup / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return positive_ratio(quota_us, period_us)  # v1 writes -1 for no limit
+
+
+def positive_ratio(quota: int, period: int) -> float | None:
+    return quota / period if quota > 0 and period > 0 else None
 
 
 def check_repository(root: Path) -> None:

@@ -26,7 +26,7 @@ class Settings(BaseSettings):
         0,
         ge=0,
         description="ONNX Runtime intra-op threads (0: one per core but one, left to the event "
-        "loop)",
+        "loop; a container's CPU limit caps the cores)",
     )
     spinning: Literal["auto", "off", "in-run", "always"] = Field(
         "auto",

@@ -38,13 +38,46 @@ def test_readme_documents_every_setting_with_its_default() -> None:
 def test_unset_threads_leave_one_core_to_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
+    from service import models
     from service.models import runtime_options
 
+    monkeypatch.setattr(models, "cpu_quota", lambda: None)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
     assert runtime_options(Settings(device="cpu")).intra_op_threads == 3
     assert runtime_options(Settings(device="cpu", threads=4)).intra_op_threads == 4
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
     assert runtime_options(Settings(device="cpu")).intra_op_threads == 1
+    # a container's CPU limit counts, not the node's cores: 2.5 CPUs of 64 cores -> 3 usable
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
+    monkeypatch.setattr(models, "cpu_quota", lambda: 2.5)
+    assert runtime_options(Settings(device="cpu")).intra_op_threads == 2
+    monkeypatch.setattr(models, "cpu_quota", lambda: 0.5)
+    assert runtime_options(Settings(device="cpu")).intra_op_threads == 1
+
+
+@pytest.mark.parametrize(
+    ("files", "quota"),
+    [
+        ({"cpu.max": "200000 100000\n"}, 2.0),
+        ({"cpu.max": "150000 100000"}, 1.5),
+        ({"cpu.max": "max 100000\n"}, None),
+        ({"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3.0),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({"cpu.max": "garbage"}, None),
+        ({"cpu.max": "0 100000"}, None),
+        ({"cpu.max": "100000 0"}, None),
+        ({}, None),
+    ],
+)
+def test_the_cgroup_cpu_quota_is_read_as_cpus(
+    tmp_path: Path, files: dict[str, str], quota: float | None
+) -> None:
+    from service.models import cpu_quota
+
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cpu_quota(tmp_path) == quota
 
 
 @pytest.mark.parametrize("value", ["maybe", "", "2", "\u202e", "x" * 10_000])
@@ -76,8 +109,10 @@ def test_auto_spinning_spins_only_where_a_core_is_left_to_the_event_loop(
 ) -> None:
     import os
 
+    from service import models
     from service.models import runtime_options
 
+    monkeypatch.setattr(models, "cpu_quota", lambda: None)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
     assert Settings().spinning == "auto"
     assert runtime_options(Settings(device="cpu")).spinning == "in-run"  # 1 thread of 2 cores
