@@ -75,27 +75,27 @@ def runtime_options(settings: Settings) -> RuntimeOptions:
     providers = (
         ("CUDAExecutionProvider", "CPUExecutionProvider") if use_cuda else ("CPUExecutionProvider",)
     )
-    threads = settings.threads or serving_threads()
-    return RuntimeOptions(
-        providers=providers, intra_op_threads=threads, spinning=serving_spinning(settings, threads)
-    )
+    cores = usable_cores()  # read once: the cgroup files are not free
+    threads = settings.threads or serving_threads(cores)
+    spinning = serving_spinning(settings, threads, cores)
+    return RuntimeOptions(providers=providers, intra_op_threads=threads, spinning=spinning)
 
 
-def serving_spinning(settings: Settings, threads: int) -> str:
+def serving_spinning(settings: Settings, threads: int, cores: int) -> str:
     """``auto``: ONNX Runtime's workers spin within a decoder step only when they leave a core
     free. Where they take every core, spinning takes the event loop's time while the decoder
     runs: on 2 vCPUs, 2 threads, 32 clients, in-run served 82 requests/s against off's 105, while
     the engine alone did 110 against 95 (docs/decisions.md #32)."""
     if settings.spinning != "auto":
         return settings.spinning
-    return "in-run" if threads < usable_cores() else "off"
+    return "in-run" if threads < cores else "off"
 
 
-def serving_threads() -> int:
+def serving_threads(cores: int) -> int:
     """Intra-op threads when none are set: every usable core but one, which the event loop
     (HTTP, JSON, tokenization) needs while the decoder runs. On 2 vCPUs, 1 thread instead of 2
     took capacity at p97 <= 250 ms from 43.8 to 75 requests/s (docs/benchmarks.md)."""
-    return max(1, usable_cores() - 1)
+    return max(1, cores - 1)
 
 
 def usable_cores() -> int:

@@ -80,13 +80,18 @@ def test_the_cgroup_cpu_quota_is_read_as_cpus(
     assert cpu_quota(tmp_path) == quota
 
 
+def refused(monkeypatch: pytest.MonkeyPatch, variable: str, field: str, value: str) -> None:
+    """Setting ``variable`` to ``value`` is refused at start-up, naming ``field``."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError, match=field):
+        Settings()
+
+
 @pytest.mark.parametrize("value", ["maybe", "", "2", "\u202e", "x" * 10_000])
 def test_overlap_encoder_refuses_what_is_not_a_boolean(
     monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:
-    monkeypatch.setenv("TONGYEOK_OVERLAP_ENCODER", value)
-    with pytest.raises(ValidationError, match="overlap_encoder"):
-        Settings()
+    refused(monkeypatch, "TONGYEOK_OVERLAP_ENCODER", "overlap_encoder", value)
     monkeypatch.setenv("TONGYEOK_OVERLAP_ENCODER", "false")
     assert Settings().overlap_encoder is False
 
@@ -95,11 +100,9 @@ def test_overlap_encoder_refuses_what_is_not_a_boolean(
 def test_spinning_refuses_what_it_does_not_name(
     monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:
-    monkeypatch.setenv("TONGYEOK_SPINNING", value)
-    with pytest.raises(ValidationError, match="spinning"):
-        Settings()
     from service.models import runtime_options
 
+    refused(monkeypatch, "TONGYEOK_SPINNING", "spinning", value)
     monkeypatch.setenv("TONGYEOK_SPINNING", "always")
     assert runtime_options(Settings(device="cpu")).spinning == "always"
 
