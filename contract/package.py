@@ -6,6 +6,10 @@ A package is a directory::
                     tokenizer kind and files, versions of the tools that made it
     encoder.onnx    source ids -> encoder states + cross keys/values of every decoder layer
     decoder.onnx    one step for a batch -> top-k log-probs + grown self-attention cache
+    weights.bin     both graphs' large tensors, each at a page-aligned offset and each stored
+                    once; the config lists those both graphs read (``weights.shared``), which
+                    the runtime loads once for both (packages without it keep their weights
+                    inside the graphs, and still load)
     tokenizer files ours: tokenizer.model (one joint SentencePiece vocabulary, ids = pieces);
                     an imported Marian model: source.spm, target.spm, vocab.json (pieces -> ids)
                     and, with separate vocabularies, target_vocab.json
@@ -29,6 +33,7 @@ FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 CONFIG, MANIFEST = "config.json", "manifest.json"
 ENCODER, DECODER, TOKENIZER = "encoder.onnx", "decoder.onnx", "tokenizer.model"
+WEIGHTS = "weights.bin"
 PRECISIONS = ("fp32", "fp16", "int8")
 # The decoder's self-attention cache (docs/decisions.md #31): one buffer per layer written in place
 # by GroupQueryAttention (fused CPU packages, the default there), or gathered by ``cache_index``

@@ -25,6 +25,7 @@ from contract.package import (
     ENCODER,
     FORMAT_VERSION,
     PRECISIONS,
+    WEIGHTS,
     PackageError,
     sha256_file,
     write_manifest,
@@ -34,15 +35,16 @@ from contract.version import __version__
 from export.fused import build_decoder, build_encoder
 from export.graphs import TRACE_K, DecoderGraph, EncoderGraph
 from export.source import ModelSource, from_checkpoint
+from export.weights import store_weights
 from model.checkpoint import load_checkpoint, quantize_rows
 from model.transformer import Transformer
 
 # Part of the cache key of exported packages: bumped when the graphs written for the same weights
 # change (2: fused kernels, docs/decisions.md #23; 3: int8 packages store their embedding tables
 # in int8; 4: the encoder's dense layers skip the padding, and a sentence's beams share its cross
-# keys/values; 5: fp32 and int8 decoders write their cache in place, #31), so a cache from an
-# older version is not reused.
-GRAPHS_REVISION = 5
+# keys/values; 5: fp32 and int8 decoders write their cache in place, #31; 6: the weights in one
+# page-aligned file beside the graphs, #33), so a cache from an older version is not reused.
+GRAPHS_REVISION = 6
 
 
 def default_cache(precision: str) -> str:
@@ -347,9 +349,11 @@ def write_package(
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     build_graphs(source.model, partial, precision, cache)
+    shared = store_weights(partial, (ENCODER, DECODER))
     for file_name, data in source.files.items():
         (partial / file_name).write_bytes(data)
     config = package_config(source, name or source.pair_name, precision, cache)
+    config["weights"] = {"file": WEIGHTS, "shared": shared}
     (partial / CONFIG).write_text(
         json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from contract.package import PackageConfig, PackageError, load_package_config
+from contract.package import CONFIG, WEIGHTS, PackageConfig, PackageError, load_package_config
 from contract.spec import KV_AXES_IN_PLACE, KV_AXES_SHARED, kv_pair
 from service.tensor_ops import NUMPY, GraphOps, Tensor, TensorOps, as_array, as_value
 
@@ -94,6 +94,46 @@ class RuntimeOptions:
         return opts
 
 
+def shared_weights(config: PackageConfig) -> list[tuple[dict[str, str], ort.OrtValue]]:
+    """The tensors that more than one of the package's graphs read (``weights.shared`` in its
+    config, docs/decisions.md #33), each mapped once from the weights file: each graph's name for
+    it, and the value its session is given instead of mapping its own copy. The values must
+    outlive the sessions."""
+    entry = config.raw.get("weights") or {}
+    listed = entry.get("shared") or []
+    if not listed:
+        return []
+    where = config.directory / CONFIG
+    name = entry.get("file", WEIGHTS)
+    if not isinstance(name, str) or Path(name).name != name or not name:
+        raise PackageError(f"{where}: weights file {name!r} is not a file name in the package")
+    path = config.directory / name
+    if not path.is_file():
+        raise PackageError(f"{path}: missing")
+    size = path.stat().st_size
+    values = []
+    for item in listed:
+        try:
+            dtype = np.dtype(item["dtype"])
+            shape = tuple(int(n) for n in item["shape"])
+            offset, length = int(item["offset"]), int(item["bytes"])
+            names = {str(graph): str(tensor) for graph, tensor in dict(item["names"]).items()}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PackageError(f"{where}: unreadable weights.shared entry {item!r}") from exc
+        if (
+            offset < 0
+            or min(shape, default=1) < 0
+            or length != dtype.itemsize * int(np.prod(shape))
+            or offset + length > size
+        ):
+            raise PackageError(
+                f"{where}: weights.shared entry {item!r} does not fit {name} ({size} bytes)"
+            )
+        array = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+        values.append((names, ort.OrtValue.ortvalue_from_numpy(array)))
+    return values
+
+
 @dataclass
 class EncoderOutput:
     states: np.ndarray  # (B, S, D)
@@ -125,8 +165,14 @@ class PackageRuntime:
         providers = self.options.provider_list()
         if CUDA in self.options.providers:
             preload_cuda_libraries()
-        self.encoder = ort.InferenceSession(str(self.config.encoder_path), so, providers=providers)
-        self.decoder = ort.InferenceSession(str(self.config.decoder_path), so, providers=providers)
+        # Held for the sessions' lifetime: they read these tensors where they are mapped.
+        self._shared_weights = shared_weights(self.config)
+        self.encoder = ort.InferenceSession(
+            str(self.config.encoder_path), self.graph_options("encoder"), providers=providers
+        )
+        self.decoder = ort.InferenceSession(
+            str(self.config.decoder_path), self.graph_options("decoder"), providers=providers
+        )
         self.decoder_inputs = [t["name"] for t in dec["inputs"]]
         self.decoder_outputs = [t["name"] for t in dec["outputs"]]
         self.cache_dtype = np.dtype(past_key["dtype"])
@@ -151,6 +197,15 @@ class PackageRuntime:
         self.shared_sources = cross_key["axes"][0] == KV_AXES_SHARED[0]
         # Each stepping thread's IO binding, kept between steps (see run_bound).
         self._bindings = threading.local()
+
+    def graph_options(self, graph: str) -> ort.SessionOptions:
+        """The session options of ``graph`` (encoder | decoder): the runtime's, with the tensors
+        it shares with the other graph given instead of loaded again."""
+        options = self.options.session_options()
+        for names, value in self._shared_weights:
+            if graph in names:
+                options.add_initializer(names[graph], value)
+        return options
 
     def encode(self, src_ids: np.ndarray, src_mask: np.ndarray) -> EncoderOutput:
         outputs = self.encoder.run(None, {"src_ids": src_ids, "src_mask": src_mask})

@@ -51,6 +51,7 @@ def test_package_contents_names_and_checker(package: Path) -> None:
         "encoder.onnx",
         "manifest.json",
         "tokenizer.model",
+        "weights.bin",
     ]
     config = load_package_config(package)  # verifies every hash
     layers = config.decoder_layers
@@ -193,7 +194,7 @@ def test_reduced_precision_packages_run_and_agree(
 def test_export_is_reproducible(toy_checkpoint: Path, tmp_path: Path) -> None:
     a = export_package(toy_checkpoint, tmp_path / "a")
     b = export_package(toy_checkpoint, tmp_path / "b")
-    for name in ("encoder.onnx", "decoder.onnx", "tokenizer.model", "config.json"):
+    for name in ("encoder.onnx", "decoder.onnx", "weights.bin", "tokenizer.model", "config.json"):
         assert sha256_file(a / name) == sha256_file(b / name), name
 
 

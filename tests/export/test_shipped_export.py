@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from contract.package import WEIGHTS
 from export.onnx_export import export_package
 from export.verify import onnx_greedy, padded_sources, step_parity
 from model.checkpoint import load_checkpoint
@@ -75,11 +76,8 @@ def test_int8_package_stores_the_embeddings_in_int8_and_still_agrees(
         table = [model.cfg.vocab_size, model.cfg.d_model]
         assert not [t.name for t in tables if t.data_type == TensorProto.FLOAT and t.dims == table]
         assert any(t.name.endswith(".int8_rows") for t in tables), graph
-    size = sum((package / g).stat().st_size for g in ("encoder.onnx", "decoder.onnx"))
-    fp32 = sum(
-        (runtime.config.encoder_path.stat().st_size, runtime.config.decoder_path.stat().st_size)
-    )
-    assert size < 0.3 * fp32
+    size = (package / WEIGHTS).stat().st_size
+    assert size < 0.3 * (runtime.config.directory / WEIGHTS).stat().st_size
     sources = tokenizer.encode_batch(read_lines(multi30k / "test_2016_flickr.en.gz")[:100])
     src = padded_sources(model, sources)
     options = SearchOptions(beam_size=1)

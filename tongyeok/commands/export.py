@@ -9,8 +9,9 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
         help="export a checkpoint to an ONNX model package (encoder + KV-cached decoder)",
-        description="Write a model package: encoder.onnx, decoder.onnx, tokenizer.model, "
-        "config.json and manifest.json (SHA-256 of every file). The package is what the service "
+        description="Write a model package: encoder.onnx, decoder.onnx, weights.bin (their "
+        "weights, page-aligned, each tensor once), tokenizer.model, config.json and manifest.json "
+        "(SHA-256 of every file). The package is what the service "
         "loads, with ONNX Runtime alone. Then check it against PyTorch on a few sentences.",
         epilog="example: tongyeok export --out models/en-de  (the shipped model, fp32)",
     )
