@@ -7,6 +7,7 @@ thin layer the engine (search, batching) is built on, and what the export parity
 from __future__ import annotations
 
 import functools
+import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,7 +126,7 @@ def shared_weights(config: PackageConfig) -> list[tuple[dict[str, str], ort.OrtV
         if (
             offset < 0
             or min(shape, default=1) < 0
-            or length != dtype.itemsize * int(np.prod(shape))
+            or length != dtype.itemsize * math.prod(shape)  # Python ints: no overflow
             or offset + length > size
         ):
             raise PackageError(

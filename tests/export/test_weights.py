@@ -105,6 +105,8 @@ def package_copy(package: Path, tmp_path: Path, edit: Callable[[dict[str, Any]],
         (lambda w: w["shared"][0].update(offset=-4096), "does not fit weights.bin"),
         (lambda w: w["shared"][0].update(bytes=4), "does not fit weights.bin"),
         (lambda w: w["shared"][0].update(shape=[-1, 2]), "does not fit weights.bin"),
+        # a product that would wrap around to 0 in int64
+        (lambda w: w["shared"][0].update(shape=[2**32, 2**32], bytes=0), "does not fit weights"),
         (lambda w: w["shared"][0].update(dtype="no-such-type"), "unreadable weights.shared"),
         (lambda w: w["shared"][0].pop("names"), "unreadable weights.shared"),
         (lambda w: w["shared"][0].update(names=["encoder"]), "unreadable weights.shared"),
