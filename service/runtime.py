@@ -102,11 +102,13 @@ def shared_weights(config: PackageConfig) -> list[tuple[dict[str, str], ort.OrtV
     config, docs/decisions.md #33), each mapped once from the weights file: each graph's name for
     it, and the value its session is given instead of mapping its own copy. The values must
     outlive the sessions."""
+    where = config.directory / CONFIG
     entry = config.raw.get("weights") or {}
-    listed = entry.get("shared") or []
+    listed = (entry.get("shared") or []) if isinstance(entry, dict) else None
+    if not isinstance(listed, list):
+        raise PackageError(f"{where}: 'weights' must be an object with a list 'shared'")
     if not listed:
         return []
-    where = config.directory / CONFIG
     name = entry.get("file", WEIGHTS)
     if not isinstance(name, str) or Path(name).name != name or not name:
         raise PackageError(f"{where}: weights file {name!r} is not a file name in the package")

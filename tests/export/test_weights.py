@@ -111,6 +111,8 @@ def package_copy(package: Path, tmp_path: Path, edit: Callable[[dict[str, Any]],
         (lambda w: w["shared"][0].pop("names"), "unreadable weights.shared"),
         (lambda w: w["shared"][0].update(names=["encoder"]), "unreadable weights.shared"),
         (lambda w: w.update(shared=[None]), "unreadable weights.shared"),
+        (lambda w: w.update(shared=5), "must be an object with a list 'shared'"),
+        (lambda w: w.update(shared={"a": 1}), "must be an object with a list 'shared'"),
     ],
 )
 def test_a_config_that_lies_about_the_weights_is_refused(
@@ -120,6 +122,17 @@ def test_a_config_that_lies_about_the_weights_is_refused(
     with pytest.raises(PackageError, match=message):
         shared_weights(load_package_config(broken))
     with pytest.raises(PackageError, match=message):
+        PackageRuntime(broken)
+
+
+def test_weights_that_are_not_an_object_are_refused(package: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "not-an-object"
+    shutil.copytree(package, broken)
+    config = json.loads((broken / "config.json").read_text())
+    config["weights"] = "weights.bin"
+    (broken / "config.json").write_text(json.dumps(config))
+    write_manifest(broken)
+    with pytest.raises(PackageError, match="must be an object with a list 'shared'"):
         PackageRuntime(broken)
 
 
