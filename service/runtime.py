@@ -242,8 +242,13 @@ class PackageRuntime:
         past: list[Tensor],
         cross: list[Tensor],
     ) -> StepOutput:
+        order = None  # in place: the buffer row of each row, None when row r is in row r
         if self.in_place:
-            past = self.place(past, cache_index, positions)
+            sources = len(src_mask) if self.shared_sources else len(input_ids)
+            share = len(input_ids) // sources if sources and len(input_ids) % sources == 0 else 1
+            past, order = self.place(past, cache_index, positions, share)
+            if order is not None:  # the graph's row b reads buffer row b: feed rows there
+                input_ids, positions = in_rows(input_ids, order), in_rows(positions, order)
         feed: dict[str, Tensor] = {
             "input_ids": input_ids,
             "positions": positions,
@@ -261,9 +266,12 @@ class PackageRuntime:
         else:  # holds the arrays alive
             values = {name: as_value(feed[name]) for name in self.decoder_inputs}
             outputs = self.decoder.run_with_ort_values(self.decoder_outputs, values)
+        logprobs, ids = outputs[0].numpy(), outputs[1].numpy()
+        if order is not None:  # back in the caller's row order
+            logprobs, ids = logprobs[order], ids[order]
         return StepOutput(
-            logprobs=outputs[0].numpy(),
-            ids=outputs[1].numpy(),
+            logprobs=logprobs,
+            ids=ids,
             cache=list(past) if self.in_place else list(outputs[2:]),
         )
 
@@ -274,13 +282,22 @@ class PackageRuntime:
         vars(self._bindings).clear()
 
     def place(
-        self, past: list[Tensor], cache_index: np.ndarray, positions: np.ndarray
-    ) -> list[np.ndarray]:
-        """In-place buffers for this step: row r holding the past of ``past``'s row
-        ``cache_index[r]`` (its first ``positions[r, 0]`` columns), with room for the new
-        positions. Rows that continue their own past are not touched (greedy search never copies),
-        moved ones (beam reordering) copy only their own columns; a new buffer is made only when
-        the rows change (joins, compactions) or the longest row outgrows it."""
+        self,
+        past: list[Tensor],
+        cache_index: np.ndarray,
+        positions: np.ndarray,
+        rows_per_source: int = 1,
+    ) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """In-place buffers for this step, and the buffer row of each row (None: row r in row r):
+        each row's buffer row holds the past of ``past``'s row ``cache_index[r]`` (its first
+        ``positions[r, 0]`` columns), with room for the new positions. Rows that continue their
+        own past are not touched (greedy search never copies). In beam search, the first row to
+        continue a past takes over its buffer row, and only the others copy it, into the rows no
+        one continues among those of the same source (``rows_per_source`` consecutive rows share
+        one): which buffer row holds which beam does not matter to the graph, so the order is
+        kept beside the buffers (for the next step's ``cache_index``) instead of restored by
+        copies. Beam 4, batch 32 on Multi30k: 26% of the rows copied instead of 49%. A new buffer
+        (joins, compactions, or the longest row outgrowing it) is made in row order."""
         buffers = [as_array(p) for p in past]
         rows, (have, _, capacity, _) = len(cache_index), buffers[0].shape
         lengths = positions[:, 0]  # cached positions of every row
@@ -290,27 +307,41 @@ class PackageRuntime:
                 f"a row's positions start at {int(lengths.max())}, but the cache it continues "
                 f"holds {capacity} positions per row"
             )
+        # The buffer rows of the last step's rows, if these are the buffers the last step wrote.
+        kept = getattr(self._bindings, "order", None)
+        source = kept[1][cache_index] if kept is not None and kept[0] is past[0] else cache_index
+        self._bindings.order = None
         # Written into only if the decoder will see this very memory (not a copy of it).
         ours = all(
             isinstance(p, np.ndarray) and p.flags.c_contiguous and p.flags.writeable for p in past
         )
         if ours and rows == have and need <= capacity:
-            moved = np.flatnonzero(cache_index != np.arange(rows))
+            order = buffer_rows(source, rows_per_source)
+            moved = np.flatnonzero(order != source)
             width = int(lengths[moved].max()) if len(moved) else 0
             if width:
-                parents = cache_index[moved]
-                for b in buffers:  # the right side is a copy: parents may be moved rows too
-                    b[moved, :, :width] = b[parents, :, :width]
-            return buffers
+                into, parents = order[moved], source[moved]
+                if np.intersect1d(into, parents).size:  # a row read is written: copy first
+                    for b in buffers:
+                        b[into, :, :width] = b[parents, :, :width]
+                else:  # row by row, without numpy's copy of every row read (~0.5 ms of 2)
+                    pairs = list(zip(into.tolist(), parents.tolist(), strict=True))
+                    for b in buffers:
+                        for row, parent in pairs:
+                            b[row, :, :width] = b[parent, :, :width]
+            if np.array_equal(order, np.arange(rows)):
+                return buffers, None
+            self._bindings.order = (buffers[0], order)
+            return buffers, order
         capacity = -(-need // CACHE_CHUNK) * CACHE_CHUNK
         width = int(lengths.max()) if rows else 0
         placed = []
         for b in buffers:
             new = np.empty((rows, b.shape[1], capacity, b.shape[3]), dtype=b.dtype)
             if width:
-                new[:, :, :width] = b[cache_index, :, :width]
+                new[:, :, :width] = b[source, :, :width]
             placed.append(new)
-        return placed
+        return placed, None
 
     def run_bound(self, feed: dict[str, Tensor]) -> list[ort.OrtValue]:
         """The decoder through an IO binding: the top-k outputs come back to the host, the grown
@@ -345,3 +376,31 @@ class PackageRuntime:
                 binding.bind_output(name, self.device)
         self.decoder.run_with_iobinding(binding)
         return list(binding.get_outputs())
+
+
+def buffer_rows(source: np.ndarray, rows_per_source: int) -> np.ndarray:
+    """The buffer row of each row, given the buffer row ``source`` holds its past: the first row
+    to continue a buffer row takes it, the others take the rows no one continues, among the
+    ``rows_per_source`` rows of their own source, in order (their sources' cross keys/values are
+    read by row). Row order where a row continues a past outside its source's rows (none does
+    in a search: a sentence's beams continue its own), or where each source has one row."""
+    rows = len(source)
+    order = np.arange(rows)
+    if rows_per_source <= 1 or np.any(source // rows_per_source != order // rows_per_source):
+        return order
+    first = np.zeros(rows, dtype=bool)
+    first[np.unique(source, return_index=True)[1]] = True
+    free = np.ones(rows, dtype=bool)
+    free[source] = False
+    # Per source, as many rows continue a past another row took as there are rows no one
+    # continues; both ascending, so the k-th of each pair up within the same source.
+    order[first] = source[first]
+    order[~first] = np.flatnonzero(free)
+    return order
+
+
+def in_rows(array: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``array``'s row r moved to row ``order[r]``."""
+    moved = np.empty_like(array)
+    moved[order] = array
+    return moved

@@ -301,3 +301,83 @@ def test_an_in_place_cache_is_written_in_place_and_moves_only_rows_that_changed(
         assert all(g is not b for g, b in zip(got.cache, given, strict=True))
         for new, old in zip(got.cache, want, strict=True):
             assert np.array_equal(new[:, :, : position + 1], old[:, :, : position + 1])
+
+
+@pytest.mark.parametrize(
+    ("source", "per_source", "order"),
+    [
+        ([0, 1, 2, 3], 2, [0, 1, 2, 3]),  # nothing moves
+        ([1, 1, 3, 2], 2, [1, 0, 3, 2]),  # row 1 copies into the row no one continues
+        ([0, 0, 0, 0], 4, [0, 1, 2, 3]),  # one past, four beams: three copies
+        ([3, 3, 2, 2], 4, [3, 0, 2, 1]),
+        ([2, 2, 0, 0], 2, [0, 1, 2, 3]),  # a past of another source's rows: row order
+        ([1, 1, 0], 1, [0, 1, 2]),  # a source per row: row order
+    ],
+)
+def test_buffer_rows_keep_first_continuations_in_place(
+    source: list[int], per_source: int, order: list[int]
+) -> None:
+    assert runtime_module.buffer_rows(np.array(source), per_source).tolist() == order
+
+
+def test_buffer_rows_are_a_permutation_within_each_source() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        beams, sentences = int(rng.integers(1, 6)), int(rng.integers(1, 6))
+        rows = beams * sentences
+        source = (np.arange(rows) // beams) * beams + rng.integers(0, beams, rows)
+        order = runtime_module.buffer_rows(source, beams)
+        assert sorted(order.tolist()) == list(range(rows))
+        assert np.array_equal(order // beams, np.arange(rows) // beams)
+        # every past continued stays where it is for one of its continuations
+        assert set(np.unique(source).tolist()) <= set(order[order == source].tolist())
+
+
+def test_beams_continue_a_past_where_it_lies(toy, toy_checkpoint: Path, tmp_path: Path) -> None:
+    """With a sentence's beams sharing its source, a beam takes over the buffer row of the past
+    it continues when it is the first to; only the others copy. The rows then live out of order
+    in the buffers, and every step still computes what it computes on a cache in row order."""
+    model, tokenizer = toy
+    runtime = PackageRuntime(export_package(toy_checkpoint, tmp_path / "p"))
+    assert runtime.in_place and runtime.shared_sources
+    src = padded_sources(model, tokenizer.encode_batch(["red dog runs", "a cat"]))
+    src_mask = src != 0
+    cross = runtime.encode(src, src_mask).cross  # 2 sources, 2 beams each
+    rng = np.random.default_rng(1)
+
+    def step(rt: PackageRuntime, position: int, index: list[int], past, tokens):
+        return rt.step(
+            tokens,
+            np.full((4, 1), position),
+            np.array(index),
+            np.ones((4, position + 1), bool),
+            src_mask,
+            4,
+            past,
+            cross,
+        )
+
+    tokens = rng.integers(3, model.cfg.vocab_size, (4, 1))
+    past = runtime.empty_cache(4)
+    for position in range(3):  # rows differ: each its own tokens
+        out = step(runtime, position, [0, 1, 2, 3], past, tokens)
+        past, tokens = out.cache, rng.integers(3, model.cfg.vocab_size, (4, 1))
+    before = [np.array(b, copy=True) for b in past]
+    index = [1, 1, 3, 2]
+    out = step(runtime, 3, index, past, tokens)
+    assert all(a is b for a, b in zip(out.cache, past, strict=True))
+    for new, old in zip(out.cache, before, strict=True):
+        assert np.array_equal(new[1:, :, :3], old[1:, :, :3])  # taken over, not copied
+        assert np.array_equal(new[0, :, :3], old[1, :, :3])  # the one copy
+    # The same step and the next on a cache in row order (a fresh runtime, copies given).
+    fresh = PackageRuntime(runtime.config)
+    ordered = [np.ascontiguousarray(b[index]) for b in before]
+    expected = step(fresh, 3, [0, 1, 2, 3], ordered, tokens)
+    assert out.ids.tolist() == expected.ids.tolist()
+    assert np.allclose(out.logprobs, expected.logprobs, atol=1e-5)
+    tokens = rng.integers(3, model.cfg.vocab_size, (4, 1))
+    for index in ([0, 1, 2, 3], [1, 0, 2, 2]):
+        out = step(runtime, 4 + (index[0] == 1), index, out.cache, tokens)
+        expected = step(fresh, 4 + (index[0] == 1), index, expected.cache, tokens)
+        assert out.ids.tolist() == expected.ids.tolist()
+        assert np.allclose(out.logprobs, expected.logprobs, atol=1e-5)
