@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import math
 import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,6 +203,8 @@ class PackageRuntime:
         self.shared_sources = cross_key["axes"][0] == KV_AXES_SHARED[0]
         # Each stepping thread's IO binding, kept between steps (see run_bound).
         self._bindings = threading.local()
+        # Buffers whose rows are out of order (``place``): id of the first -> (it, the order).
+        self._orders: dict[int, tuple[weakref.ref[np.ndarray], np.ndarray]] = {}
 
     def graph_options(self, graph: str) -> ort.SessionOptions:
         """The session options of ``graph`` (encoder | decoder): the runtime's, with the tensors
@@ -309,10 +312,13 @@ class PackageRuntime:
                 f"a row's positions start at {int(lengths.max())}, but the cache it continues "
                 f"holds {capacity} positions per row"
             )
-        # The buffer rows of the last step's rows, if these are the buffers the last step wrote.
-        kept = getattr(self._bindings, "order", None)
-        source = kept[1][cache_index] if kept is not None and kept[0] is past[0] else cache_index
-        self._bindings.order = None
+        # The buffer rows of the last step's rows, if these are buffers a step wrote out of order.
+        kept = self._orders.get(id(past[0]))
+        if kept is not None and kept[0]() is past[0]:
+            source = kept[1][cache_index]
+            del self._orders[id(past[0])]
+        else:
+            source = cache_index
         # Written into only if the decoder will see this very memory (not a copy of it).
         ours = all(
             isinstance(p, np.ndarray) and p.flags.c_contiguous and p.flags.writeable for p in past
@@ -333,7 +339,7 @@ class PackageRuntime:
                             b[row, :, :width] = b[parent, :, :width]
             if np.array_equal(order, np.arange(rows)):
                 return buffers, None
-            self._bindings.order = (buffers[0], order)
+            self.keep_order(buffers[0], order)
             return buffers, order
         capacity = -(-need // CACHE_CHUNK) * CACHE_CHUNK
         width = int(lengths.max()) if rows else 0
@@ -344,6 +350,13 @@ class PackageRuntime:
                 new[:, :, :width] = b[source, :, :width]
             placed.append(new)
         return placed, None
+
+    def keep_order(self, buffer: np.ndarray, order: np.ndarray) -> None:
+        """Remember that the buffers whose first is ``buffer`` hold row r in row ``order[r]``,
+        for as long as they live: by the buffers, not by thread, so that whichever thread steps
+        them next reads them right."""
+        key, orders = id(buffer), self._orders
+        orders[key] = (weakref.ref(buffer, lambda _: orders.pop(key, None)), order)
 
     def run_bound(
         self, feed: dict[str, Tensor]
