@@ -43,8 +43,9 @@ from model.transformer import Transformer
 # change (2: fused kernels, docs/decisions.md #23; 3: int8 packages store their embedding tables
 # in int8; 4: the encoder's dense layers skip the padding, and a sentence's beams share its cross
 # keys/values; 5: fp32 and int8 decoders write their cache in place, #31; 6: the weights in one
-# page-aligned file beside the graphs, #33), so a cache from an older version is not reused.
-GRAPHS_REVISION = 6
+# page-aligned file beside the graphs, #33; 7: a Marian decoder drops pad from its top k + 1
+# instead of adding -inf over the vocabulary), so a cache from an older version is not reused.
+GRAPHS_REVISION = 7
 
 
 def default_cache(precision: str) -> str:

@@ -192,6 +192,58 @@ def test_beams_sharing_one_source_decode_as_with_a_copy_each(variant: str) -> No
         assert a.shape == b.shape and np.abs(a - b).max() < 1e-5
 
 
+@pytest.mark.parametrize("pad_rank", ["first", "middle", "last"])
+@torch.no_grad()
+def test_a_step_that_never_generates_pad_returns_the_references_top_k(pad_rank: str) -> None:
+    """A Marian model's pad is put at -inf after the softmax (Transformer.log_probs); the graph
+    drops it from the top k + 1 instead of adding -inf over the whole vocabulary: for every k, the
+    same ids in the same order and the same log-probabilities as the reference's top k, whether
+    pad would have been the best continuation, a middling one or the worst."""
+    cfg = VARIANTS["marian-like"]
+    model = random_model(cfg)
+    model.final_logits_bias[cfg.pad_id] = {"first": 50.0, "middle": 0.0, "last": -50.0}[pad_rank]
+    layers, vocab = cfg.decoder_layers, cfg.output_vocab_size
+    proto = build_decoder(model, decoder_spec(layers, shared_sources=True))
+    bias = model.final_logits_bias.numpy()
+    big = [i for i in proto.graph.initializer if i.dims and i.dims[-1] == vocab and i.dims[0] == 1]
+    assert all(np.array_equal(np.asarray(onnx.numpy_helper.to_array(i)).ravel(), bias) for i in big)
+    decoder = session(proto)
+    rows = 4
+    src = torch.tensor([[5, 6, 7, cfg.eos_id]] * rows)
+    src_mask = src.ne(cfg.pad_id)
+    cross = model.cross_kv(model.encode(src, src_mask))
+    tokens = torch.tensor([[cfg.pad_id], [3], [9], [20]])
+    positions = torch.zeros(rows, 1, dtype=torch.long)
+    logits, _ = model.decode_step(tokens, positions, cross, src_mask, None, None)
+    expected = model.log_probs(logits[:, -1])
+    raw = logits[:, -1]  # where pad stands before it is suppressed
+    if pad_rank != "middle":
+        extreme = raw.argmax(dim=1) if pad_rank == "first" else raw.argmin(dim=1)
+        assert (extreme == cfg.pad_id).all()
+    empty = np.zeros((rows, cfg.n_heads, 0, cfg.head_dim), dtype=np.float32)
+    feed: dict[str, np.ndarray] = {
+        "input_ids": tokens.numpy(),
+        "positions": positions.numpy(),
+        "cache_index": np.arange(rows),
+        "self_mask": np.ones((rows, 1), dtype=bool),
+        "src_mask": src_mask.numpy(),
+    }
+    for i in range(layers):
+        for name in kv_pair("past", i):
+            feed[name] = empty
+        for name, t in zip(kv_pair("cross", i), cross[i], strict=True):
+            feed[name] = t.numpy()
+    for k in (1, 2, 5, vocab - 1, vocab):
+        values, ids = decoder.run(None, {**feed, "top_k": np.array([k], dtype=np.int64)})[:2]
+        want_values, want_ids = expected.topk(k, dim=1)
+        assert ids.tolist() == want_ids.tolist(), k
+        assert np.allclose(values, want_values.numpy(), atol=1e-5, rtol=0), k
+        if k < vocab:
+            assert cfg.pad_id not in ids
+        else:  # the whole vocabulary asked for: pad last, at -inf, as in the reference
+            assert (ids[:, -1] == cfg.pad_id).all() and np.isneginf(values[:, -1]).all()
+
+
 def test_the_decoder_step_is_built_from_fused_kernels() -> None:
     """What makes it fast: one attention kernel per attention, one kernel per residual + norm,
     and no per-head reshapes, transposes or concatenations left for ONNX Runtime to run."""
