@@ -10,6 +10,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import copy_pairs
 from tests.service.conftest import running_server
 from tests.service.test_api import metric
@@ -94,6 +96,8 @@ def test_a_disconnect_storm_cancels_every_job_and_leaks_nothing(toy_repository: 
         assert server.translate(["red dog"]).status == 200
 
 
+# The thread is killed on purpose: its traceback is what the test provokes, not a failure.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_liveness_sees_a_dead_scheduler_thread(toy_repository: Path) -> None:
     faults = {"thread_dies_at_step": 1}
     with running_server(toy_repository, faults=faults, request_timeout=1.0) as server:

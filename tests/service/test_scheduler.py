@@ -232,6 +232,8 @@ def test_the_loop_survives_a_bug_in_the_core(monkeypatch: pytest.MonkeyPatch) ->
     assert len(second) == 1 and scheduler.idle  # and the loop went on
 
 
+# The thread is killed on purpose: its traceback is what the test provokes, not a failure.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_liveness_sees_a_dead_thread() -> None:
     scheduler = Scheduler(
         "fake", FaultyEngine(FakeEngine(), Faults(thread_dies_at_step=1)), Metrics()
