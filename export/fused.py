@@ -441,19 +441,3 @@ def build_decoder(model: Transformer, spec: GraphSpec, in_place: bool = False) -
     else:
         g.op("TopK", [log_probs, "top_k"], ["topk_logprobs", "topk_ids"], axis=-1)
     return g.model(spec, "decoder")
-    # Pad is never generated (Marian: it is the decoder's start), as Transformer.log_probs puts it
-    # at -inf after the softmax; done on the top k + 1 instead of the whole vocabulary (an Add
-    # over (B, 58,101) was 6% of an OPUS-MT step): pad is dropped where it is among them, the
-    # last of them where not. TopK puts ties lower index first, so the order is the reference's.
-    one, vocab = (
-        g.const(n, np.array([v], dtype=np.int64))
-        for n, v in (("one", 1), ("vocab", cfg.output_vocab_size))
-    )
-    wider = g.one("Min", [g.one("Add", ["top_k", one]), vocab])  # k = vocabulary: pad last
-    values, ids = g.op("TopK", [log_probs, wider], 2, axis=-1)
-    is_pad = g.one("Equal", [ids, g.const("pad_id", np.array(cfg.pad_id, dtype=np.int64))])
-    never = g.const("never", np.array(-np.inf, dtype=np.float32))
-    masked = g.one("Where", [is_pad, never, values])
-    kept = g.op("TopK", [masked, "top_k"], ["topk_logprobs", g.name("kept")], axis=-1)[1]
-    g.op("GatherElements", [ids, kept], ["topk_ids"], axis=-1)
-    return g.model(spec, "decoder")
