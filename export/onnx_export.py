@@ -32,7 +32,7 @@ from contract.package import (
 )
 from contract.spec import OPSET, GraphSpec, decoder_spec, encoder_spec
 from contract.version import __version__
-from export.fused import build_decoder, build_encoder
+from export.fused import OUTPUT_BLOCK_BYTES, build_decoder, build_encoder
 from export.graphs import TRACE_K, DecoderGraph, EncoderGraph
 from export.source import ModelSource, from_checkpoint
 from export.weights import store_weights
@@ -44,8 +44,9 @@ from model.transformer import Transformer
 # in int8; 4: the encoder's dense layers skip the padding, and a sentence's beams share its cross
 # keys/values; 5: fp32 and int8 decoders write their cache in place, #31; 6: the weights in one
 # page-aligned file beside the graphs, #33; 7: a Marian decoder drops pad from its top k + 1
-# instead of adding -inf over the vocabulary), so a cache from an older version is not reused.
-GRAPHS_REVISION = 7
+# instead of adding -inf over the vocabulary; 8: an output projection of more than 32 MiB in
+# blocks, #40), so a cache from an older version is not reused.
+GRAPHS_REVISION = 8
 
 
 def default_cache(precision: str) -> str:
@@ -304,7 +305,9 @@ def build_graphs(
     else:
         onnx.save(build_encoder(model, encoder_spec(cfg.decoder_layers)), directory / ENCODER)
         spec = decoder_spec(cfg.decoder_layers, shared_sources=True, in_place=in_place)
-        onnx.save(build_decoder(model, spec, in_place), directory / DECODER)
+        stored = 1 if precision == "int8" else 4  # bytes per weight in the package
+        block = OUTPUT_BLOCK_BYTES * 4 // stored
+        onnx.save(build_decoder(model, spec, in_place, block), directory / DECODER)
     for graph in (ENCODER, DECODER):
         onnx.checker.check_model(str(directory / graph), full_check=True)
         if precision == "fp16":
