@@ -24,6 +24,10 @@ batch 32 only, about 15 minutes including building, importing and converting it 
 of temporary files). The default two thread counts double the measuring time (the building is
 done once); ``--threads 2`` gives the old single-count table. ``--device cuda`` measures on a GPU:
 Tongyeok fp32 and fp16 (CUDA provider) against Transformers ``generate`` at each precision.
+
+On the CPU each model's ceiling is measured too (``bench/roofline.py``): a lone matrix product of
+its feed-forward shapes at each precision and thread count, in a process of its own; the report
+gives each engine's rate of the weight products decoding needs as a share of it.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from bench.engine_models import (
 )
 from bench.engines import digest, reference_tokenizer, reference_vocabulary
 from bench.marian_dirs import OPUS_MT, Variant
+from bench.roofline import Ceiling, Shapes, decoding_flops, write_ceiling_graphs
 
 ENGINES = ("tongyeok fp32", "tongyeok int8", "ct2 float32", "ct2 int8", "transformers", "pytorch")
 # On a GPU (``--device cuda``): fp32 and fp16 each, against Transformers at the same precision
@@ -74,14 +79,28 @@ class Result:
     pid: int  # the process it ran in (one per measurement)
     fed: str = ""  # digest of the sources as the engine got them (pieces, EOS included)
     outputs: str = ""  # digest of its best hypotheses (pieces)
+    flops: int = 0  # the weight products one timed run needs (bench/roofline.py); 0: not known
 
     @property
     def tokens_per_second(self) -> float:
         return self.tokens / self.seconds
 
     @property
+    def gflops(self) -> float:
+        return self.flops / self.seconds / 1e9
+
+    @property
+    def precision(self) -> str:
+        return precision_of(self.engine)
+
+    @property
     def contended(self) -> bool:
         return self.other_cpu > CONTENDED * self.seconds
+
+
+def precision_of(engine: str) -> str:
+    """What an engine's matrix products compute in: the ceiling it is measured against."""
+    return "int8" if engine.endswith("int8") else "fp16" if engine.endswith("fp16") else "fp32"
 
 
 def thread_counts(given: Sequence[int] | None = None) -> list[int]:
@@ -94,18 +113,49 @@ def thread_counts(given: Sequence[int] | None = None) -> list[int]:
     return counts
 
 
-def measure(spec: dict, spec_path: Path) -> dict:
-    """Run one engine on one configuration in a fresh process; its JSON report."""
+@dataclass(frozen=True)
+class Bench:
+    """What one ``run_bench`` measured: every engine's runs, and the ceilings (CPU only)."""
+
+    results: list[Result]
+    ceilings: list[Ceiling]
+
+
+def measure(spec: dict, spec_path: Path, child: str = "bench.engines") -> dict:
+    """Run one engine (or ``child``) on one configuration in a fresh process; its JSON report."""
     spec_path.write_text(json.dumps(spec))
     done = subprocess.run(
-        [sys.executable, "-m", "bench.engines", str(spec_path)],
+        [sys.executable, "-m", child, str(spec_path)],
         capture_output=True,
         text=True,
         check=False,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"{spec['engine']} failed: {done.stderr.strip()[-2000:]}")
+        name = spec.get("engine", child)
+        raise RuntimeError(f"{name} failed: {done.stderr.strip()[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure_ceilings(
+    model: str,
+    shapes: Shapes,
+    precisions: Sequence[str],
+    counts: Sequence[int],
+    root: Path,
+    log: Callable[[str], None],
+) -> list[Ceiling]:
+    """A lone matrix product's best rate at each precision and thread count, each in a fresh
+    process (``bench.roofline``); its graphs are written under the model's ``work``."""
+    ceilings = []
+    for precision in precisions:
+        graphs = write_ceiling_graphs(shapes, precision, root / "ceiling")
+        for count in counts:
+            spec = {"graphs": [str(g) for g in graphs], "threads": count}
+            report = measure(spec, root / "ceiling.json", "bench.roofline")
+            ceiling = Ceiling(model, precision, count, report["gflops"], report["shape"])
+            log(f"{model:<8} ceiling {precision} {count:>2}t {ceiling.gflops:7.1f} GFLOPS")
+            ceilings.append(ceiling)
+    return ceilings
 
 
 def run_bench(
@@ -124,26 +174,32 @@ def run_bench(
     opus_batches: Sequence[int] | None = OPUS_BATCHES,
     opus_sentences_batch1: int | None = OPUS_SENTENCES_BATCH1,
     device: str = "cpu",
-) -> list[Result]:
+) -> Bench:
     """Every (model, beam, batch) with every engine at every thread count (``thread_counts``),
     engines interleaved within each count so that a slow drift of the machine touches all of them
     alike; each measurement in its own process. ``texts`` are cut into ids by each model's own
-    tokenizer; ``opus`` is the shape of the OPUS-MT model."""
+    tokenizer; ``opus`` is the shape of the OPUS-MT model. On the CPU, each model's ceiling is
+    measured before its cells, at the precisions its engines compute in."""
     counts = thread_counts(threads)
     registry = bench_models(opus_batches, opus_sentences_batch1)
     unknown = [m for m in models if m not in registry]
     if unknown:
         raise ValueError(f"unknown model(s) {unknown}: choose from {sorted(registry)}")
     results: list[Result] = []
+    ceilings: list[Ceiling] = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for name in models:
             model: BenchModel = registry[name]
             work = root / name
             prepare_model(model, shipped, texts, work, engines, opus, device)
-            tokenizer, _ = reference_tokenizer(work)
+            tokenizer, config = reference_tokenizer(work)
             sources = tokenizer.encode_batch(list(texts))
             vocab = reference_vocabulary(work)
+            shapes = Shapes.of(config.raw["model"])
+            if device == "cpu":
+                precisions = sorted({precision_of(e) for e in engines} & {"fp32", "int8"})
+                ceilings += measure_ceilings(name, shapes, precisions, counts, work, log)
             for beam in beams:
                 for batch in [b for b in batches if model.batches is None or b in model.batches]:
                     first = model.sentences_batch1 or sentences_batch1
@@ -151,6 +207,7 @@ def run_bench(
                     expected = digest([vocab.pieces(s) for s in subset])
                     path = root / f"sources-{name}-{len(subset)}.json"
                     path.write_text(json.dumps(subset))
+                    work_done = decoding_flops(shapes, [len(s) + 1 for s in subset], tokens, beam)
                     for count in counts:
                         for engine in engines:
                             spec = {
@@ -165,11 +222,12 @@ def run_bench(
                                 "repeats": repeats,
                                 "device": device,
                             }
-                            result = result_of(name, spec, measure(spec, root / "spec.json"))
+                            report = measure(spec, root / "spec.json")
+                            result = result_of(name, spec, report, work_done)
                             check_fed(result, expected)
                             results.append(result)
                             log(log_line(result))
-    return results
+    return Bench(results, ceilings)
 
 
 def check_fed(result: Result, expected: str) -> None:
@@ -184,12 +242,12 @@ def log_line(r: Result) -> str:
     flag = "  CONTENDED" if r.contended else ""
     return (
         f"{r.model:<8} batch {r.batch:>3} beam {r.beam} {r.engine:<14} {r.threads:>2}t "
-        f"{r.tokens_per_second:9.0f} tok/s  peak {r.peak_mb:6.0f} MB"
+        f"{r.tokens_per_second:9.0f} tok/s {r.gflops:6.1f} GFLOPS  peak {r.peak_mb:6.0f} MB"
         f"  other CPU {r.other_cpu:5.2f} s{flag}"
     )
 
 
-def result_of(model: str, spec: dict, report: dict) -> Result:
+def result_of(model: str, spec: dict, report: dict, flops: int = 0) -> Result:
     runs = report["runs"]
     return Result(
         model=model,
@@ -204,6 +262,7 @@ def result_of(model: str, spec: dict, report: dict) -> Result:
         pid=report["pid"],
         fed=report["fed"],
         outputs=report["outputs"],
+        flops=flops,
     )
 
 
@@ -269,10 +328,13 @@ def table(
     return lines
 
 
-def markdown(results: list[Result], tokens: int, machine: str = "") -> str:
+def markdown(
+    results: list[Result], tokens: int, machine: str = "", ceilings: Sequence[Ceiling] = ()
+) -> str:
     """The tables, models in the order they ran, with each model's shape as a legend: each
     engine's best over the thread counts with the count, ratios of those bests, the peak memory
-    of each best, and (when several counts ran) every count's tokens/s side by side."""
+    of each best, (when several counts ran) every count's tokens/s side by side, and (with
+    ``ceilings``) each best's matrix-product rate as a share of the ceiling it ran under."""
     counts = sorted({r.threads for r in results})
     several = len(counts) > 1
     rows = best_of(results)
@@ -304,7 +366,39 @@ def markdown(results: list[Result], tokens: int, machine: str = "") -> str:
         at = {(r.model, r.beam, r.batch, r.engine, r.threads): r for r in results}
         lines += ["", f"Target tokens/s at each thread count ({' / '.join(map(str, counts))}):", ""]
         lines += table(keys, engines, lambda k: [per_count(at, k, e, counts) for e in engines])
+    if ceilings:
+        lines += ["", *roofline_lines(rows, keys, engines, ceilings)]
     return "\n".join(lines)
+
+
+def roofline_lines(
+    rows: Rows, keys: Sequence[Key], engines: Sequence[str], ceilings: Sequence[Ceiling]
+) -> list[str]:
+    """Each best's GFLOPS of the weight products decoding needs, and its share of a lone matrix
+    product's best rate on the same model's shapes, precision and thread count."""
+    at = {(c.model, c.precision, c.threads): c for c in ceilings}
+
+    def share(r: Result) -> str:
+        ceiling = at.get((r.model, r.precision, r.threads))
+        if not r.flops or ceiling is None:
+            return "–"
+        return f"{r.gflops:.0f} ({r.gflops / ceiling.gflops:.0%})"
+
+    listed = "; ".join(
+        f"{c.model} {c.precision} {c.threads}t {c.gflops:.0f} ({c.shape})" for c in ceilings
+    )
+    return [
+        "Matrix products: each best above in GFLOPS of the weight products decoding needs "
+        "(`bench/roofline.py`: projections, feed-forward and output projection over the real "
+        "tokens; attention scores and padding not counted), and in brackets its share of the "
+        "ceiling, a lone ONNX Runtime MatMul of the model's feed-forward shapes at the same "
+        "precision and thread count, at its best over 64 to 1,024 rows (GFLOPS, rows x inner x "
+        f"outer): {listed}. Near 100%, no engine at that precision can be much faster.",
+        "",
+        *table(
+            keys, engines, lambda k: [share(rows[k][e]) if e in rows[k] else "–" for e in engines]
+        ),
+    ]
 
 
 def preamble(counts: Sequence[int], tokens: int, machine: str, models: Sequence[str]) -> list[str]:

@@ -15,6 +15,7 @@ import pytest
 
 from bench.engine import ENGINES, Result, best_of, markdown, run_bench, thread_counts
 from bench.marian_dirs import OPUS_MT, marian_vocab
+from bench.roofline import Ceiling
 from tests.conftest import copy_pairs
 from tongyeok.cli import build_parser, main
 
@@ -39,7 +40,7 @@ TEXTS = [
 
 
 def test_every_engine_runs_alone_on_the_same_work(toy_checkpoint: Path) -> None:
-    results = run_bench(
+    bench = run_bench(
         [s for s, _ in copy_pairs(6, seed=21)],
         toy_checkpoint,
         batches=[1, 4],
@@ -51,6 +52,7 @@ def test_every_engine_runs_alone_on_the_same_work(toy_checkpoint: Path) -> None:
         repeats=1,
         log=lambda _: None,
     )
+    results = bench.results
     assert {r.engine for r in results} == set(ENGINES)
     pids = [r.pid for r in results]
     assert len(set(pids)) == len(results) and os.getpid() not in pids  # a process each
@@ -60,9 +62,16 @@ def test_every_engine_runs_alone_on_the_same_work(toy_checkpoint: Path) -> None:
     for batch in (1, 4):  # the same pieces (EOS included) in every engine's own ids
         assert len({r.fed for r in results if r.batch == batch}) == 1
     assert {r.threads for r in results} == {1}
-    table = markdown(results, 5, "test machine")
+    # The same work credited to every engine of a cell; fewer sentences, less work.
+    work = {batch: {r.flops for r in results if r.batch == batch} for batch in (1, 4)}
+    assert len(work[1]) == len(work[4]) == 1 and 0 < min(work[1]) < min(work[4])
+    # The ceiling of each precision the engines compute in, each in a process of its own.
+    assert sorted((c.precision, c.threads) for c in bench.ceilings) == [("fp32", 1), ("int8", 1)]
+    assert all(c.gflops > 0 and c.model == "shipped" for c in bench.ceilings)
+    table = markdown(results, 5, "test machine", bench.ceilings)
     assert "geometric mean" in table and "test machine" in table
-    assert table.count("| shipped | 4 | beam 2 |") == 2  # speed row and memory row
+    assert table.count("| shipped | 4 | beam 2 |") == 3  # speed, memory and matrix products
+    assert re.search(r"\| shipped \| 4 \| beam 2 \| \d+ \(\d+%\) \|", table), table
 
 
 def test_every_thread_count_runs_in_a_process_of_its_own(toy_checkpoint: Path) -> None:
@@ -78,7 +87,7 @@ def test_every_thread_count_runs_in_a_process_of_its_own(toy_checkpoint: Path) -
         engines=["tongyeok int8"],
         repeats=1,
         log=lambda _: None,
-    )
+    ).results
     assert [r.threads for r in results] == [1, 2]  # each count once, ascending
     assert len({r.pid for r in results}) == 2 and len({r.fed for r in results}) == 1
     per_count = markdown(results, 3).splitlines()[-1]  # tongyeok int8 at 1 / 2 threads
@@ -98,7 +107,7 @@ def test_opus_shape_feeds_every_engine_the_same_marian_sources() -> None:
         log=lambda _: None,
         opus=TINY_OPUS,
         opus_batches=[2],  # OPUS-MT runs only its own cells
-    )
+    ).results
     assert {(r.engine, r.batch) for r in results} == {(e, 2) for e in ENGINES}
     assert all(r.tokens == 4 * len(TEXTS) for r in results)  # every output forced to 4
     assert len({r.fed for r in results}) == 1
@@ -174,6 +183,30 @@ def test_table_labels_the_best_count_and_divides_bests() -> None:
     assert memory.removesuffix(" |").split(" | ")[3:] == ["95", "60", "70", "40"]
     cells = per_count.removesuffix(" |").split(" | ")[3:]
     assert cells == ["508 / 519", "1123 / 793", "650 / 600", "1338 / 183*"]  # every run shown
+
+
+def test_matrix_products_are_shares_of_the_ceiling_at_the_engines_precision_and_count() -> None:
+    # one second per run: 100 GFLOP of work is 100 GFLOPS
+    work = [dataclasses.replace(r, flops=100 * 10**9) for r in AT_TWO_COUNTS]
+    ceilings = [
+        Ceiling("shipped", "fp32", 1, 80.0, "256x512x2048"),
+        Ceiling("shipped", "fp32", 2, 125.0, "1024x512x2048"),
+        Ceiling("shipped", "int8", 1, 160.0, "1024x2048x512"),
+        Ceiling("shipped", "int8", 2, 250.0, "1024x512x2048"),
+    ]
+    table = markdown(work, 32, "test machine", ceilings)
+    row = [line for line in table.splitlines() if line.startswith("| shipped")][-1]
+    # bests: tongyeok fp32 at 2t, tongyeok int8 at 1t, ct2 float32 at 1t, ct2 int8 at 1t
+    assert row.removesuffix(" |").split(" | ")[3:] == [
+        "100 (80%)",
+        "100 (62%)",
+        "100 (125%)",
+        "100 (62%)",
+    ]
+    assert "shipped int8 2t 250 (1024x512x2048)" in table
+    assert "Matrix products" not in markdown(work, 32, "test machine")  # no ceilings, no table
+    unknown = markdown(AT_TWO_COUNTS, 32, "test machine", ceilings)  # work not known: no share
+    assert unknown.splitlines()[-1] == "| shipped | 1 | greedy | – | – | – | – |"
 
 
 def test_one_thread_count_keeps_the_single_count_table() -> None:

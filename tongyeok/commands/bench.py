@@ -263,7 +263,7 @@ def run_bench_engine(args: argparse.Namespace) -> int:
         "opus_batches": args.opus_batches,
         "opus_sentences_batch1": args.opus_sentences_batch1,
     }
-    results = run_bench(
+    bench = run_bench(
         texts,
         args.checkpoint,
         args.batches,
@@ -280,7 +280,7 @@ def run_bench_engine(args: argparse.Namespace) -> int:
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
     machine = f"{machine_description()}, commit {commit or 'unknown'}"
-    print_table(markdown(results, args.tokens, machine), args.output)
+    print_table(markdown(bench.results, args.tokens, machine, bench.ceilings), args.output)
     return 0
 
 
