@@ -56,6 +56,7 @@ from bench.engine_models import (
 from bench.engines import digest, reference_tokenizer, reference_vocabulary
 from bench.marian_dirs import OPUS_MT, Variant
 from bench.roofline import Ceiling, Shapes, decoding_flops, write_ceiling_graphs
+from model.transformer import ModelConfig
 
 ENGINES = ("tongyeok fp32", "tongyeok int8", "ct2 float32", "ct2 int8", "transformers", "pytorch")
 # On a GPU (``--device cuda``): fp32 and fp16 each, against Transformers at the same precision
@@ -141,17 +142,17 @@ def measure_ceilings(
     shapes: Shapes,
     precisions: Sequence[str],
     counts: Sequence[int],
-    root: Path,
+    work: Path,
     log: Callable[[str], None],
 ) -> list[Ceiling]:
     """A lone matrix product's best rate at each precision and thread count, each in a fresh
     process (``bench.roofline``); its graphs are written under the model's ``work``."""
     ceilings = []
     for precision in precisions:
-        graphs = write_ceiling_graphs(shapes, precision, root / "ceiling")
+        graphs = write_ceiling_graphs(shapes, precision, work / "ceiling")
         for count in counts:
             spec = {"graphs": [str(g) for g in graphs], "threads": count}
-            report = measure(spec, root / "ceiling.json", "bench.roofline")
+            report = measure(spec, work / "ceiling.json", "bench.roofline")
             ceiling = Ceiling(model, precision, count, report["gflops"], report["shape"])
             log(f"{model:<8} ceiling {precision} {count:>2}t {ceiling.gflops:7.1f} GFLOPS")
             ceilings.append(ceiling)
@@ -196,7 +197,7 @@ def run_bench(
             tokenizer, config = reference_tokenizer(work)
             sources = tokenizer.encode_batch(list(texts))
             vocab = reference_vocabulary(work)
-            shapes = Shapes.of(config.raw["model"])
+            shapes = Shapes.of(ModelConfig.from_dict(config.raw["model"]))
             if device == "cpu":
                 precisions = sorted({precision_of(e) for e in engines} & {"fp32", "int8"})
                 ceilings += measure_ceilings(name, shapes, precisions, counts, work, log)

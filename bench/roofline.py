@@ -28,8 +28,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # the timing child loads ONNX Runtime only, not torch
+    from model.transformer import ModelConfig
 
 CEILING_ROWS = (64, 256, 1024)  # activation rows (batch x beams, or source tokens) measured
 MIN_SECONDS = 0.3  # timed per shape: enough repetitions for a stable best
@@ -46,11 +50,9 @@ class Shapes:
     output_vocab: int
 
     @classmethod
-    def of(cls, model: dict) -> Shapes:
-        """From a package's ``config.json`` "model" entry (``ModelConfig``'s fields)."""
-        vocab = model.get("target_vocab_size") or model["vocab_size"]
+    def of(cls, cfg: ModelConfig) -> Shapes:
         return cls(
-            model["d_model"], model["d_ff"], model["encoder_layers"], model["decoder_layers"], vocab
+            cfg.d_model, cfg.d_ff, cfg.encoder_layers, cfg.decoder_layers, cfg.output_vocab_size
         )
 
     @property

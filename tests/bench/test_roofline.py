@@ -4,7 +4,6 @@ matrix product in a process of its own, int8 quantized as a package's."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
@@ -47,7 +46,7 @@ def test_decoding_work_is_every_weight_product_the_reference_computes(
         )
     counts = {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
     weight_products = counts.get("aten.addmm", 0) + counts.get("aten.mm", 0)  # not aten.bmm
-    shapes = Shapes.of(dataclasses.asdict(cfg))
+    shapes = Shapes.of(cfg)
     assert shapes.output_vocab == (target_vocab or 50)
     credited = decoding_flops(shapes, [length] * sources, tokens, beam)
     # The reference projects the cross keys/values of every beam's copy of the source; engines
