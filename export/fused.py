@@ -33,6 +33,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from contract.spec import OPSET, GraphSpec, TensorSpec, kv_pair
+from contract.variants import ACTIVATIONS
 from model.transformer import DecoderLayer, EncoderLayer, MultiHeadAttention, Transformer
 
 MS_DOMAIN = "com.microsoft"
@@ -268,15 +269,9 @@ class LayerWriter:
         g, ffn = self.g, layer.ffn
         h = g.one("MatMul", [x, g.const(f"{hint}.fc1.weight", linear_weight(ffn.fc1))])
         h = g.one("Add", [h, g.const(f"{hint}.fc1.bias", linear_bias(ffn.fc1))])
-        activation = self.cfg.activation
-        if activation == "relu":
-            h = g.one("Relu", [h])
-        elif activation in ("swish", "silu"):
-            h = g.one("Mul", [h, g.one("Sigmoid", [h])])
-        elif activation == "gelu":
-            h = g.one("Gelu", [h], MS_DOMAIN)  # the exact (erf) form, as torch's default
-        else:  # ModelConfig refuses others; a new one must be added here too
-            raise ValueError(f"no fused graph for activation {activation!r}")
+        act = ACTIVATIONS[self.cfg.activation]  # contract/variants.py, as the PyTorch model
+        out = g.one(act.onnx, [h], act.onnx_domain)
+        h = g.one("Mul", [h, out]) if act.times_input else out
         h = g.one("MatMul", [h, g.const(f"{hint}.fc2.weight", linear_weight(ffn.fc2))])
         return self.add_norm(x, h, ffn.fc2.bias, layer.final_layer_norm)
 

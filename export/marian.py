@@ -18,9 +18,10 @@ import torch
 
 from contract.marian import PAD_PIECE, MarianTokenizer
 from contract.package import sha256_file
+from contract.variants import ACTIVATIONS
 from export.hf import rename
 from export.source import ModelSource
-from model.transformer import ACTIVATIONS, ModelConfig, Transformer, sinusoidal_table
+from model.transformer import ModelConfig, Transformer, sinusoidal_table
 
 REQUIRED = ("config.json", "source.spm", "target.spm", "vocab.json")
 WEIGHTS = ("model.safetensors", "pytorch_model.bin")

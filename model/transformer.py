@@ -23,11 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from contract.variants import ACTIVATIONS
+
 # One (key, value) pair per layer, each (B, H, L, Dh).
 KV = tuple[Tensor, Tensor]
-
-# Feed-forward activations by their Transformers names.
-ACTIVATIONS = {"relu": F.relu, "swish": F.silu, "silu": F.silu, "gelu": F.gelu}
 
 
 @dataclass(frozen=True)
@@ -144,7 +143,7 @@ class MultiHeadAttention(nn.Module):
 
 class FeedForward(nn.Module):
     """FFN(x) = act(x W1 + b1) W2 + b2; act is ReLU in the paper and ours, SiLU or GELU in some
-    Marian models (Transformers' names: "swish" is SiLU, "gelu" the exact erf form)."""
+    Marian models (by Transformers' names, from the table in contract/variants.py)."""
 
     def __init__(
         self, d_model: int, d_ff: int, activation_dropout: float, activation: str = "relu"
@@ -153,7 +152,7 @@ class FeedForward(nn.Module):
         self.fc1 = nn.Linear(d_model, d_ff)
         self.fc2 = nn.Linear(d_ff, d_model)
         self.activation_dropout = nn.Dropout(activation_dropout)
-        self.act = ACTIVATIONS[activation]
+        self.act = getattr(F, ACTIVATIONS[activation].torch)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc2(self.activation_dropout(self.act(self.fc1(x))))

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from contract.spec import decoder_spec, encoder_spec, kv_pair
+from contract.variants import ACTIVATIONS
 from export.fused import OUTPUT_BLOCK_ALIGN, build_decoder, build_encoder
 from export.weights import store_weights
 from model.transformer import ModelConfig, Transformer
@@ -122,6 +123,23 @@ def test_encoder_and_multi_token_step_over_a_reordered_past_match_pytorch(varian
     for i, (k, v) in enumerate(present):
         assert np.abs(out[2 + 2 * i] - k.numpy()).max() < 1e-5
         assert np.abs(out[3 + 2 * i] - v.numpy()).max() < 1e-5
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+@torch.no_grad()
+def test_every_activation_of_the_table_computes_in_the_graph_what_it_computes_in_pytorch(
+    activation: str,
+) -> None:
+    """contract/variants.py names how each backend builds an activation: the fused encoder's
+    feed-forward layers and the PyTorch model's agree for every name, aliases included."""
+    cfg = dataclasses.replace(VARIANTS["ours"], activation=activation)
+    model = random_model(cfg)
+    encoder = session(build_encoder(model, encoder_spec(cfg.decoder_layers)))
+    src = torch.tensor([[5, 6, 7, 8, cfg.eos_id], [9, 10, cfg.eos_id, cfg.pad_id, cfg.pad_id]])
+    src_mask = src.ne(cfg.pad_id)
+    states = encoder.run(None, {"src_ids": src.numpy(), "src_mask": src_mask.numpy()})[0]
+    real = src_mask.numpy()
+    assert np.abs(states[real] - model.encode(src, src_mask).numpy()[real]).max() < 1e-4
 
 
 @torch.no_grad()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +11,9 @@ import pytest
 import torch
 
 from contract.options import SearchOptions
-from export.hf import export_hf, hf_to_ours
-from model.checkpoint import load_checkpoint
+from contract.variants import ACTIVATIONS
+from export.hf import export_hf, hf_to_ours, to_marian
+from model.checkpoint import Checkpoint, load_checkpoint
 from model.translate import translate_ids
 from tests.conftest import copy_pairs
 
@@ -25,8 +27,35 @@ def test_transformers_logits_match_ours(toy_checkpoint: Path, hf_dir: Path) -> N
     from transformers import MarianMTModel
 
     ckpt = load_checkpoint(toy_checkpoint)
-    ours = ckpt.build_model()
     theirs = MarianMTModel.from_pretrained(str(hf_dir)).eval()
+    got, expected = both_logits(ckpt, theirs)
+    assert (got - expected).abs().max() <= 1e-5
+
+
+def test_the_checkpoints_activation_and_embedding_scale_are_written(toy_checkpoint: Path) -> None:
+    """export-hf writes the checkpoint's own variant (contract/variants.py), not ours: a SiLU
+    model without scaled embeddings computes the same logits in Transformers."""
+    ckpt = load_checkpoint(toy_checkpoint)
+    config = dataclasses.replace(ckpt.config, activation="swish", scale_embedding=False)
+    variant = dataclasses.replace(ckpt, config=config)
+    theirs = to_marian(variant)
+    assert (theirs.config.activation_function, theirs.config.scale_embedding) == ("swish", False)
+    got, expected = both_logits(variant, theirs)
+    assert (got - expected).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_every_activation_name_is_the_transformers_activation_of_that_name(name: str) -> None:
+    from transformers.activations import ACT2FN
+
+    x = torch.linspace(-6, 6, 101)
+    ours = getattr(torch.nn.functional, ACTIVATIONS[name].torch)(x)
+    assert torch.allclose(ACT2FN[name](x), ours, atol=1e-6, rtol=0)
+
+
+def both_logits(ckpt: Checkpoint, theirs: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """Transformers' logits and ours (permuted to Hugging Face ids) for a padded random batch."""
+    ours = ckpt.build_model()
     perm = torch.from_numpy(hf_to_ours(ckpt.config.vocab_size, ckpt.config.pad_id))
     to_hf = torch.argsort(perm)  # our id -> Hugging Face id
     g = torch.Generator().manual_seed(0)
@@ -40,7 +69,7 @@ def test_transformers_logits_match_ours(toy_checkpoint: Path, hf_dir: Path) -> N
         got = theirs(
             input_ids=to_hf[src], attention_mask=src.ne(0).long(), decoder_input_ids=to_hf[tgt]
         ).logits
-    assert (got - expected).abs().max() <= 1e-5
+    return got, expected
 
 
 def test_marian_tokenizer_gives_our_ids(toy_checkpoint: Path, hf_dir: Path) -> None:
