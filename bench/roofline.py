@@ -100,7 +100,7 @@ def write_ceiling_graphs(shapes: Shapes, precision: str, out: Path) -> list[Path
     from onnx import TensorProto, helper, numpy_helper
 
     from contract.spec import OPSET
-    from export.fused import IR_VERSION
+    from export.graph_builder import IR_VERSION
 
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)

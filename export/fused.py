@@ -1,113 +1,41 @@
 """The encoder and the decoder step written directly as ONNX graphs of ONNX Runtime's fused kernels.
 
-Why: traced from PyTorch, one decoder step is ~170 ONNX nodes for three layers (projections, bias
-adds, reshapes, transposes, the cache gather and concat, masking, softmax, residual adds, layer
-norms), and on a CPU a small batch spends most of its step in per-node overhead rather than in
-arithmetic (docs/decisions.md #23). Built here from the same weights, a layer is a handful of
-nodes: one packed Q/K/V MatMul, ``com.microsoft.MultiHeadAttention`` (bias, mask, past and present
+Why: traced from PyTorch, one decoder step is a node for every projection, bias add, reshape,
+transpose, cache gather and concat, mask, softmax, residual add and layer norm, and on a CPU a
+small batch spends much of its step in per-node overhead rather than in arithmetic
+(docs/decisions.md #23). Built here from the same weights, a layer is a handful of nodes: one
+packed Q/K/V MatMul, ``com.microsoft.MultiHeadAttention`` (bias, mask, past and present
 in one kernel), ``com.microsoft.SkipLayerNormalization`` (residual + bias + LayerNorm), and the
 feed-forward MatMuls. With ``in_place`` the decoder's self-attention is
 ``com.microsoft.GroupQueryAttention`` instead, which writes the new position into the cache
 buffer it is given rather than copying the whole cache into a grown one (decision #31).
 
 The encoder computes its dense layers (projections, feed-forward, layer norms) over the real
-tokens only: a batch of sentences of mixed lengths is padded to its longest, and in file order a
-third to a half of the positions are padding. The positions are packed into one row of real tokens
-for everything position-wise and spread back to (batch, length) only for the attention kernel;
-padded positions of the outputs hold copies of a real position's values (finite, and masked
-wherever they are read).
+tokens only: a batch of sentences of mixed lengths is padded to its longest, and much of it is
+padding (decision #29). The positions are packed into one row of real tokens for everything
+position-wise and spread back to (batch, length) only for the attention kernel; padded positions
+of the outputs hold copies of a real position's values (finite, and masked wherever read).
 
 The graphs keep the package contract exactly (contract/spec.py: same names, dtypes and axes), so
 nothing above the package changes, and the exporter checks them against the PyTorch reference like
 the traced ones (export/verify.py). Only the float32 kernels exist on the CPU for these ops, so
 fp16 packages (for GPUs) keep the traced graphs; int8 packages quantize these graphs' MatMuls.
+The nodes are written through ``export/graph_builder.py``; the decoder's output projection and
+its top k by ``export/output_head.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import onnx
 import torch
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto
 
-from contract.spec import OPSET, GraphSpec, TensorSpec, kv_pair
-from contract.variants import ACTIVATIONS
+from contract.spec import GraphSpec, kv_pair
+from contract.variants import ACTIVATIONS, MS_DOMAIN
+from export.graph_builder import GraphBuilder, arange, axis_length, linear_bias, linear_weight
+from export.output_head import OUTPUT_BLOCK_BYTES, write_top_k
 from model.transformer import DecoderLayer, EncoderLayer, MultiHeadAttention, Transformer
-
-MS_DOMAIN = "com.microsoft"
-IR_VERSION = 9  # what ONNX Runtime 1.2x+ reads; onnx's default may be newer than it accepts
-DTYPES = {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64, "bool": TensorProto.BOOL}
-
-
-class GraphBuilder:
-    """Nodes and initializers with unique names; every ``op`` call returns its output names."""
-
-    def __init__(self) -> None:
-        self.nodes: list[onnx.NodeProto] = []
-        self.initializers: list[onnx.TensorProto] = []
-        self._count = 0
-
-    def name(self, hint: str) -> str:
-        self._count += 1
-        return f"{hint}_{self._count}"
-
-    def const(self, hint: str, value: np.ndarray | torch.Tensor) -> str:
-        array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
-        name = self.name(hint)
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
-        return name
-
-    def op(
-        self,
-        op_type: str,
-        inputs: Sequence[str],
-        outputs: int | Sequence[str] = 1,
-        domain: str = "",
-        **attrs: object,
-    ) -> list[str]:
-        names = (
-            [self.name(op_type) for _ in range(outputs)]
-            if isinstance(outputs, int)
-            else list(outputs)
-        )
-        node = helper.make_node(
-            op_type, list(inputs), names, name=self.name(op_type), domain=domain, **attrs
-        )
-        self.nodes.append(node)
-        return names
-
-    def one(self, op_type: str, inputs: Sequence[str], domain: str = "", **attrs: object) -> str:
-        return self.op(op_type, inputs, 1, domain, **attrs)[0]
-
-    def model(self, spec: GraphSpec, graph_name: str) -> onnx.ModelProto:
-        def info(t: TensorSpec) -> onnx.ValueInfoProto:
-            shape = [int(a) if a.isdigit() else a for a in t.axes]
-            return helper.make_tensor_value_info(t.name, DTYPES[t.dtype], shape)
-
-        graph = helper.make_graph(
-            self.nodes,
-            graph_name,
-            [info(t) for t in spec.inputs],
-            [info(t) for t in spec.outputs],
-            self.initializers,
-        )
-        return helper.make_model(
-            graph,
-            opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)],
-            ir_version=IR_VERSION,
-            producer_name="tongyeok",
-        )
-
-
-def linear_weight(layer: torch.nn.Linear) -> np.ndarray:
-    """(in, out): what MatMul multiplies activations by."""
-    return layer.weight.detach().t().contiguous().numpy()
-
-
-def linear_bias(layer: torch.nn.Linear) -> np.ndarray:
-    return layer.bias.detach().numpy()
 
 
 class Packing:
@@ -310,17 +238,6 @@ def build_encoder(model: Transformer, spec: GraphSpec) -> onnx.ModelProto:
     return g.model(spec, "encoder")
 
 
-def axis_length(g: GraphBuilder, tensor: str, axis: int) -> str:
-    """The length of one axis of ``tensor``, as a scalar."""
-    return g.one("Squeeze", [g.one("Shape", [tensor], start=axis, end=axis + 1)])
-
-
-def arange(g: GraphBuilder, length: str) -> str:
-    """0, 1, ..., length - 1 (int64)."""
-    zero, one = np.array(0, dtype=np.int64), np.array(1, dtype=np.int64)
-    return g.one("Range", [g.const("zero", zero), length, g.const("one", one)])
-
-
 def self_attention_bias(g: GraphBuilder) -> str:
     """(B, 1, T, P + T) additive bias: 0 where a new position may attend (a real position, and not
     one after itself), the float32 minimum elsewhere; built once per step, read by every layer."""
@@ -347,87 +264,6 @@ def cache_lengths(g: GraphBuilder) -> tuple[str, str]:
     return seqlens, total
 
 
-def i64(g: GraphBuilder, hint: str, *values: int) -> str:
-    """A constant int64 vector (shapes, sizes, offsets)."""
-    return g.const(hint, np.array(values, dtype=np.int64))
-
-
-def top_k_without_pad(g: GraphBuilder, log_probs: str, ids: str | None, pad_id: int) -> None:
-    """``topk_logprobs`` and ``topk_ids`` with pad never among them (Marian: pad is the decoder's
-    start), as Transformer.log_probs puts it at -inf after the softmax; done on the top k + 1
-    instead of the whole vocabulary (an Add over (B, 58,101) was 6% of an OPUS-MT step): pad is
-    dropped where it is among them, the last of them where not. TopK puts ties lower index
-    first, so the order is the reference's; with k = the vocabulary, pad comes last at -inf.
-    ``ids``: the token id of each column of ``log_probs`` (None: the column is the id)."""
-    columns = g.one("Shape", [log_probs], start=-1)
-    wider = g.one("Min", [g.one("Add", ["top_k", i64(g, "one", 1)]), columns])
-    values, best = g.op("TopK", [log_probs, wider], 2, axis=-1)
-    if ids is not None:
-        best = g.one("GatherElements", [ids, best], axis=-1)
-    is_pad = g.one("Equal", [best, g.const("pad_id", np.array(pad_id, dtype=np.int64))])
-    never = g.const("never", np.array(-np.inf, dtype=np.float32))
-    masked = g.one("Where", [is_pad, never, values])
-    kept = g.op("TopK", [masked, "top_k"], ["topk_logprobs", g.name("kept")], axis=-1)[1]
-    g.op("GatherElements", [best, kept], ["topk_ids"], axis=-1)
-
-
-# The most bytes of weight one block of the output projection holds as a package stores it
-# (decision #40): an int8 package stores a quarter of the fp32 graph's bytes it quantizes.
-OUTPUT_BLOCK_BYTES = 32 * 2**20
-# A block's width in token ids is a multiple of this (MLAS packs B in panels of 16 columns).
-OUTPUT_BLOCK_ALIGN = 64
-
-
-def output_top_k(
-    g: GraphBuilder, last: str, model: Transformer, block_bytes: int
-) -> tuple[str, str | None]:
-    """Each row's best ``top_k`` (k + 1 for a Marian decoder, which drops pad after) log-probs of
-    the next token, or the whole distribution where the output projection is one block; with the
-    token id of each column (None: the column is the id).
-
-    Why blocks: ONNX Runtime repacks each MatMul weight at load while the file's pages of it
-    are still mapped, so the largest weight is held twice for a moment; at OPUS-MT's vocabulary
-    that is the 119 MB token table, most of the peak resident memory fp32 had above
-    CTranslate2's. A table of more than ``block_bytes`` is split into column blocks; each block
-    takes its own log-softmax and top k, and its log-sum-exp (its best logit minus its best
-    log-prob) corrects its candidates to the whole vocabulary's: the (B, V) distribution is never
-    joined (a Concat of it took 3% of a step at 128 rows)."""
-    cfg = model.cfg
-    weight = model.target_embed.weight if model.lm_head is None else model.lm_head
-    table, bias = weight.t().contiguous(), model.final_logits_bias  # (D, V), (V,)
-    width = block_bytes // (table.shape[0] * table.element_size())
-    width = max(OUTPUT_BLOCK_ALIGN, width - width % OUTPUT_BLOCK_ALIGN)
-    starts = range(0, table.shape[1], width)
-    blocks = []
-    for start in starts:
-        columns = slice(start, start + width)
-        logits = g.one("MatMul", [last, g.const("output.weight", table[:, columns].contiguous())])
-        blocks.append(g.one("Add", [logits, g.const("final_logits_bias", bias[columns])]))
-    # (TopK of the logits minus their ReduceLogSumExp was tried: ONNX Runtime's ReduceLogSumExp
-    # took 5.3 ms where LogSoftmax takes 0.6 ms at batch 128, vocabulary 8,000.)
-    if len(blocks) == 1:
-        return g.one("LogSoftmax", [blocks[0]], axis=-1), None
-    wanted = g.one("Add", ["top_k", i64(g, "one", 1)]) if cfg.suppress_pad else "top_k"
-    first = (i64(g, "zero", 0), i64(g, "one", 1), i64(g, "axis", 1))
-    sums, values, ids = [], [], []
-    for start, logits in zip(starts, blocks, strict=True):
-        size = min(width, table.shape[1] - start)
-        log_probs = g.one("LogSoftmax", [logits], axis=-1)
-        k = g.one("Min", [wanted, i64(g, "block_size", size)])
-        best, best_ids = g.op("TopK", [log_probs, k], 2, axis=-1)
-        top_id, top = (g.one("Slice", [t, *first]) for t in (best_ids, best))
-        sums.append(g.one("Sub", [g.one("GatherElements", [logits, top_id], axis=-1), top]))
-        values.append(best)
-        ids.append(g.one("Add", [best_ids, i64(g, "block_start", start)]))
-    block_sums = g.one("Concat", sums, axis=-1)  # (B, blocks)
-    total = g.one("ReduceLogSumExp", [block_sums], axes=[-1], keepdims=1)
-    shifts = g.one("Sub", [block_sums, total])  # each block's log-probs to the whole vocabulary's
-    for i in range(len(blocks)):
-        shift = g.one("Slice", [shifts, i64(g, "start", i), i64(g, "end", i + 1), first[2]])
-        values[i] = g.one("Add", [values[i], shift])
-    return g.one("Concat", values, axis=-1), g.one("Concat", ids, axis=-1)
-
-
 @torch.no_grad()
 def build_decoder(
     model: Transformer,
@@ -442,7 +278,7 @@ def build_decoder(
     self-attention cache is one buffer per layer written in place (``cache_index`` and
     ``self_mask`` are not inputs: rows are in the buffer's order, lengths are positions).
     ``output_block_bytes``: the most fp32 bytes of one block of the output projection (see
-    output_top_k)."""
+    export/output_head.py)."""
     cfg, g = model.cfg, GraphBuilder()
     w = LayerWriter(model, g)
     x = w.embed(model.target_embed, "input_ids", "positions", "target_embed")
@@ -496,12 +332,5 @@ def build_decoder(
         ],
     )
     last = g.one("Squeeze", [last, g.const("axis", np.array([1], dtype=np.int64))])  # (B, D)
-    log_probs, ids = output_top_k(g, last, model, output_block_bytes)
-    if cfg.suppress_pad:
-        top_k_without_pad(g, log_probs, ids, cfg.pad_id)
-    elif ids is None:
-        g.op("TopK", [log_probs, "top_k"], ["topk_logprobs", "topk_ids"], axis=-1)
-    else:
-        best = g.op("TopK", [log_probs, "top_k"], ["topk_logprobs", g.name("best")], axis=-1)[1]
-        g.op("GatherElements", [ids, best], ["topk_ids"], axis=-1)
+    write_top_k(g, last, model, output_block_bytes)
     return g.model(spec, "decoder")

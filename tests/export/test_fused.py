@@ -19,7 +19,8 @@ import torch
 
 from contract.spec import decoder_spec, encoder_spec, kv_pair
 from contract.variants import ACTIVATIONS
-from export.fused import OUTPUT_BLOCK_ALIGN, build_decoder, build_encoder
+from export.fused import build_decoder, build_encoder
+from export.output_head import OUTPUT_BLOCK_ALIGN
 from export.weights import store_weights
 from model.transformer import ModelConfig, Transformer
 
