@@ -1,9 +1,9 @@
 """Model -> model package: trace both graphs, check them, convert precision, hash, write.
 
 One pipeline (load -> trace -> validate -> convert -> package) for every source of weights: a new
-source only has to produce a ``ModelSource`` (export/source.py). The package is assembled in a
-sibling ``.partial`` directory and renamed into place, so a failed export never leaves a package
-that looks complete.
+source only has to be a loader producing a ``ModelSource`` (export/loaders/, export/source.py).
+The package is assembled in a sibling ``.partial`` directory and renamed into place, so a failed
+export never leaves a package that looks complete.
 """
 
 from __future__ import annotations
@@ -182,10 +182,9 @@ def quantize_embeddings(graph: onnx.GraphProto) -> None:
     """Store every token embedding table (a float32 matrix a Gather reads by ``TOKEN_ID_INPUTS``)
     as int8 rows with one float32 scale per row, dequantized after the Gather: only the
     looked-up rows are ever widened. quantize_dynamic leaves Gathers alone, and with its MatMuls
-    in int8 the token tables were most of an int8 package (24 of 61 MB for the shipped model) and
-    of what a loaded one holds; a scale per row keeps each entry within half a step (1/254 of
-    its row's largest). The sinusoid table stays float32. Shipped model: sacreBLEU 39.52 / 32.17
-    on test 2016 / 2017 with beam 4 (float32 tables: 39.50 / 32.06)."""
+    in int8 the token tables were a large part of an int8 package and of what a loaded one holds
+    (docs/decisions.md #28, with the scores); a scale per row keeps each entry within half a
+    step (1/254 of its row's largest). The sinusoid table stays float32."""
     from onnx import TensorProto, helper, numpy_helper
 
     tables = {t.name: t for t in graph.initializer}

@@ -4,7 +4,8 @@ The pipeline is one: load -> validate -> trace -> convert -> package -> verify. 
 depends on where the weights come from, so each source of weights (our ``.pt`` checkpoints here,
 Hugging Face Marian directories in ``export/marian.py``) is a loader returning a ``ModelSource``:
 the model in our layout, its languages, the tokenizer files the package carries, and where it came
-from. This is the seam CTranslate2's converters have too (a loader per framework, one writer).
+from. This is the seam CTranslate2's converters have too (a loader per framework, one writer);
+``export/loaders/`` registers each loader with its command and CLI arguments.
 """
 
 from __future__ import annotations

@@ -1,32 +1,37 @@
-"""Commands that write model packages and other formats: ``export``, ``export-hf``, ``import``."""
+"""Commands that write model packages and other formats: one per weight loader, and ``export-hf``.
+
+Every registered loader (``export/loaders/``: ``export`` for our checkpoints, ``import`` for
+MarianMTModel directories) becomes a command with its own arguments and the flags every package
+takes; all of them run the same pipeline: load, write the package, check it against PyTorch.
+"""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from functools import partial
+
+from export.loaders import Loader, loaders
 
 
-def add_export(sub: argparse._SubParsersAction) -> None:
+def add_loader_command(sub: argparse._SubParsersAction, loader: Loader) -> None:
     p = sub.add_parser(
-        "export",
-        help="export a checkpoint to an ONNX model package (encoder + KV-cached decoder)",
-        description="Write a model package: encoder.onnx, decoder.onnx, weights.bin (their "
-        "weights, page-aligned, each tensor once), tokenizer.model, config.json and manifest.json "
-        "(SHA-256 of every file). The package is what the service "
-        "loads, with ONNX Runtime alone. Then check it against PyTorch on a few sentences.",
-        epilog="example: tongyeok export --out models/en-de  (the shipped model, fp32)",
+        loader.command, help=loader.help, description=loader.description, epilog=loader.epilog
     )
-    p.add_argument("checkpoint", nargs="?", help="checkpoint (.pt); default: the shipped model")
     p.add_argument("--out", required=True, help="package directory to write (replaced if present)")
     p.add_argument("--precision", default="fp32", help="fp32 (default), fp16 (GPUs) or int8 (CPU)")
-    p.add_argument("--name", help="package name (default: SOURCE-TARGET, e.g. en-de)")
+    p.add_argument(
+        "--name", help=f"package name (default: SOURCE-TARGET, e.g. {loader.example_name})"
+    )
     add_cache_option(p)
+    loader.declare_arguments(p)
     p.add_argument(
         "--no-verify",
         dest="verify",
         action="store_false",
         help="skip the parity check against PyTorch",
     )
-    p.set_defaults(run=run_export)
+    p.set_defaults(run=partial(run_loader, loader))
 
 
 def add_cache_option(p: argparse.ArgumentParser) -> None:
@@ -41,15 +46,20 @@ def add_cache_option(p: argparse.ArgumentParser) -> None:
     )
 
 
-def run_export(args: argparse.Namespace) -> int:
-    from export.onnx_export import export_package
+def run_loader(loader: Loader, args: argparse.Namespace) -> int:
+    from contract.package import PRECISIONS, PackageError
+    from export.onnx_export import check_cache, write_package
 
-    out = export_package(args.checkpoint, args.out, args.precision, args.name, args.cache)
-    print(f"wrote {out}")
+    if args.precision not in PRECISIONS:  # refused before anything is loaded
+        raise PackageError(f"unsupported precision {args.precision!r}: choose one of {PRECISIONS}")
+    check_cache(args.precision, args.cache)
+    source = loader.load(args)
+    out = write_package(source, args.out, args.precision, args.name, args.cache)
+    print(loader.wrote(source, out))
     if args.verify:
-        from export.verify import check_package
+        from export.verify import verify_package
 
-        print(check_package(args.checkpoint, out))
+        print(verify_package(source, out))
     return 0
 
 
@@ -75,57 +85,11 @@ def run_export_hf(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_import(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "import",
-        help="import a Hugging Face MarianMTModel directory (OPUS-MT) as a model package",
-        description="Read a local MarianMTModel directory (config.json, model.safetensors or "
-        "pytorch_model.bin, source.spm, target.spm, vocab.json, optional target_vocab.json and "
-        "tokenizer_config.json; nothing is downloaded), check every setting, and write a model "
-        "package through the same export pipeline and PyTorch-vs-ONNX parity check as "
-        "'tongyeok export'. Settings Tongyeok cannot represent are refused with their name.",
-        epilog="example: tongyeok import ~/models/opus-mt-ko-en --out models/ko-en",
-    )
-    p.add_argument("directory", help="the MarianMTModel directory")
-    p.add_argument("--out", required=True, help="package directory to write (replaced if present)")
-    p.add_argument("--precision", default="fp32", help="fp32 (default), fp16 (GPUs) or int8 (CPU)")
-    p.add_argument("--name", help="package name (default: SOURCE-TARGET, e.g. ko-en)")
-    add_cache_option(p)
-    p.add_argument("--source", help="source language (default: tokenizer_config.json's)")
-    p.add_argument(
-        "--target",
-        action="append",
-        help="target language (default: tokenizer_config.json's, or every >>xxx<< token of a "
-        "multilingual model); repeat to keep several",
-    )
-    p.add_argument(
-        "--no-verify",
-        dest="verify",
-        action="store_false",
-        help="skip the parity check against PyTorch",
-    )
-    p.set_defaults(run=run_import)
-
-
-def run_import(args: argparse.Namespace) -> int:
-    from contract.package import PRECISIONS, PackageError
-    from export.marian import load_marian
-    from export.onnx_export import write_package
-
-    if args.precision not in PRECISIONS:
-        raise PackageError(f"unsupported precision {args.precision!r}: choose one of {PRECISIONS}")
-    source = load_marian(args.directory, args.source, args.target)
-    out = write_package(source, args.out, args.precision, args.name, args.cache)
-    pairs = [f"{s}->{t}" for s in source.source_langs for t in source.target_langs]
-    print(f"wrote {out}: {', '.join(pairs)}")
-    if args.verify:
-        from export.verify import verify_package
-
-        print(verify_package(source, out))
-    return 0
-
-
 def register(sub: argparse._SubParsersAction) -> None:
-    add_export(sub)
-    add_export_hf(sub)
-    add_import(sub)
+    """A command per loader, and ``export-hf``, listed by name."""
+    adders: dict[str, Callable[[argparse._SubParsersAction], None]] = {
+        loader.command: partial(add_loader_command, loader=loader) for loader in loaders()
+    }
+    adders["export-hf"] = add_export_hf
+    for command in sorted(adders):
+        adders[command](sub)
