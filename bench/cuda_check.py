@@ -29,19 +29,23 @@ from contract.package import load_package_config
 from contract.tokenizers import load_tokenizer
 from model.data import read_lines
 from model.evaluate import score
-from service.engine import Engine
-from service.runtime import CUDA, PackageRuntime, RuntimeOptions
-
-CPU = "CPUExecutionProvider"
+from service.decoding.engine import Engine
+from service.runtime.providers import CUDA, resolve
+from service.runtime.sessions import PackageRuntime, RuntimeOptions
 
 
 def runtime(package: Path, device: str, tf32: bool = False, binding: bool | None = None):
-    providers = (CUDA, CPU) if device == "cuda" else (CPU,)
-    cuda_options = (("use_tf32", "1" if tf32 else "0"),)
-    options = RuntimeOptions(providers=providers, cuda_options=cuda_options, io_binding=binding)
+    profile = resolve(device)
+    options = RuntimeOptions(
+        providers=profile.providers,
+        provider_options={CUDA.provider: {"use_tf32": "1" if tf32 else "0"}},
+        io_binding=binding,
+    )
     rt = PackageRuntime(package, options)
-    if device == "cuda" and CUDA not in rt.decoder.get_providers():
-        raise SystemExit(f"CUDA provider not active for {package}: {rt.decoder.get_providers()}")
+    if rt.profile is not profile:
+        raise SystemExit(
+            f"{profile.label} provider not active for {package}: {rt.decoder.get_providers()}"
+        )
     return rt
 
 

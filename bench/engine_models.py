@@ -36,6 +36,7 @@ from export.marian import load_marian
 from export.onnx_export import export_package, write_package
 from model.checkpoint import Checkpoint, load_checkpoint
 from model.transformer import ModelConfig, Transformer
+from service.runtime.providers import resolve
 
 # OPUS-MT's default cells: batch 1 (one request, 8 sentences) and 32 (throughput), greedy and beam.
 OPUS_BATCHES, OPUS_SENTENCES_BATCH1 = (1, 32), 8
@@ -107,8 +108,8 @@ def convert_ct2(work: Path) -> None:
 
 
 def cache_for(device: str) -> str | None:
-    """The packages' cache layout: CUDA runs the gathered one (docs/decisions.md #31)."""
-    return "gathered" if device == "cuda" else None
+    """The packages' cache layout on ``device``: its profile's (CUDA runs the gathered one)."""
+    return resolve(device).cache_layout
 
 
 def prepare(

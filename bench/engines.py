@@ -90,18 +90,23 @@ def chunks(items: Sequence, size: int) -> list[Sequence]:
 
 def tongyeok(package: Path, threads: int, vocab: Vocabulary, device: str = "cpu") -> Runner:
     from contract.options import SearchOptions
-    from service.engine import Engine
-    from service.runtime import CUDA, PackageRuntime, RuntimeOptions
+    from service.decoding.engine import Engine
+    from service.runtime.providers import resolve
+    from service.runtime.sessions import PackageRuntime, RuntimeOptions
 
-    providers = (CUDA, "CPUExecutionProvider") if device == "cuda" else ("CPUExecutionProvider",)
-    runtime = PackageRuntime(package, RuntimeOptions(providers, intra_op_threads=threads))
-    if device == "cuda" and CUDA not in runtime.decoder.get_providers():
-        raise SystemExit(f"tongyeok: no CUDA provider ({runtime.decoder.get_providers()})")
+    profile = resolve(device)
+    runtime = PackageRuntime(package, RuntimeOptions(profile.providers, intra_op_threads=threads))
+    if runtime.profile is not profile:
+        raise SystemExit(
+            f"tongyeok: no {profile.label} provider ({runtime.decoder.get_providers()})"
+        )
     engine = Engine(runtime)
     eos = vocab.source(engine.config.eos_id)  # what Engine.add appends, from this package
 
     def run(sources, batch, beam, tokens):
-        options = SearchOptions(beam, min_length=tokens, max_length_a=0, max_length_b=tokens)
+        options = SearchOptions(
+            beam_size=beam, min_length=tokens, max_length_a=0, max_length_b=tokens
+        )
         done = Decoded()
         for part in chunks(sources, batch):  # one batch at a time, in file order
             hyps = engine.run(part, options, batch, sort=False)
@@ -170,7 +175,9 @@ def pytorch(work: Path, weights: str, threads: int, vocab: Vocabulary) -> Runner
     eos = vocab.source(model.cfg.eos_id)  # what translate_ids appends
 
     def run(sources, batch, beam, tokens):
-        options = SearchOptions(beam, min_length=tokens, max_length_a=0, max_length_b=tokens)
+        options = SearchOptions(
+            beam_size=beam, min_length=tokens, max_length_a=0, max_length_b=tokens
+        )
         hyps = translate_ids(model, sources, options, batch, sort=False)
         return Decoded(
             [[vocab.source(i) for i in s] + [eos] for s in sources],

@@ -21,7 +21,7 @@ import numpy as np
 from export.onnx_export import export_package
 from export.verify import onnx_greedy
 from model.data import pad
-from service.runtime import PackageRuntime, RuntimeOptions
+from service.runtime.sessions import PackageRuntime, RuntimeOptions
 
 
 @dataclass(frozen=True)

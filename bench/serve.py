@@ -328,8 +328,8 @@ def engine_throughput(
     from contract.options import SearchOptions
     from contract.package import load_package_config
     from contract.tokenizer import Tokenizer
-    from service.engine import Engine
-    from service.runtime import PackageRuntime, RuntimeOptions
+    from service.decoding.engine import Engine
+    from service.runtime.sessions import PackageRuntime, RuntimeOptions
 
     package = next(p for p in sorted(repository.iterdir()) if (p / "manifest.json").exists())
     config = load_package_config(package)

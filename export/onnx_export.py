@@ -391,7 +391,8 @@ def ensure_package(
     checkpoint: str | Path | None, precision: str = "fp32", cache: str | None = None
 ) -> Path:
     """The package of ``checkpoint``, exported once into the cache and reused while it verifies;
-    ``cache``: its cache layout (None: the precision's default; ``gathered`` for CUDA)."""
+    ``cache``: its cache layout (None: the precision's default; the one a device needs is its
+    profile's ``cache_layout``, service/runtime/providers.py)."""
     from contract.package import load_package_config
     from model.checkpoint import DEFAULT_CHECKPOINT
 

@@ -18,7 +18,7 @@ import torch
 from export.source import ModelSource
 from model.data import pad
 from model.transformer import Transformer
-from service.runtime import PackageRuntime
+from service.runtime.sessions import PackageRuntime
 
 
 class ParityError(ValueError):

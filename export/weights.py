@@ -7,7 +7,7 @@ Runtime maps an external tensor whose offset is a multiple of the page size stra
 file instead, so aligning every offset is what makes the weights cost their size once. A tensor
 both graphs hold with the same bytes (the encoder's and the decoder's token table of a model
 with shared embeddings, 119 MB at OPUS-MT's vocabulary) is written once, listed in the config,
-and the runtime hands both sessions the same mapping (service/runtime.py).
+and the runtime hands both sessions the same mapping (service/runtime/sessions.py).
 """
 
 from __future__ import annotations

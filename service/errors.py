@@ -114,3 +114,12 @@ def for_status(status: int, message: str, headers: dict[str, str] | None = None)
     if type(error) is ServiceError:
         error.status, error.error_type = status, f"http_{status}"
     return error
+
+
+class SourceTooLong(ValueError):
+    """A sentence longer than the model takes: raised by the engine's one length check, mapped to
+    InvalidRequest (422, naming the text) by the use case, which alone knows which text it was."""
+
+    def __init__(self, tokens: int, limit: int) -> None:
+        super().__init__(f"source has {tokens} tokens; the model takes at most {limit}")
+        self.tokens, self.limit = tokens, limit

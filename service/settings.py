@@ -12,6 +12,8 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.runtime.providers import Device, device_help
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TONGYEOK_", env_file=None, extra="ignore")
@@ -21,7 +23,7 @@ class Settings(BaseSettings):
     model_repository: Path = Field(
         Path("models"), description="directory of model packages, one per language pair"
     )
-    device: str = Field("auto", description="auto (CUDA if available), cuda or cpu")
+    device: Device = Field("auto", description=device_help())
     threads: int = Field(
         0,
         ge=0,
@@ -99,7 +101,7 @@ class Settings(BaseSettings):
     faults: dict[str, float] = Field(
         default_factory=dict,
         description='tests only: fault injection as JSON, e.g. {"step_raises_every": 5} '
-        "(service/faults.py); empty: off",
+        "(service/scheduling/faults.py); empty: off",
     )
 
     @field_validator("api_keys", "metrics_token")

@@ -157,7 +157,7 @@ def test_serving_needs_no_training_packages() -> None:
     """The serving image installs only the runtime dependencies: the CLI (every sub-command's
     flags included) and the server must import with torch, onnx, sacrebleu and tqdm absent."""
     code = """
-import service.app, service.models, service.server
+import service.api.app, service.scheduling.repository, service.api.server
 from tongyeok.cli import build_parser
 args = build_parser().parse_args(["serve", "--port", "8123"])
 print(args.port)

@@ -42,7 +42,9 @@ def test_decoding_work_is_every_weight_product_the_reference_computes(
     src = torch.randint(3, 50, (sources, length))
     with FlopCounterMode(display=False) as counter:
         search(
-            model, src, SearchOptions(beam, min_length=tokens, max_length_a=0, max_length_b=tokens)
+            model,
+            src,
+            SearchOptions(beam_size=beam, min_length=tokens, max_length_a=0, max_length_b=tokens),
         )
     counts = {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
     weight_products = counts.get("aten.addmm", 0) + counts.get("aten.mm", 0)  # not aten.bmm

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from contract.options import MAX_LENGTH_PENALTY, SearchOptions
+from contract.options import MAX_LENGTH_PENALTY, OPTIONS, SearchOptions
 
 
 @pytest.mark.parametrize(
@@ -40,3 +40,30 @@ def test_lengths_stay_in_range_even_past_validation() -> None:
     assert unchecked(length_penalty=1000.0).length_norm(300) == math.inf
     assert SearchOptions(length_penalty=MAX_LENGTH_PENALTY).length_norm(1024) < math.inf
     assert SearchOptions(length_penalty=0.6).length_norm(7) == 7**0.6  # the usual formula
+
+
+def test_options_are_taken_by_keyword_only() -> None:
+    with pytest.raises(TypeError):
+        SearchOptions(4, 1.0)  # type: ignore[misc]
+
+
+def test_the_api_and_the_cli_derive_every_option_from_its_declaration() -> None:
+    """One declaration per option: the native API's field (default, bounds, help) and the
+    translate command's flag come from it, and nowhere else declares them."""
+    from service.usecase.schemas import TranslateRequest
+    from tongyeok.cli import build_parser
+
+    schema = TranslateRequest.model_json_schema()["properties"]
+    api = [o for o in OPTIONS if "api" in o.on]
+    assert {o.name for o in api} == set(schema) - {"texts", "source", "target"}
+    for option in api:
+        field = schema[option.name]
+        assert field["default"] == option.default and field["minimum"] == option.low
+        assert field.get("maximum", math.inf) == option.high
+        assert field["description"] == option.help
+    args = build_parser().parse_args(["translate", "x"])
+    for option in OPTIONS:
+        assert hasattr(args, option.name) == ("cli" in option.on)
+    assert SearchOptions.of(args) == SearchOptions()
+    flags = build_parser().parse_args(["translate", "--max-length-b", "7", "--beam-size", "1"])
+    assert SearchOptions.of(flags) == SearchOptions(beam_size=1, max_length_b=7)

@@ -12,7 +12,7 @@ from contract.options import SearchOptions
 from contract.package import PackageError, load_package_config, write_manifest
 from contract.tokenizer import Tokenizer
 from contract.tokenizers import for_target, load_tokenizer
-from service.translator import Translator
+from service.decoding.translator import Translator
 
 TEXTS = ["red dog runs in the park", "two blue cats"]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from service.translator import Translator
+from service.decoding.translator import Translator
 from tests.deploy.images import LIMITS, REPO, podman
 from tests.service.conftest import Reply, Server, free_port
 

@@ -19,9 +19,9 @@ from export.onnx_export import export_package
 from export.verify import onnx_greedy, padded_sources, step_parity
 from model.checkpoint import CheckpointError, load_checkpoint
 from model.search import SearchOptions, max_lengths, search
-from service import runtime as runtime_module
-from service.runtime import PackageRuntime
-from service.tensor_ops import shape_of
+from service.runtime import sessions as runtime_module
+from service.runtime.sessions import PackageRuntime
+from service.runtime.tensor_ops import shape_of
 from tests.conftest import copy_pairs
 
 

@@ -14,9 +14,9 @@ from contract.options import SearchOptions
 from contract.package import load_package_config
 from contract.tokenizers import for_target, load_tokenizer
 from export.marian import load_marian
-from service.engine import Engine
-from service.runtime import PackageRuntime
-from service.translator import Translator
+from service.decoding.engine import Engine
+from service.decoding.translator import Translator
+from service.runtime.sessions import PackageRuntime
 
 MAX_NEW = 24  # short enough that some outputs hit the limit, long enough that others end first
 TEXTS = {"ko-en": [*KO, *MIXED[2:9]], "en-mul": [*EN, *MIXED[:2], *MIXED[5:9]]}

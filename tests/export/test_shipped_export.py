@@ -14,7 +14,7 @@ from model.checkpoint import load_checkpoint
 from model.data import read_lines
 from model.search import SearchOptions, max_lengths
 from model.translate import translate_ids
-from service.runtime import PackageRuntime
+from service.runtime.sessions import PackageRuntime
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_step_logprobs_within_1e4_on_real_sentences(shipped, multi30k: Path) -> 
 def test_engine_equals_reference_on_200_test_sentences(shipped, multi30k: Path, beam: int) -> None:
     """The ONNX engine (continuous batching, rows joining as others finish) against the PyTorch
     reference search, greedy and beam 4, on real sentences with the shipped model."""
-    from service.engine import Engine
+    from service.decoding.engine import Engine
 
     model, tokenizer, runtime = shipped
     sources = tokenizer.encode_batch(read_lines(multi30k / "test_2016_flickr.en.gz")[:200])

@@ -21,7 +21,7 @@ from onnx import TensorProto, numpy_helper
 from contract.package import WEIGHTS, PackageError, load_package_config, write_manifest
 from export.onnx_export import export_package
 from export.weights import ALIGNMENT, MIN_BYTES
-from service.runtime import PackageRuntime, shared_weights
+from service.runtime.sessions import PackageRuntime, shared_weights
 
 
 @pytest.fixture(scope="module", params=["fp32", "int8"])
@@ -156,7 +156,7 @@ def test_loading_costs_the_weights_once(toy_checkpoint: Path, tmp_path: Path) ->
         """
         import sys
         import numpy, onnxruntime  # noqa: F401  imported before the baseline
-        from service.runtime import PackageRuntime
+        from service.runtime.sessions import PackageRuntime
 
         def peak():
             status = open("/proc/self/status").read()

@@ -41,5 +41,7 @@ def test_shipped_model_translates_test2016_well(multi30k: Path) -> None:
     sources = read_lines(multi30k / "test_2016_flickr.en.gz")[:200]
     references = read_lines(multi30k / "test_2016_flickr.de.gz")[:200]
     ckpt = load_checkpoint()
-    hypotheses = translate_texts(ckpt.build_model(), ckpt.tokenizer, sources, SearchOptions(1))
+    hypotheses = translate_texts(
+        ckpt.build_model(), ckpt.tokenizer, sources, SearchOptions(beam_size=1)
+    )
     assert sacrebleu.corpus_bleu(hypotheses, [references]).score >= 35.0

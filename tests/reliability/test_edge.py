@@ -31,8 +31,8 @@ def test_options_have_finite_ranges_and_the_service_keeps_serving(server: Server
         ('"length_penalty": 1000', "length_penalty", "[0, 10]"),
         ('"length_penalty": NaN', "length_penalty", "[0, 10]"),
         ('"max_length_a": -Infinity', "max_length_a", "[0, 10]"),
-        ('"beam_size": 100000', "beam_size", "[1, 64]"),
-        ('"nbest": 0', "nbest", "[1, 64]"),
+        ('"beam_size": 100000', "beam_size", "max_beam_size=8"),  # the one bound on beams
+        ('"nbest": 0', "nbest", ">= 1"),
     ]
     for option, name, limit in cases:
         reply = server.request("POST", "/v1/translate", raw=f"{{{base}, {option}}}".encode())

@@ -9,8 +9,8 @@ from pathlib import Path
 from contract.options import SearchOptions
 from contract.package import load_package_config
 from contract.tokenizer import Tokenizer
-from service.engine import Engine
-from service.runtime import PackageRuntime
+from service.decoding.engine import Engine
+from service.runtime.sessions import PackageRuntime
 from tests.conftest import copy_pairs
 from tests.service.conftest import Server, running_server
 

@@ -11,9 +11,9 @@ from collections.abc import Hashable, Sequence
 import pytest
 
 from contract.options import Hypothesis, SearchOptions, SequenceResult
-from service import batching
-from service.batching import BatchState, Job, JobState, Limits
 from service.errors import DeadlineExceeded, EngineFailure, InvalidRequest, QueueFull, ShuttingDown
+from service.scheduling import batching
+from service.scheduling.batching import BatchState, Job, JobState, Limits
 
 GREEDY = SearchOptions(beam_size=1)
 
@@ -95,8 +95,8 @@ def run_plan(state: BatchState, engine: FakeEngine, now: float = 1.0) -> batchin
 
 
 def test_the_core_imports_neither_onnxruntime_nor_the_engine() -> None:
-    heavy = "{'onnxruntime', 'service.engine', 'numpy'}"
-    code = f"import sys, service.batching; print(sorted({heavy} & set(sys.modules)))"
+    heavy = "{'onnxruntime', 'service.decoding.engine', 'numpy'}"
+    code = f"import sys, service.scheduling.batching; print(sorted({heavy} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-from service.cache import LRUCache
+from service.usecase.cache import LRUCache
 
 
 def text_bytes(key: Hashable, value: str) -> int:

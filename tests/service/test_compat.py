@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import deepl
 import pytest
 from libretranslatepy import LibreTranslateAPI
 
-from tests.service.conftest import Server
+from tests.service.conftest import Server, running_server
 
 
 def test_libretranslate_client(server: Server) -> None:
@@ -57,3 +59,19 @@ def test_deepl_form_body_and_errors(server: Server) -> None:
     translator = deepl.Translator("any-key", server_url=server.url)
     with pytest.raises(deepl.DeepLException):
         translator.translate_text("x", target_lang="FR", source_lang="EN")
+
+
+def test_each_router_answers_errors_in_its_own_shape(toy_repository: Path) -> None:
+    """DeepL's routes add the ``message`` its clients read, for errors raised in the route, by
+    the framework (405) and before routing (a body too large); other routes keep ours."""
+    with running_server(toy_repository, max_body_bytes=2000) as server:
+        pair = server.request("POST", "/v2/translate", {"text": ["x"], "target_lang": "FR"})
+        assert pair.status == 400 and pair.body["message"] == pair.body["error"]
+        wrong_method = server.request("GET", "/v2/translate")
+        assert wrong_method.status == 405 and wrong_method.body["message"]
+        too_large = server.request("POST", "/v2/translate", {"text": ["x" * 3000]})
+        assert too_large.status == 413 and "max_body_bytes" in too_large.body["message"]
+        native = server.translate(["x"], target="fr")
+        assert native.status == 400 and set(native.body) == {"error", "error_type"}
+        libre_large = server.request("POST", "/translate", {"q": "x" * 3000})
+        assert libre_large.status == 413 and set(libre_large.body) == {"error", "error_type"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.detect import AmbiguousLanguage, Detector
+from service.usecase.detect import AmbiguousLanguage, Detector
 
 CANDIDATES = ["en", "de", "fr", "ko"]
 CLEAR = {

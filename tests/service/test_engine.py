@@ -9,14 +9,14 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 
-import service.engine as engine_module
+import service.decoding.engine as engine_module
 from contract.options import SearchOptions
 from export.onnx_export import export_package
 from model.checkpoint import load_checkpoint
 from model.translate import translate_ids
-from service.engine import Engine
-from service.runtime import PackageRuntime, RuntimeOptions
-from service.tensor_ops import NUMPY, GraphOps, NumpyOps, rows_of
+from service.decoding.engine import Engine
+from service.runtime.sessions import PackageRuntime, RuntimeOptions
+from service.runtime.tensor_ops import NUMPY, GraphOps, NumpyOps, rows_of
 from tests.conftest import copy_pairs
 
 
@@ -76,8 +76,9 @@ def test_io_bound_rows_are_reshaped_by_graphs_never_through_numpy(
 ) -> None:
     """With the caches bound to the decoder's device, joins (sources of other widths, other beam
     sizes), a cancel and compactions reshape the cross keys/values and caches with ONNX Runtime
-    graphs (service/tensor_ops.py), which on a GPU keeps them there: numpy's row operations are
-    never called, the tensors stay OrtValues, and every sentence decodes as the reference."""
+    graphs (service/runtime/tensor_ops.py), which on a GPU keeps them there: numpy's row
+    operations are never called, the tensors stay OrtValues, and every sentence decodes as the
+    reference."""
     model, tokenizer, runtime = toy
     bound = PackageRuntime(runtime.config, RuntimeOptions(io_binding=True))
     assert isinstance(bound.tensor_ops, GraphOps) and runtime.tensor_ops is NUMPY
@@ -305,7 +306,7 @@ def test_bad_sources_are_refused(toy) -> None:
 
 def test_service_never_imports_torch() -> None:
     code = (
-        "import sys, service.engine, service.runtime, contract.package; "
+        "import sys, service.decoding.engine, service.runtime.sessions, contract.package; "
         "print('torch' in sys.modules)"
     )
     result = subprocess.run(

@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from service.markup import MarkupError, TagOptions, translate_markup
+from service.usecase.markup import MarkupError, TagOptions, translate_markup
 
 CORPUS_HTML = [
     # a Wikipedia-like paragraph: links with titles, a reference, bold, entities

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench.marian_dirs import EN, KO
-from service.translator import Translator
+from service.decoding.translator import Translator
 from tests.service.conftest import Server, running_server
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from contract.options import SearchOptions
-from service.rows import Rows
+from service.decoding.rows import Rows
 
 PAD, START = 1, 0
 

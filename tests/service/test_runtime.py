@@ -9,19 +9,20 @@ import onnxruntime as ort
 import pytest
 
 from contract.package import PackageError
-from service import runtime as runtime_module
-from service.runtime import CUDA, PackageRuntime, RuntimeOptions
+from service.runtime import providers
+from service.runtime.sessions import PackageRuntime, RuntimeOptions
 
-CPU = "CPUExecutionProvider"
+CUDA, CPU = providers.CUDA.provider, providers.CPU.provider
 
 
 def test_cuda_options_go_to_the_cuda_provider_only() -> None:
-    options = RuntimeOptions(providers=(CUDA, CPU), cuda_options=(("use_tf32", "0"),))
+    options = RuntimeOptions(providers=(CUDA, CPU), provider_options={CUDA: {"use_tf32": "0"}})
     assert options.provider_list() == [(CUDA, {"use_tf32": "0"}), CPU]
-    assert RuntimeOptions(providers=(CUDA, CPU), cuda_options=()).provider_list() == [CUDA, CPU]
+    bare = RuntimeOptions(providers=(CUDA, CPU), provider_options={CUDA: {}})
+    assert bare.provider_list() == [CUDA, CPU]
     default = RuntimeOptions(providers=(CUDA, CPU)).provider_list()
     assert default == [(CUDA, {"use_tf32": "0"}), CPU]  # an fp32 package computes in fp32
-    assert RuntimeOptions(cuda_options=(("use_tf32", "0"),)).provider_list() == [CPU]
+    assert RuntimeOptions(provider_options={CUDA: {"use_tf32": "0"}}).provider_list() == [CPU]
 
 
 @pytest.mark.parametrize(
@@ -49,14 +50,14 @@ def test_cuda_libraries_are_preloaded_once_and_only_for_cuda(
 ) -> None:
     calls: list[int] = []
     monkeypatch.setattr(ort, "preload_dlls", lambda: calls.append(1), raising=False)
-    runtime_module.preload_cuda_libraries.cache_clear()
+    providers.preload_cuda_libraries.cache_clear()
     package = toy_repository / "en-de"
     PackageRuntime(package, RuntimeOptions(providers=(CPU,)))
     assert calls == []  # a CPU runtime never looks for CUDA
     for _ in range(2):
         gpu = PackageRuntime(package, RuntimeOptions(providers=(CUDA, CPU)))
     assert calls == [1]  # once per process
-    runtime_module.preload_cuda_libraries.cache_clear()
+    providers.preload_cuda_libraries.cache_clear()
     if CUDA not in gpu.decoder.get_providers():  # no GPU here: the CPU serves, honestly named
         assert (gpu.device, gpu.io_binding) == ("cpu", False)
 

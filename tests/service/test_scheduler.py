@@ -14,15 +14,15 @@ import pytest
 from contract.options import SearchOptions
 from contract.package import load_package_config
 from contract.tokenizer import Tokenizer
-from service import batching
-from service.engine import Engine
+from service.decoding.engine import Engine
 from service.errors import DeadlineExceeded, EngineFailure, InvalidRequest
-from service.faults import Faults, FaultyEngine
 from service.metrics import Metrics
-from service.runtime import PackageRuntime
-from service.scheduler import Job, JobState, Scheduler
+from service.runtime.sessions import PackageRuntime
+from service.scheduling import batching
+from service.scheduling.faults import Faults, FaultyEngine
+from service.scheduling.scheduler import Job, JobState, Scheduler
 from service.settings import Settings
-from service.usecase import TranslateUseCase
+from service.usecase.translate import TranslateUseCase
 from tests.conftest import copy_pairs
 from tests.contract.test_options import unchecked
 from tests.service.test_batching import FakeEngine

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from contract.options import SearchOptions
-from service.rows import Rows
-from service.search import Choice, Group, Scored, beams, choose, greedy, plan
+from service.decoding.rows import Rows
+from service.decoding.search import Choice, Group, Scored, beams, choose, greedy, plan
 
 EOS, PAD, VOCAB = 2, 1, 12
 INF = np.float32(np.inf)

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from service.segment import split
+from service.usecase.segment import split
 
 TEXTS = [
     "A dog runs. Two cats sleep!  Is it raining?",

@@ -26,6 +26,18 @@ def test_environment_variables_and_validation(monkeypatch: pytest.MonkeyPatch) -
         Settings()
 
 
+def test_an_unknown_device_is_refused_at_start_with_the_choices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``gpu`` once meant the CPU without a word; now the service does not start, and says what
+    it takes."""
+    monkeypatch.setenv("TONGYEOK_DEVICE", "gpu")
+    with pytest.raises(ValidationError, match=r"device\n.*'auto', 'cpu' or 'cuda'"):
+        Settings()
+    monkeypatch.setenv("TONGYEOK_DEVICE", "cuda")
+    assert Settings().device == "cuda"
+
+
 def test_readme_documents_every_setting_with_its_default() -> None:
     rows = re.findall(r"^\| `TONGYEOK_([A-Z_]+)` \| `([^`]*)` \|", README.read_text(), re.MULTILINE)
     documented = {name.lower(): default for name, default in rows}
@@ -38,8 +50,8 @@ def test_readme_documents_every_setting_with_its_default() -> None:
 def test_unset_threads_leave_one_core_to_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
-    from service import models
-    from service.models import runtime_options
+    from service.scheduling import repository as models
+    from service.scheduling.repository import runtime_options
 
     monkeypatch.setattr(models, "cpu_quota", lambda: None)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
@@ -72,7 +84,7 @@ def test_unset_threads_leave_one_core_to_the_event_loop(monkeypatch: pytest.Monk
 def test_the_cgroup_cpu_quota_is_read_as_cpus(
     tmp_path: Path, files: dict[str, str], quota: float | None
 ) -> None:
-    from service.models import cpu_quota
+    from service.scheduling.repository import cpu_quota
 
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
@@ -100,7 +112,7 @@ def test_overlap_encoder_refuses_what_is_not_a_boolean(
 def test_spinning_refuses_what_it_does_not_name(
     monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:
-    from service.models import runtime_options
+    from service.scheduling.repository import runtime_options
 
     refused(monkeypatch, "TONGYEOK_SPINNING", "spinning", value)
     monkeypatch.setenv("TONGYEOK_SPINNING", "always")
@@ -112,8 +124,8 @@ def test_auto_spinning_spins_only_where_a_core_is_left_to_the_event_loop(
 ) -> None:
     import os
 
-    from service import models
-    from service.models import runtime_options
+    from service.scheduling import repository as models
+    from service.scheduling.repository import runtime_options
 
     monkeypatch.setattr(models, "cpu_quota", lambda: None)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})

@@ -6,8 +6,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from service.runtime import RuntimeOptions
-from service.tensor_ops import NUMPY, GraphOps, as_array
+from service.runtime.sessions import RuntimeOptions
+from service.runtime.tensor_ops import NUMPY, GraphOps, as_array
 
 
 @pytest.fixture(scope="module", params=[np.float32, np.float16])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from service.runtime.providers import NAMED_DEVICES
+
 
 def comma_list(value: str) -> list[str]:
     return [n.strip() for n in value.split(",") if n.strip()]
@@ -94,7 +96,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     )
     g.add_argument(
         "--device",
-        choices=("cpu", "cuda"),
+        choices=NAMED_DEVICES,
         default="cpu",
         help="cuda: every engine on the GPU (ONNX Runtime's CUDA provider, Transformers on CUDA)",
     )

@@ -39,10 +39,10 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_serve)
 
 
-def shipped_repository(precision: str = SHIPPED_PRECISIONS[0], cuda: bool = False) -> Path:
+def shipped_repository(precision: str = SHIPPED_PRECISIONS[0], cache: str | None = None) -> Path:
     """A repository in the user cache holding the shipped model's package (exported on first
-    use, as ``tongyeok translate`` does), linked so that only that package is in it. ``cuda``:
-    with the cache layout a GPU runs (gathered; in place is CPU-only, docs/decisions.md #31)."""
+    use, as ``tongyeok translate`` does), linked so that only that package is in it. ``cache``:
+    the cache layout the device needs (its profile's; None: the precision's default)."""
     from contract.package import PackageError
 
     try:
@@ -54,7 +54,7 @@ def shipped_repository(precision: str = SHIPPED_PRECISIONS[0], cuda: bool = Fals
             "with --model-repository"
         ) from None
     print("tongyeok serve: no model repository; using the shipped model", file=sys.stderr)
-    package = ensure_package(None, precision, "gathered" if cuda else None)
+    package = ensure_package(None, precision, cache)
     root = cache_dir() / "repository"
     root.mkdir(parents=True, exist_ok=True)
     link = root / package.name
@@ -68,8 +68,9 @@ def shipped_repository(precision: str = SHIPPED_PRECISIONS[0], cuda: bool = Fals
 
 def run_serve(args: argparse.Namespace) -> int:
     from contract.package import PackageError
-    from service.models import check_repository, runtime_options
-    from service.server import serve
+    from service.api.server import serve
+    from service.runtime.providers import resolve
+    from service.scheduling.repository import check_repository
     from service.settings import Settings
 
     overrides = {
@@ -89,8 +90,7 @@ def run_serve(args: argparse.Namespace) -> int:
         )
         if precision not in SHIPPED_PRECISIONS:
             raise PackageError(f"TONGYEOK_SHIPPED_PRECISION: int8 or fp32, not {precision!r}")
-        cuda = "CUDAExecutionProvider" in runtime_options(settings).providers
-        repository = shipped_repository(precision, cuda)
+        repository = shipped_repository(precision, resolve(settings.device).cache_layout)
         settings = settings.model_copy(update={"model_repository": repository})
     check_repository(settings.model_repository)  # PackageError: one line, exit status 1
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host

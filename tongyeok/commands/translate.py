@@ -6,37 +6,32 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from contract.options import DEFAULT_BEAM_SIZE, SearchOptions
+from contract.options import OPTIONS, SearchOptions
+from service.runtime.providers import NAMED_DEVICES
 
 
 def add_search_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="checkpoint (.pt); default: the shipped English→German model")
-    p.add_argument(
-        "--beam-size",
-        type=int,
-        default=DEFAULT_BEAM_SIZE,
-        help=f"1 = greedy (default {DEFAULT_BEAM_SIZE})",
-    )
-    p.add_argument("--length-penalty", type=float, default=1.0, help="(default 1.0)")
-    p.add_argument(
-        "--max-length-a",
-        type=float,
-        default=1.5,
-        help="output budget a*source_tokens+b: a (default 1.5)",
-    )
-    p.add_argument("--max-length-b", type=int, default=10, help="... and b (default 10)")
+    for option in OPTIONS:  # each decoding option's flag, from its one declaration
+        if "cli" in option.on:
+            p.add_argument(
+                "--" + option.name.replace("_", "-"),
+                type=option.kind,
+                default=option.default,
+                help=f"{option.help} (default {option.default})",
+            )
     p.add_argument("--batch-size", type=int, default=64, help="sentences per batch (default 64)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: all)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        choices=NAMED_DEVICES,
+        help=f"{' or '.join(NAMED_DEVICES)} (default cpu)",
+    )
 
 
 def search_options(args: argparse.Namespace) -> SearchOptions:
-    return SearchOptions(
-        beam_size=args.beam_size,
-        length_penalty=args.length_penalty,
-        max_length_a=args.max_length_a,
-        max_length_b=args.max_length_b,
-    )
+    return SearchOptions.of(args)
 
 
 def add_translate(sub: argparse._SubParsersAction) -> None:
@@ -76,21 +71,19 @@ def text_translator(args: argparse.Namespace) -> Callable[[list[str]], list[str]
         ckpt = load_checkpoint(args.model)
         model = ckpt.build_model(args.device)
         return lambda texts: translate_texts(model, ckpt.tokenizer, texts, options, args.batch_size)
-    from service.runtime import RuntimeOptions
-    from service.translator import Translator
+    from service.decoding.translator import Translator
+    from service.runtime.providers import resolve
+    from service.runtime.sessions import RuntimeOptions
 
+    device = resolve(args.device)
     if args.package:
         package = args.package
     else:
         from export.onnx_export import ensure_package
 
-        # int8 on a CPU: the same translations within 0.1 BLEU, faster (README, "Quality").
-        cuda = args.device == "cuda"  # fp32 with the layout a GPU runs (docs/decisions.md #31)
-        package = ensure_package(args.model, *(("fp32", "gathered") if cuda else ("int8", None)))
-    providers = ("CUDAExecutionProvider",) if args.device == "cuda" else ()
-    runtime = RuntimeOptions(
-        providers=(*providers, "CPUExecutionProvider"), intra_op_threads=args.threads
-    )
+        # the precision and cache layout the device's profile asks for (int8 on a CPU)
+        package = ensure_package(args.model, device.precision, device.cache_layout)
+    runtime = RuntimeOptions(providers=device.providers, intra_op_threads=args.threads)
     translator = Translator(package, runtime, getattr(args, "target", None))
     return lambda texts: translator.translate(texts, options, args.batch_size)
 

@@ -10,15 +10,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Request
 from pydantic import ValidationError
 
-from service.detect import Detector
 from service.errors import InvalidRequest, UnsupportedPair
-from service.markup import TagOptions, translate_markup
-from service.models import ModelRepository
-from service.schemas import TranslateRequest
-from service.usecase import Disconnect, TranslateUseCase
+from service.scheduling.repository import ModelRepository
+from service.usecase.detect import Detector
+from service.usecase.markup import TagOptions, translate_markup
+from service.usecase.schemas import TranslateRequest
+from service.usecase.translate import Disconnect, TranslateUseCase
 
 # Detection reads this much of a request: enough to decide, bounded so it stays ~a millisecond.
 DETECT_CHARS = 2000
@@ -35,25 +34,6 @@ LANGUAGE_NAMES = {
     "zh": "Chinese",
     "pt": "Portuguese",
 }
-
-
-async def read_body(request: Request) -> dict[str, Any]:
-    """JSON object or form fields (repeated form fields become lists)."""
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith("application/json"):
-        if not await request.body():
-            return {}
-        try:
-            data = await request.json()
-        except (ValueError, RecursionError):  # UnicodeDecodeError and deep nesting included
-            raise InvalidRequest(
-                "body is not valid JSON (UTF-8, nested at most ~900 deep)"
-            ) from None
-        if not isinstance(data, dict):
-            raise InvalidRequest("body must be a JSON object")
-        return data
-    form = await request.form()
-    return {k: (vs if len(vs := form.getlist(k)) > 1 else vs[0]) for k in form}
 
 
 def text_field(data: dict[str, Any], name: str) -> str | None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from contract.options import Hypothesis, SearchOptions
 from contract.tokenizers import for_target, load_tokenizer
-from service.engine import Engine
-from service.runtime import PackageRuntime, RuntimeOptions
+from service.decoding.engine import Engine
+from service.runtime.sessions import PackageRuntime, RuntimeOptions
 
 
 class Translator:

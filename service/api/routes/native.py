@@ -6,8 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from service.deps import Authorized, DisconnectDep, RepositoryDep, SettingsDep, TranslateDep
-from service.schemas import ERROR_RESPONSES, TranslateRequest, TranslateResponse
+from service.api.deps import Authorized, DisconnectDep, RepositoryDep, SettingsDep, TranslateDep
+from service.api.handlers import ERROR_RESPONSES
+from service.usecase.schemas import TranslateRequest, TranslateResponse
 
 router = APIRouter(
     prefix="/v1", tags=["native"], dependencies=[Authorized], responses=ERROR_RESPONSES

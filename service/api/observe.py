@@ -21,8 +21,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api.handlers import rejection
 from service.errors import BodyTimeout, Internal, PayloadTooLarge, ServiceError
-from service.handlers import rejection
 from service.metrics import Metrics
 
 log = logging.getLogger("tongyeok.api")
@@ -65,13 +65,13 @@ class ObserveMiddleware:
         except ClientGone:
             status = 499
         except ServiceError as error:  # too large or too slow: answered before the app runs
-            await rejection(error, self.metrics, scope["path"])(scope, receive, send_with_id)
+            await rejection(error, self.metrics, scope)(scope, receive, send_with_id)
         except Exception:
             if answered:
                 raise
             log.exception("unhandled error on %s", scope.get("path"))
             bug = Internal("internal error: the request was logged with its x-request-id")
-            await rejection(bug, self.metrics, scope["path"])(scope, receive, send_with_id)
+            await rejection(bug, self.metrics, scope)(scope, receive, send_with_id)
         finally:
             self.record(scope, request_id, status, time.perf_counter() - started)
 

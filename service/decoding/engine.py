@@ -35,21 +35,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from contract.options import Hypothesis, SearchOptions, SequenceResult
-from service.rows import Rows
-from service.runtime import PackageRuntime
-from service.search import Choice, Group, Scored, choose, plan
+from service.decoding.rows import Rows
+from service.decoding.search import Choice, Group, Scored, choose, plan
+from service.errors import SourceTooLong
+from service.runtime.sessions import PackageRuntime
 
-__all__ = ["Encoded", "Engine", "SequenceResult", "SourceTooLong", "check_source"]
+__all__ = ["Encoded", "Engine", "SequenceResult", "check_source"]
 
 log = logging.getLogger("tongyeok.engine")
-
-
-class SourceTooLong(ValueError):
-    """A sentence longer than the model takes (the API maps it to 422, naming the text)."""
-
-    def __init__(self, tokens: int, limit: int) -> None:
-        super().__init__(f"source has {tokens} tokens; the model takes at most {limit}")
-        self.tokens, self.limit = tokens, limit
 
 
 def check_source(src_ids: Sequence[int], max_source_tokens: int) -> None:

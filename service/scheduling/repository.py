@@ -17,12 +17,13 @@ from pathlib import Path
 from contract.options import SearchOptions
 from contract.package import MANIFEST, PackageError, load_package_config
 from contract.tokenizers import TextTokenizer, for_target, load_tokenizer
-from service.batching import EngineLike
-from service.engine import Engine, check_source
+from service.decoding.engine import Engine, check_source
 from service.errors import UnsupportedPair
 from service.metrics import Metrics
-from service.runtime import PackageRuntime, RuntimeOptions
-from service.scheduler import Scheduler
+from service.runtime.providers import resolve
+from service.runtime.sessions import PackageRuntime, RuntimeOptions
+from service.scheduling.batching import EngineLike
+from service.scheduling.scheduler import Scheduler
 from service.settings import Settings
 
 log = logging.getLogger("tongyeok.models")
@@ -51,30 +52,10 @@ class LoadedModel:
         check_source(src_ids, self.max_source_tokens)
 
 
-def cuda_driver_present() -> bool:
-    """Whether an NVIDIA driver is loadable: onnxruntime-gpu lists its CUDA provider everywhere,
-    and trying it on a machine without a GPU only logs errors before falling back to the CPU."""
-    import ctypes
-
-    try:
-        ctypes.CDLL("libcuda.so.1")
-    except OSError:
-        return False
-    return True
-
-
 def runtime_options(settings: Settings) -> RuntimeOptions:
-    import onnxruntime as ort
-
-    cuda = "CUDAExecutionProvider" in ort.get_available_providers() and cuda_driver_present()
-    use_cuda = settings.device == "cuda" or (settings.device == "auto" and cuda)
-    if use_cuda:
-        # The GPU image has CUDA and cuDNN as Python wheels (nvidia-*), which the dynamic loader
-        # does not search: load them first from site-packages, else from the default paths.
-        ort.preload_dlls(directory="")
-    providers = (
-        ("CUDAExecutionProvider", "CPUExecutionProvider") if use_cuda else ("CPUExecutionProvider",)
-    )
+    """The sessions' options: the providers of ``settings.device`` (``auto`` resolved here), the
+    threads and their spinning."""
+    providers = resolve(settings.device).providers
     cores = usable_cores()  # read once: the cgroup files are not free
     threads = settings.threads or serving_threads(cores)
     spinning = serving_spinning(settings, threads, cores)
@@ -84,8 +65,8 @@ def runtime_options(settings: Settings) -> RuntimeOptions:
 def serving_spinning(settings: Settings, threads: int, cores: int) -> str:
     """``auto``: ONNX Runtime's workers spin within a decoder step only when they leave a core
     free. Where they take every core, spinning takes the event loop's time while the decoder
-    runs: on 2 vCPUs, 2 threads, 32 clients, in-run served 82 requests/s against off's 105, while
-    the engine alone did 110 against 95 (docs/decisions.md #32)."""
+    runs: the service served fewer requests/s in-run than off, though the engine alone ran faster
+    (docs/decisions.md #32)."""
     if settings.spinning != "auto":
         return settings.spinning
     return "in-run" if threads < cores else "off"
@@ -93,8 +74,8 @@ def serving_spinning(settings: Settings, threads: int, cores: int) -> str:
 
 def serving_threads(cores: int) -> int:
     """Intra-op threads when none are set: every usable core but one, which the event loop
-    (HTTP, JSON, tokenization) needs while the decoder runs. On 2 vCPUs, 1 thread instead of 2
-    took capacity at p97 <= 250 ms from 43.8 to 75 requests/s (docs/benchmarks.md)."""
+    (HTTP, JSON, tokenization) needs while the decoder runs. On 2 vCPUs, 1 thread served more
+    requests/s within the latency bound than 2 (docs/benchmarks.md, "Capacity")."""
     return max(1, cores - 1)
 
 
@@ -230,7 +211,7 @@ class ModelRepository:
         """The engine, wrapped with the test-only fault injection when ``faults`` asks for it."""
         if not self.settings.faults:
             return engine
-        from service.faults import Faults, FaultyEngine  # never loaded unless asked for
+        from service.scheduling.faults import Faults, FaultyEngine  # never loaded unless asked for
 
         return FaultyEngine(engine, Faults.parse(self.settings.faults))
 

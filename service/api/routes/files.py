@@ -10,8 +10,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from service.compat import batched, pair_for, read_body
-from service.deps import (
+from service.api.body import read_body
+from service.api.deps import (
     Authorized,
     DetectorDep,
     DisconnectDep,
@@ -19,9 +19,10 @@ from service.deps import (
     SettingsDep,
     TranslateDep,
 )
+from service.api.handlers import ERROR_RESPONSES
+from service.api.routes.dropin import batched, pair_for
 from service.errors import InvalidRequest, NotFound, PayloadTooLarge
-from service.markup import TagOptions, translate_markup
-from service.schemas import ERROR_RESPONSES
+from service.usecase.markup import TagOptions, translate_markup
 
 router = APIRouter(tags=["LibreTranslate"], responses=ERROR_RESPONSES)
 

@@ -13,15 +13,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service import handlers
-from service.deps import Services
-from service.detect import Detector
+from service.api import handlers
+from service.api.deps import Services
+from service.api.observe import ObserveMiddleware
+from service.api.routes import deepl, docs, files, libretranslate, native, ops, page
 from service.metrics import Metrics
-from service.models import ModelRepository
-from service.observe import ObserveMiddleware
-from service.routes import deepl, docs, files, libretranslate, native, ops, page
+from service.scheduling.repository import ModelRepository
 from service.settings import Settings
-from service.usecase import TranslateUseCase
+from service.usecase.detect import Detector
+from service.usecase.translate import TranslateUseCase
 
 log = logging.getLogger("tongyeok.api")
 
@@ -63,9 +63,9 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         body_timeout=settings.body_timeout,
     )
-    handlers.install(app, metrics)
-    routers = (native, libretranslate, files, deepl, ops, docs, page)
-    for module in routers:
-        app.include_router(module.router)
+    routers = [m.router for m in (native, libretranslate, files, deepl, ops, docs, page)]
+    handlers.install(app, metrics, routers)
+    for router in routers:
+        app.include_router(router)
     page.mount_static(app)
     return app

@@ -10,13 +10,13 @@ from typing import Annotated
 from fastapi import Depends, Request
 from pydantic import SecretStr
 
-from service.compat import read_body
-from service.detect import Detector
+from service.api.body import read_body
 from service.errors import Forbidden, ServiceError, Unauthorized
 from service.metrics import Metrics
-from service.models import ModelRepository
+from service.scheduling.repository import ModelRepository
 from service.settings import Settings
-from service.usecase import Disconnect, TranslateUseCase
+from service.usecase.detect import Detector
+from service.usecase.translate import Disconnect, TranslateUseCase
 
 
 @dataclass(frozen=True)

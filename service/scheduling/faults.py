@@ -1,6 +1,6 @@
 """Fault injection for the reliability tests: an engine wrapper that fails, slows or kills decoder
 steps on request. Off by default: only ``TONGYEOK_FAULTS`` (a JSON object, ``Settings.faults``)
-turns it on, and ``service/models.py`` imports this module only then."""
+turns it on, and ``service/scheduling/repository.py`` imports this module only then."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from contract.options import SearchOptions, SequenceResult
-from service.batching import EngineLike
+from service.scheduling.batching import EngineLike
 
 log = logging.getLogger("tongyeok.faults")
 

@@ -3,8 +3,8 @@
 Plain data in and out, as vLLM v1's ``schedule()`` / ``update_from_output()``: ``sweep`` drops
 what was cancelled or ran past its deadline, ``admit`` decides which sentences join (a ``Plan``),
 ``update`` turns the engine's finished sentences into answers, ``fail`` fails the requests a
-failure concerns. No thread, lock, event loop or metric here (``service/scheduler.py`` is the
-shell that owns those and runs the engine), so tests drive it with a fake engine and hand-made
+failure concerns. No thread, lock, event loop or metric here (``scheduler.py`` beside it is
+the shell that owns those and runs the engine), so tests drive it with a fake engine and hand-made
 step outputs. It never imports onnxruntime: the engine is anything that has ``EngineLike``'s
 methods.
 """
@@ -40,7 +40,7 @@ JOIN_AT_ONCE = 8
 
 
 class EngineLike(Protocol):
-    """What the scheduler needs from a decoding engine (``service.engine.Engine`` is one)."""
+    """What the scheduler needs from a decoding engine (``decoding.engine.Engine`` is one)."""
 
     def add(
         self, seq_ids: Sequence[Hashable], sources: Sequence[Sequence[int]], options: SearchOptions

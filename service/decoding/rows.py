@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from contract.options import SearchOptions
-from service.tensor_ops import NUMPY, Tensor, TensorOps, pad_axis, rows_of, shape_of
+from service.runtime.tensor_ops import NUMPY, Tensor, TensorOps, pad_axis, rows_of, shape_of
 
 NEG_INF = np.float32(-np.inf)
 

@@ -12,21 +12,21 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 
 from contract.options import Hypothesis, SearchOptions
-from service.cache import LRUCache
-from service.engine import SourceTooLong
 from service.errors import (
     Cancelled,
     DeadlineExceeded,
     InvalidRequest,
     PayloadTooLarge,
     ShuttingDown,
+    SourceTooLong,
 )
 from service.metrics import Metrics
-from service.models import LoadedModel, ModelRepository
-from service.scheduler import Job, Scheduler
-from service.schemas import TranslateRequest, TranslateResponse, Translation
-from service.segment import Segmented, split
+from service.scheduling.repository import LoadedModel, ModelRepository
+from service.scheduling.scheduler import Job, Scheduler
 from service.settings import Settings
+from service.usecase.cache import LRUCache
+from service.usecase.schemas import TranslateRequest, TranslateResponse, Translation
+from service.usecase.segment import Segmented, split
 
 # Requests with more characters than this are split, looked up and tokenized in a worker thread
 # (a few milliseconds of work at most on the event loop itself).
@@ -94,20 +94,15 @@ class TranslateUseCase:
                     f"texts[{i}] has {len(text)} characters, more than "
                     f"max_text_chars={settings.max_text_chars}"
                 )
-        if body.beam_size > settings.max_beam_size:
-            raise InvalidRequest(
-                f"beam_size={body.beam_size} exceeds max_beam_size={settings.max_beam_size}"
-            )
         try:
-            return SearchOptions(
-                body.beam_size,
-                body.length_penalty,
-                body.max_length_a,
-                body.max_length_b,
-                body.nbest,
-            )
+            options = SearchOptions.of(body)
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from None
+        if options.beam_size > settings.max_beam_size:  # the one bound on beams
+            raise InvalidRequest(
+                f"beam_size={options.beam_size} exceeds max_beam_size={settings.max_beam_size}"
+            )
+        return options
 
     async def __call__(self, body: TranslateRequest, disconnect: Disconnect) -> TranslateResponse:
         if self.draining():

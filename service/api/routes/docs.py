@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
-from service.deps import Authorized
+from service.api.deps import Authorized
 
 router = APIRouter(dependencies=[Authorized], include_in_schema=False)
 

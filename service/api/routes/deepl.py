@@ -6,20 +6,31 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.compat import (
+from service.api.body import read_body
+from service.api.deps import Authorized, DetectorDep, DisconnectDep, RepositoryDep, TranslateDep
+from service.api.handlers import ERROR_RESPONSES, native_error, shaped_route
+from service.api.routes.dropin import (
     LANGUAGE_NAMES,
     pair_for,
-    read_body,
     text_field,
     translate_plain_or_markup,
 )
-from service.deps import Authorized, DetectorDep, DisconnectDep, RepositoryDep, TranslateDep
-from service.errors import InvalidRequest
-from service.markup import TagOptions
-from service.schemas import ERROR_RESPONSES
+from service.errors import InvalidRequest, ServiceError
+from service.usecase.markup import TagOptions
+
+
+def deepl_error(error: ServiceError) -> dict[str, str]:
+    """DeepL's error body: its clients read ``message`` into their exceptions."""
+    body = native_error(error)
+    return {**body, "message": body["error"]}
+
 
 router = APIRouter(
-    prefix="/v2", tags=["DeepL"], dependencies=[Authorized], responses=ERROR_RESPONSES
+    prefix="/v2",
+    tags=["DeepL"],
+    dependencies=[Authorized],
+    responses=ERROR_RESPONSES,
+    route_class=shaped_route(deepl_error),
 )
 
 # No quota here: a limit far above any count, so DeepL's clients never see it reached.

@@ -5,10 +5,10 @@ the row budget allows (round-robin over requests, so one huge request cannot sta
 run ONE decoder step over every active sentence, and answer every request whose sentences are all
 done. A new sentence joins at the next step after its encoder pass; a finished one leaves at once.
 
-The decisions are the pure core's (``service/batching.py``); this shell owns the thread, the lock,
-the futures and the metrics. The loop runs in its own thread (ONNX Runtime releases the GIL while
-it computes, so the event loop keeps serving HTTP); handlers talk to it only through ``submit``
-and ``cancel``. It never imports onnxruntime: the engine is given to it.
+The decisions are the pure core's (``batching.py`` beside it); this shell owns the thread, the
+lock, the futures and the metrics. The loop runs in its own thread (ONNX Runtime releases the
+GIL while it computes, so the event loop keeps serving HTTP); handlers talk to it only through
+``submit`` and ``cancel``. It never imports onnxruntime: the engine is given to it.
 
 ``policy`` exists for benchmarks: "continuous" (the above), "request" (request-level batching: a
 batch runs to completion before new sentences join), "none" (one sentence at a time).
@@ -26,8 +26,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from contract.options import SearchOptions
-from service import batching
-from service.batching import (
+from service.errors import EngineFailure, ShuttingDown
+from service.metrics import Metrics
+from service.scheduling import batching
+from service.scheduling.batching import (
     FINISHED,
     JOIN_AT_ONCE,
     POLICIES,
@@ -41,8 +43,6 @@ from service.batching import (
     Plan,
     Policy,
 )
-from service.errors import EngineFailure, ShuttingDown
-from service.metrics import Metrics
 
 __all__ = ["JOIN_AT_ONCE", "POLICIES", "Job", "JobState", "Scheduler"]
 

@@ -4,9 +4,9 @@ Joins and compactions take rows of the cross keys/values, append the joining sen
 drop cache columns no row attends to any more. On the CPU that is numpy indexing. When the decoder
 runs on a GPU through an IO binding, its caches and cross keys/values stay on the GPU between
 steps, and doing the same through numpy brings every layer's tensors to the host and back at each
-join: on an H100 serving beam 4 at capacity those copies took 43% of the scheduler thread (py-spy,
-docs/bench/capacity-gpu.md). ``GraphOps`` does them with three small ONNX Runtime graphs on the
-decoder's device instead, so the tensors never leave it.
+join: at capacity on a GPU those copies took much of the scheduler thread (docs/decisions.md #30).
+``GraphOps`` does them with three small ONNX Runtime graphs on the decoder's device instead, so
+the tensors never leave it.
 
 Every tensor here is 4-D: (rows, heads, columns, head dim); rows are axis 0, columns axis 2.
 """
@@ -17,6 +17,8 @@ from typing import Protocol, TypeAlias
 
 import numpy as np
 import onnxruntime as ort
+
+from service.runtime.providers import ProviderList
 
 # A tensor the runtime accepts: a numpy array, or an OrtValue already owned by ONNX Runtime (the
 # caches stay OrtValues between steps: handing them back costs no copy, unlike numpy outputs).
@@ -80,8 +82,8 @@ class GraphOps:
     def __init__(
         self,
         dtype: np.dtype,
-        device: str,
-        providers: list,
+        device: str,  # where the outputs are bound: the decoder's profile's memory
+        providers: ProviderList,
         options: ort.SessionOptions,
     ) -> None:
         self.device = device

@@ -6,11 +6,11 @@ thin layer the engine (search, batching) is built on, and what the export parity
 
 from __future__ import annotations
 
-import functools
 import math
 import threading
 import weakref
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,29 +18,20 @@ import onnxruntime as ort
 
 from contract.package import CONFIG, WEIGHTS, PackageConfig, PackageError, load_package_config
 from contract.spec import KV_AXES_IN_PLACE, KV_AXES_SHARED, kv_pair
-from service.tensor_ops import NUMPY, GraphOps, Tensor, TensorOps, as_array, as_value
+from service.runtime.providers import CPU, HOST, ProviderList, prepare, provider_list, running
+from service.runtime.tensor_ops import NUMPY, GraphOps, Tensor, TensorOps, as_array, as_value
 
-CUDA = "CUDAExecutionProvider"
 # An in-place cache grows by this many positions at a time (each growth copies it once, and holds
-# the old and the new buffers at once). 16 rather than 32: at beam 4, batch 64, with the default
-# length budget the peak fell from 423-436 to 343-352 MB, and tokens/s did not fall (decision #34).
+# the old and the new buffers at once). 16 rather than 32: a lower peak at beam 4, batch 64, and
+# no fewer tokens/s (docs/decisions.md #34).
 CACHE_CHUNK = 16
 SPINNING = ("off", "in-run", "always")
 
 
-@functools.cache
-def preload_cuda_libraries() -> None:
-    """Load CUDA and cuDNN before the first CUDA session. onnxruntime-gpu does not look for
-    them in the nvidia-* wheels (the GPU image's, or PyTorch's) by itself; its ``preload_dlls``
-    does, and falls back to the system's libraries. Once per process."""
-    preload = getattr(ort, "preload_dlls", None)
-    if preload is not None:
-        preload()
-
-
 @dataclass(frozen=True)
 class RuntimeOptions:
-    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    # ONNX Runtime's providers, preferred first (a device's: service/runtime/providers.py).
+    providers: tuple[str, ...] = CPU.providers
     intra_op_threads: int = 0  # 0: ONNX Runtime's default (one per physical core)
     graph_optimization: str = "all"  # disable | basic | extended | all
     # ONNX Runtime's CPU arena keeps every peak it ever saw and grows with each new shape; with
@@ -48,26 +39,20 @@ class RuntimeOptions:
     cpu_arena: bool = False
     # When ONNX Runtime's idle intra-op workers spin instead of sleeping (docs/decisions.md #11,
     # #32). "in-run": while a run lasts, so each of its ~80 small parallel sections starts without
-    # a wake-up, then they stop, leaving the cores to the Python side between decoder steps (on 2
-    # vCPUs, 2 threads: 1.1-1.45x the tokens/s of "off"). "always" (ONNX Runtime's default) also
-    # spins between runs: only with cores to spare. "off": they always sleep. The service picks
-    # off where its threads take every core (service/models.py serving_spinning).
+    # a wake-up, then they stop, leaving the cores to the Python side between decoder steps (more
+    # tokens/s than "off", #32). "always" (ONNX Runtime's default) also spins between runs: only
+    # with cores to spare. "off": they always sleep. The service picks
+    # off where its threads take every core (service/scheduling/repository.py serving_spinning).
     spinning: str = "in-run"  # off | in-run | always
     # Run the decoder through an IO binding that leaves the caches where the provider computed
-    # them (on the GPU with CUDA) and brings only the top-k back to the host; None: only on CUDA.
+    # them and brings only the top-k back to the host; None: as the device's profile says.
     io_binding: bool | None = None
-    # Options for the CUDA provider when it is listed. ONNX Runtime lets fp32 matrix products
-    # round to TF32 by default: on an H100 that moved log-probabilities by up to 6e-3 from the
-    # CPU's and changed 3 of 1,000 greedy translations; in full fp32 they stay within 2e-5
-    # (docs/bench/cuda-check-gpu.md). An fp32 package means fp32; fp16 is the fast choice.
-    cuda_options: tuple[tuple[str, str], ...] = (("use_tf32", "0"),)
+    # Options for a listed provider, by its name, instead of its profile's (CUDA's: use_tf32=0).
+    provider_options: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
-    def provider_list(self) -> list[str | tuple[str, dict[str, str]]]:
-        """``providers`` as ONNX Runtime takes them, CUDA's with ``cuda_options``."""
-        return [
-            (name, dict(self.cuda_options)) if name == CUDA and self.cuda_options else name
-            for name in self.providers
-        ]
+    def provider_list(self) -> ProviderList:
+        """``providers`` as ONNX Runtime takes them, each with its options."""
+        return provider_list(self.providers, self.provider_options)
 
     def session_options(self) -> ort.SessionOptions:
         levels = {
@@ -169,8 +154,7 @@ class PackageRuntime:
         self.in_place = past_key["axes"][2] == KV_AXES_IN_PLACE[2]
         so = self.options.session_options()
         providers = self.options.provider_list()
-        if CUDA in self.options.providers:
-            preload_cuda_libraries()
+        prepare(self.options.providers)  # what a provider loads first (CUDA's libraries), once
         # Held for the sessions' lifetime: they read these tensors where they are mapped.
         self._shared_weights = shared_weights(self.config)
         self.encoder = ort.InferenceSession(
@@ -183,17 +167,19 @@ class PackageRuntime:
         self.decoder_outputs = [t["name"] for t in dec["outputs"]]
         self.cache_dtype = np.dtype(past_key["dtype"])
         self.layers = self.config.decoder_layers
-        on_cuda = CUDA in self.decoder.get_providers()
-        if self.in_place and on_cuda:  # its attention would run on the CPU, between copies
+        self.profile = running(self.decoder.get_providers())  # the device it runs on
+        needs = self.profile.cache_layout
+        if self.in_place and needs not in (None, "in-place"):  # else run elsewhere, between copies
             raise PackageError(
-                f"package {self.config.name!r} writes its cache in place (GroupQueryAttention, "
-                "which has no fp32 kernel on CUDA): for a GPU, export it with --cache gathered"
+                f"package {self.config.name!r} writes its cache in place "
+                f"({self.profile.cache_reason}): for {self.profile.label}, export it with "
+                f"--cache {needs}"
             )
-        self.device = "cuda" if on_cuda else "cpu"  # where caches and cross keys/values live
+        self.device = self.profile.memory  # where caches and cross keys/values live
         binding = self.options.io_binding
-        self.io_binding = on_cuda if binding is None else binding
+        self.io_binding = self.profile.io_binding if binding is None else binding
         # Joins and compactions reshape the caches and cross keys/values where they live: on the
-        # decoder's device when they stay there between steps (service/tensor_ops.py).
+        # decoder's device when they stay there between steps (service/runtime/tensor_ops.py).
         self.tensor_ops: TensorOps = (
             GraphOps(self.cache_dtype, self.device, providers, so) if self.io_binding else NUMPY
         )
@@ -222,7 +208,7 @@ class PackageRuntime:
     def to_device(self, array: Tensor) -> ort.OrtValue:
         """A tensor the decoder reads at every step (cross keys/values), placed once where the
         decoder runs instead of being copied there at each step (as it is if it already is)."""
-        if self.device == "cpu":
+        if self.device == HOST:
             return as_value(array)
         if isinstance(array, ort.OrtValue):
             if array.device_name().lower() == self.device:
@@ -301,7 +287,7 @@ class PackageRuntime:
         one continues among those of the same source (``rows_per_source`` consecutive rows share
         one): which buffer row holds which beam does not matter to the graph, so the order is
         kept beside the buffers (for the next step's ``cache_index``) instead of restored by
-        copies. Beam 4, batch 32 on Multi30k: 26% of the rows copied instead of 49%. A new buffer
+        copies, which halves the rows copied in beam search (docs/decisions.md #35). A new buffer
         (joins, compactions, or the longest row outgrowing it) is made in row order."""
         buffers = [as_array(p) for p in past]
         rows, (have, _, capacity, _) = len(cache_index), buffers[0].shape

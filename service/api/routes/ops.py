@@ -7,8 +7,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from service.deps import MetricsAuthorized, RepositoryDep, ServicesDep
-from service.schemas import ERROR_RESPONSES
+from service.api.deps import MetricsAuthorized, RepositoryDep, ServicesDep
+from service.api.handlers import ERROR_RESPONSES
 
 router = APIRouter(tags=["operations"], responses=ERROR_RESPONSES)
 

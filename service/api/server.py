@@ -10,9 +10,9 @@ from typing import Any
 
 import uvicorn
 
-from service.app import create_app
+from service.api.app import create_app
+from service.api.shed import ShedLoad
 from service.settings import Settings
-from service.shed import ShedLoad
 
 
 def answer_deadline(drain_seconds: float) -> float:

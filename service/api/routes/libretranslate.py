@@ -7,15 +7,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.compat import (
-    DETECT_CHARS,
-    LANGUAGE_NAMES,
-    pair_for,
-    read_body,
-    text_field,
-    translate_plain_or_markup,
-)
-from service.deps import (
+from service.api.body import read_body
+from service.api.deps import (
     Authorized,
     DetectorDep,
     DisconnectDep,
@@ -23,9 +16,16 @@ from service.deps import (
     SettingsDep,
     TranslateDep,
 )
+from service.api.handlers import ERROR_RESPONSES
+from service.api.routes.dropin import (
+    DETECT_CHARS,
+    LANGUAGE_NAMES,
+    pair_for,
+    text_field,
+    translate_plain_or_markup,
+)
 from service.errors import InvalidRequest
-from service.markup import TagOptions
-from service.schemas import ERROR_RESPONSES
+from service.usecase.markup import TagOptions
 
 # Every route needs the key (when keys are set) but /frontend/settings, which the page reads
 # to learn whether to ask for one.

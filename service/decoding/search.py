@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.rows import NEG_INF, Rows
+from service.decoding.rows import NEG_INF, Rows
 
 
 @dataclass(frozen=True)
