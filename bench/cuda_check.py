@@ -133,7 +133,7 @@ def copies_per_step(package: Path, binding: bool, sources: list[list[int]], step
     while engine.sequences:
         engine.step()
         ran += 1
-        devices |= {c.device_name() for c in engine.batch.cache if hasattr(c, "device_name")}
+        devices |= {c.device_name() for c in engine.running.cache if hasattr(c, "device_name")}
     profile = Path(rt.decoder.end_profiling())
     events = json.loads(profile.read_text())
     copies: dict[str, int] = {}

@@ -9,7 +9,8 @@ sequence's cross-attention keys/values, so beam reordering never moves those: it
 ``cache_index`` the decoder's self-attention cache is gathered by (inside the graph, or, for an
 in-place cache, the rows that moved, by the runtime before the step: decision #31). Where the
 package's decoder takes shared sources and every sequence has the same beam size, the slots of a
-sequence read one copy of its cross keys/values; otherwise each slot has its own (``Rows.group``).
+sequence read one copy of its cross keys/values; otherwise each slot has its own
+(``Rows.rows_per_source``).
 A finished sequence's slots become dead (still computed, results ignored) until the next
 compaction, which happens when new sequences join or dead slots pass ``compact_ratio`` of all:
 copying the cross keys/values on every finish would cost more than the wasted rows. The rows are
@@ -36,7 +37,7 @@ import numpy as np
 
 from contract.options import Hypothesis, SearchOptions, SequenceResult
 from service.decoding.rows import Rows
-from service.decoding.search import Choice, Group, Scored, choose, plan
+from service.decoding.search import Choice, Cohort, Scored, choose, step_cohorts
 from service.errors import SourceTooLong
 from service.runtime.sessions import PackageRuntime
 
@@ -100,14 +101,16 @@ class Engine:
         self._set_rows(Rows.empty(self.runtime.empty_cache(0), cross, self.runtime.tensor_ops))
 
     def _set_rows(self, rows: Rows) -> None:
-        self.batch = rows
+        self.running = rows
         self._cross_values: list | None = None  # OrtValues of the cross K/V, made at next step
-        self._plan: tuple[int, list[Group]] | None = None  # top-k and groups, made at next step
+        self._cohorts: tuple[int, list[Cohort]] | None = (
+            None  # top-k and cohorts, made at next step
+        )
 
     def _kill(self, rows: np.ndarray) -> None:
-        """Rows whose sequence left (the groups change with them)."""
-        self.batch.kill(rows, self.config.pad_id)
-        self._plan = None
+        """Rows whose sequence left (the cohorts change with them)."""
+        self.running.kill(rows, self.config.pad_id)
+        self._cohorts = None
 
     def reset(self) -> None:
         """Forget every sequence and row (after a failed step)."""
@@ -127,11 +130,11 @@ class Engine:
 
     @property
     def rows(self) -> int:
-        return len(self.batch)
+        return len(self.running)
 
     @property
     def active_rows(self) -> int:
-        return int(self.batch.alive.sum())
+        return int(self.running.alive.sum())
 
     def __len__(self) -> int:
         return len(self.sequences)
@@ -187,10 +190,10 @@ class Engine:
         )
         if not self.runtime.shared_sources:
             joining = joining.per_row()
-        keep = np.flatnonzero(self.batch.alive)
+        keep = np.flatnonzero(self.running.alive)
         self._set_rows(
-            self._grouped(
-                self.batch.take(keep).without_unused_past(self.runtime.in_place).concat(joining)
+            self._sharing_sources(
+                self.running.take(keep).without_unused_past(self.runtime.in_place).concat(joining)
             )
         )
         for seq_id, number, limit, n in zip(seq_ids, numbers, limits, encoded.lengths, strict=True):
@@ -206,24 +209,24 @@ class Engine:
             seq = self.sequences.get(seq_id)
             if seq is not None:
                 self._forget(seq)
-                self._kill(self.batch.owned_by(seq.number))
+                self._kill(self.running.owned_by(seq.number))
 
     def _forget(self, seq: ActiveSequence) -> None:
         del self.sequences[seq.seq_id], self._numbered[seq.number]
         self._reserved -= seq.reserved_tokens
 
     def _compact(self) -> None:
-        keep = np.flatnonzero(self.batch.alive)
+        keep = np.flatnonzero(self.running.alive)
         if len(keep) == 0:
             self._reset_rows()
             return
-        rows = self.batch.take(keep).without_unused_past(self.runtime.in_place)
+        rows = self.running.take(keep).without_unused_past(self.runtime.in_place)
         rows = rows.without_unused_source()
-        self._set_rows(self._grouped(rows))
+        self._set_rows(self._sharing_sources(rows))
 
-    def _grouped(self, rows: Rows) -> Rows:
+    def _sharing_sources(self, rows: Rows) -> Rows:
         """``rows`` with a sentence's beams sharing its source, where the decoder allows it."""
-        return rows.grouped() if self.runtime.shared_sources else rows
+        return rows.sharing_sources() if self.runtime.shared_sources else rows
 
     # -- one decoder step --------------------------------------------------------------------------
 
@@ -231,10 +234,10 @@ class Engine:
         """Run the decoder once over every row; return the sequences that finished."""
         if not self.sequences:
             return []
-        batch = self.batch
-        if self._plan is None:  # the same until sequences join or leave
-            self._plan = plan(batch, self.config.vocab_size)
-        k, groups = self._plan
+        batch = self.running
+        if self._cohorts is None:  # the same until sequences join or leave
+            self._cohorts = step_cohorts(batch, self.config.vocab_size)
+        k, cohorts = self._cohorts
         mask = np.concatenate([batch.self_mask, np.ones((self.rows, 1), dtype=bool)], axis=1)
         if self._cross_values is None:  # rebuilt at joins and compactions only
             self._cross_values = [self.runtime.to_device(c) for c in batch.cross]
@@ -265,8 +268,8 @@ class Engine:
             cfg.pad_id,
             cfg.vocab_size,
         )
-        for group in groups:
-            for part, choice in self._choices(group, step):
+        for cohort in cohorts:
+            for part, choice in self._choices(cohort, step):
                 slots = part.slots
                 if isinstance(choice, Exception):  # only this sequence's search failed
                     results.append(self._end(self._owner(batch, slots), type(choice).__name__))
@@ -281,26 +284,26 @@ class Engine:
                 results += finished
                 ended.append(slots[done].ravel())
         # Next step: every row gathers its parent's cache row (inside the graph) and mask.
-        self.batch = batch.advanced(out.cache, mask, parent, tokens, scores)
+        self.running = batch.advanced(out.cache, mask, parent, tokens, scores)
         if results:
             self._kill(np.concatenate(ended))
         if self.rows and (self.rows - self.active_rows) / self.rows > self.compact_ratio:
             self._compact()
         return results
 
-    def _choices(self, group: Group, step: Scored) -> list[tuple[Group, Choice | Exception]]:
-        """The search's choice for the sequences of ``group``, or, should it fail, for each of
+    def _choices(self, cohort: Cohort, step: Scored) -> list[tuple[Cohort, Choice | Exception]]:
+        """The search's choice for the sequences of ``cohort``, or, should it fail, for each of
         them alone: one sentence's search failing ends only it."""
         try:
-            return [(group, choose(group, step))]
+            return [(cohort, choose(cohort, step))]
         except Exception:
-            log.warning("search failed for a group of %d; deciding one by one", len(group.slots))
-        decided: list[tuple[Group, Choice | Exception]] = []
-        for one in group.split():
+            log.warning("search failed for a cohort of %d; deciding one by one", len(cohort.slots))
+        decided: list[tuple[Cohort, Choice | Exception]] = []
+        for one in cohort.split():
             try:
                 decided.append((one, choose(one, step)))
             except Exception as exc:
-                seq = self._owner(self.batch, one.slots)
+                seq = self._owner(self.running, one.slots)
                 log.exception("search failed for sequence %r", seq.seq_id)
                 decided.append((one, exc))
         return decided

@@ -9,12 +9,13 @@ through ``cache_index`` (the decoder graph gathers it, or, for an in-place cache
 moves the rows that changed before the step), so taking rows never copies the self-attention
 cache.
 
-Nor are the cross-attention keys/values and the source mask: they are per *source*, and ``group``
-consecutive rows read one source (row r reads source r // group). When every sentence in the batch
-has the same beam size K and the package's decoder takes shared sources, ``group`` is K: the K
-beams of a sentence read its encoder output once instead of K copies of it (at beam 4, a quarter
-of the memory and of what cross-attention reads per step). Otherwise (mixed beam sizes, or a
-decoder that takes one source per row) ``group`` is 1.
+Nor are the cross-attention keys/values and the source mask: they are per *source*, and
+``rows_per_source`` consecutive rows read one source (row r reads source r // rows_per_source).
+When every sentence in the batch has the same beam size K and the package's decoder takes shared
+sources, ``rows_per_source`` is K: the K beams of a sentence read its encoder output once
+instead of K copies of it (at beam 4, a quarter of the memory and of what cross-attention reads
+per step). Otherwise (mixed beam sizes, or a decoder that takes one source per row)
+``rows_per_source`` is 1.
 """
 
 from __future__ import annotations
@@ -54,8 +55,10 @@ class Rows:
     cache_index: np.ndarray  # (R,) int64: row of ``cache`` each row continues
     self_mask: np.ndarray  # (R, P) bool: valid past positions per row
     cache: list[Tensor]  # 2L x (R_prev, H, P, Dh): read through ``cache_index``, not by row
-    cross: list[Tensor]  # 2L x (R / group, H, S, Dh): cross-attention keys/values per source
-    src_mask: np.ndarray  # (R / group, S) bool: True at source tokens
+    cross: list[
+        Tensor
+    ]  # 2L x (R / rows_per_source, H, S, Dh): cross-attention keys/values per source
+    src_mask: np.ndarray  # (R / rows_per_source, S) bool: True at source tokens
     # The search's state.
     scores: np.ndarray  # (R,) float32: cumulative log-prob; -inf: dead or unborn
     # (R, G) int64, right-aligned: a live row's generated tokens are its last ``positions``
@@ -66,7 +69,7 @@ class Rows:
     beam: np.ndarray  # (R,) int64: that sentence's beam size (its rows are contiguous)
     min_length: np.ndarray  # (R,) int64: no EOS before this many tokens
     max_length: np.ndarray  # (R,) int64: the sentence's output budget
-    group: int = 1  # rows per source: row r reads source r // group
+    rows_per_source: int = 1  # row r reads source r // rows_per_source
     # How ``cache`` and ``cross`` are reshaped: where they live (numpy, or the decoder's device).
     ops: TensorOps = field(default=NUMPY, repr=False, compare=False)
 
@@ -126,7 +129,7 @@ class Rows:
             cache=empty_cache,
             cross=list(cross),
             src_mask=src_mask,
-            group=beam,
+            rows_per_source=beam,
             scores=np.tile(first_live, sentences),
             history=np.zeros((n, 0), dtype=np.int64),
             alive=np.ones(n, dtype=bool),
@@ -141,32 +144,32 @@ class Rows:
         return len(self.tokens)
 
     def per_row(self) -> Rows:
-        """The same rows with one source each (``group`` 1): the shared sources copied."""
-        if self.group == 1:
+        """The same rows with one source each (``rows_per_source`` 1): the shared sources copied."""
+        if self.rows_per_source == 1:
             return self
-        index = np.arange(len(self)) // self.group
+        index = np.arange(len(self)) // self.rows_per_source
         cross = [self.ops.take(c, index) for c in self.cross]
-        return replace(self, cross=cross, src_mask=self.src_mask[index], group=1)
+        return replace(self, cross=cross, src_mask=self.src_mask[index], rows_per_source=1)
 
-    def grouped(self) -> Rows:
+    def sharing_sources(self) -> Rows:
         """The same rows with the beams of a sentence sharing one source, where every sentence
-        has the same beam size K > 1 (``group`` K); as they are otherwise."""
+        has the same beam size K > 1 (``rows_per_source`` K); as they are otherwise."""
         k = int(self.beam[0]) if len(self) else 1
-        if self.group != 1 or k == 1 or not (self.beam == k).all():
+        if self.rows_per_source != 1 or k == 1 or not (self.beam == k).all():
             return self  # already shared, greedy, or mixed beam sizes
         lines = self.owner.reshape(-1, k)  # a sentence's rows are contiguous, in beam order
         if not (lines == lines[:, :1]).all():
             return self
         first = np.arange(0, len(self), k)
         cross = [self.ops.take(c, first) for c in self.cross]
-        return replace(self, cross=cross, src_mask=self.src_mask[first], group=k)
+        return replace(self, cross=cross, src_mask=self.src_mask[first], rows_per_source=k)
 
     def take(self, index: np.ndarray) -> Rows:
         """The rows at ``index``, in that order (the cache is shared: see the module docstring).
         Whole sentences keep sharing their sources; any other selection gets one per row."""
         if len(index) == len(self) and (np.diff(index) == 1).all():
             return self  # every row, in order: nothing to copy (joins usually find no dead row)
-        g = self.group
+        g = self.rows_per_source
         if g > 1:  # only whole sentences, each as its g rows in order, keep sharing
             lines = index.reshape(-1, g) if len(index) % g == 0 else None
             if lines is None or not (
@@ -191,7 +194,7 @@ class Rows:
         x sentences x source, every layer) would double them at the moment memory peaks."""
         if not len(self):
             return other if other.ops is self.ops else replace(other, ops=self.ops)
-        if self.group != other.group:  # beam sizes differ: one source per row
+        if self.rows_per_source != other.rows_per_source:  # beam sizes differ: one source per row
             return self.per_row().concat(other.per_row())
         width = max(self.src_mask.shape[1], other.src_mask.shape[1])
         generated = max(self.history.shape[1], other.history.shape[1])

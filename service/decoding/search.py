@@ -21,7 +21,7 @@ from service.decoding.rows import NEG_INF, Rows
 
 
 @dataclass(frozen=True)
-class Group:
+class Cohort:
     """Live sequences of one beam size K that need the same candidates per row: their rows,
     one sequence per line in beam order, and their length bounds."""
 
@@ -30,10 +30,10 @@ class Group:
     min_length: np.ndarray  # (n,) int64
     max_length: np.ndarray  # (n,) int64
 
-    def split(self) -> list[Group]:
-        """One group per sequence (to find which one a failing decision is about)."""
+    def split(self) -> list[Cohort]:
+        """One cohort per sequence (to find which one a failing decision is about)."""
         return [
-            Group(
+            Cohort(
                 self.slots[i : i + 1],
                 self.width,
                 self.min_length[i : i + 1],
@@ -43,8 +43,8 @@ class Group:
         ]
 
 
-def plan(rows: Rows, vocab_size: int) -> tuple[int, list[Group]]:
-    """The top-k the decoder must return for ``rows``, and their live rows by group. Greedy
+def step_cohorts(rows: Rows, vocab_size: int) -> tuple[int, list[Cohort]]:
+    """The top-k the decoder must return for ``rows``, and their live rows by cohort. Greedy
     needs a row's best continuation, plus one to step over EOS while ``min_length`` forbids it;
     K beams need each row's best 2K (the sentence's best 2K are always among them)."""
     need = np.where(rows.beam == 1, 1 + (rows.min_length > 0), 2 * rows.beam)
@@ -52,15 +52,15 @@ def plan(rows: Rows, vocab_size: int) -> tuple[int, list[Group]]:
     k = min(int(need[live].max()), vocab_size)
     width = np.minimum(need[live], k)
     kind = rows.beam[live] * (k + 1) + width
-    groups = []
+    cohorts = []
     for key in np.unique(kind):  # a sequence's rows are contiguous and in beam order
         mine = live[kind == key]
         slots = mine.reshape(-1, int(rows.beam[mine[0]]))
         first = slots[:, 0]
-        groups.append(
-            Group(slots, int(key % (k + 1)), rows.min_length[first], rows.max_length[first])
+        cohorts.append(
+            Cohort(slots, int(key % (k + 1)), rows.min_length[first], rows.max_length[first])
         )
-    return k, groups
+    return k, cohorts
 
 
 @dataclass(frozen=True)
@@ -94,14 +94,14 @@ class Scored:
     vocab_size: int
 
 
-def choose(group: Group, step: Scored) -> Choice:
-    """Next beams of ``group``'s sequences."""
-    return greedy(group, step) if group.slots.shape[1] == 1 else beams(group, step)
+def choose(cohort: Cohort, step: Scored) -> Choice:
+    """Next beams of ``cohort``'s sequences."""
+    return greedy(cohort, step) if cohort.slots.shape[1] == 1 else beams(cohort, step)
 
 
-def beams(group: Group, step: Scored) -> Choice:
+def beams(cohort: Cohort, step: Scored) -> Choice:
     """``choose`` for any K, as the reference does it: sort the candidates."""
-    slots, width, eos_id = group.slots, group.width, step.eos_id
+    slots, width, eos_id = cohort.slots, cohort.width, step.eos_id
     n, beam = slots.shape
     length = step.length[slots[:, 0]]
     at = np.arange(n)[:, None]  # with an (n, m) index: line i of each (n, ...) array
@@ -110,7 +110,7 @@ def beams(group: Group, step: Scored) -> Choice:
     logprobs = step.logprobs[slots, :width]  # (n, K, width)
     cand = (step.scores[slots][:, :, None] + logprobs).reshape(n, beam * width)
     tok = step.ids[slots, :width].reshape(n, beam * width)
-    refused = (length + 1 < group.min_length)[:, None] & (tok == eos_id)  # no EOS yet
+    refused = (length + 1 < cohort.min_length)[:, None] & (tok == eos_id)  # no EOS yet
     cand = np.where(refused, NEG_INF, cand)
     n_top = min(2 * beam, beam * step.vocab_size, beam * width)
     order = np.argsort(-cand, axis=1, kind="stable")[:, :n_top]  # the best, best first
@@ -123,7 +123,7 @@ def beams(group: Group, step: Scored) -> Choice:
     pick = order[at, np.argsort(is_eos, axis=1, kind="stable")[:, :beam]]
     goes_on = tok[at, pick] != eos_id
     return decided(
-        group,
+        cohort,
         length,
         parent=np.where(goes_on, slots[at, pick // width], slots),
         tokens=np.where(goes_on, tok[at, pick], step.pad_id),
@@ -133,26 +133,26 @@ def beams(group: Group, step: Scored) -> Choice:
     )
 
 
-def greedy(group: Group, step: Scored) -> Choice:
+def greedy(cohort: Cohort, step: Scored) -> Choice:
     """``choose`` for K = 1 without sorting (what ``beams`` decides; a test holds them equal):
     the best continuation goes on, or if it is EOS it ends the hypothesis; the second best, when
-    the group has one (``min_length``), goes on instead of EOS."""
-    rows = group.slots[:, 0]
+    the cohort has one (``min_length``), goes on instead of EOS."""
+    rows = cohort.slots[:, 0]
     length = step.length[rows]
-    cand = step.scores[rows, None] + step.logprobs[rows, : group.width]  # (n, width)
-    tok = step.ids[rows, : group.width]
+    cand = step.scores[rows, None] + step.logprobs[rows, : cohort.width]  # (n, width)
+    tok = step.ids[rows, : cohort.width]
     eos = tok[:, :1] == step.eos_id  # (n, 1), as every array the choice holds per beam
-    ends = eos & (cand[:, :1] > NEG_INF) & (length[:, None] + 1 >= group.min_length[:, None])
-    if group.width > 1:  # ids in a row differ: the second best is not EOS when the first is
+    ends = eos & (cand[:, :1] > NEG_INF) & (length[:, None] + 1 >= cohort.min_length[:, None])
+    if cohort.width > 1:  # ids in a row differ: the second best is not EOS when the first is
         tokens = np.where(eos, tok[:, 1:2], tok[:, :1])
         score = np.where(eos, cand[:, 1:2], cand[:, :1])
     else:
         tokens, score = np.where(eos, step.pad_id, tok), np.where(eos, NEG_INF, cand)
     eos_sentence = np.flatnonzero(ends)
     return decided(
-        group,
+        cohort,
         length,
-        parent=group.slots,
+        parent=cohort.slots,
         tokens=tokens,
         scores=score,
         ended=ends[:, 0],
@@ -161,7 +161,7 @@ def greedy(group: Group, step: Scored) -> Choice:
 
 
 def decided(
-    group: Group,
+    cohort: Cohort,
     length: np.ndarray,
     parent: np.ndarray,
     tokens: np.ndarray,
@@ -169,9 +169,9 @@ def decided(
     ended: np.ndarray,
     eos: tuple[np.ndarray, np.ndarray, np.ndarray],
 ) -> Choice:
-    """The ``Choice`` of a step that took ``group``'s sequences from ``length`` tokens to one
+    """The ``Choice`` of a step that took ``cohort``'s sequences from ``length`` tokens to one
     more, where ``ended`` (n,) marks those with a hypothesis ended by EOS (listed in ``eos``)."""
-    out_of_budget = length + 1 >= group.max_length
+    out_of_budget = length + 1 >= cohort.max_length
     return Choice(
         parent=parent,
         tokens=tokens,

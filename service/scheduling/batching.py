@@ -167,7 +167,7 @@ class Plan:
     joins: list[tuple[Job, int]]
     outcome: Outcome
 
-    def groups(self) -> dict[SearchOptions, list[tuple[Job, int]]]:
+    def by_options(self) -> dict[SearchOptions, list[tuple[Job, int]]]:
         by_options: dict[SearchOptions, list[tuple[Job, int]]] = {}
         for job, index in self.joins:
             by_options.setdefault(job.options, []).append((job, index))

@@ -79,7 +79,6 @@ class Scheduler:
         self.answers: list[Answer] = []  # resolved this iteration, not yet handed over
         self.lock = threading.Condition()
         self.stopping = False
-        self.submitted = 0  # jobs accepted so far (tests account for every one)
         self.thread = threading.Thread(target=self._run, name=f"scheduler-{name}", daemon=True)
 
     # -- called from the event loop ----------------------------------------------------------------
@@ -94,7 +93,6 @@ class Scheduler:
             if self.stopping:
                 raise ShuttingDown("the server is shutting down")
             batching.enqueue(self.state, job, self.clock())
-            self.submitted += 1
             self._gauge_queue()
             self.lock.notify()
 
@@ -202,7 +200,7 @@ class Scheduler:
 
     def _encode(self, plan: Plan) -> None:
         """Start the encoder pass of ``plan`` (in the encoder thread, or here without one)."""
-        groups = list(plan.groups().items())
+        groups = list(plan.by_options().items())
         if self.encoder is None:
             self.encoding = Future()
             self.encoding.set_result(self._encoded(groups))

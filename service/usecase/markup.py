@@ -107,7 +107,7 @@ class Token:
     column: int = 0
 
 
-class Tokenizer(HTMLParser):
+class MarkupScanner(HTMLParser):
     """html.parser events turned into raw spans that tile the input exactly."""
 
     def __init__(self, source: str) -> None:
@@ -183,7 +183,7 @@ class Tokenizer(HTMLParser):
 
 def tokenize(source: str, options: TagOptions) -> list[Token]:
     """Raw tokens with their element structure resolved: names, parents, frozen and inline."""
-    tokens = Tokenizer(source).run()
+    tokens = MarkupScanner(source).run()
     xml = options.mode == "xml"
     stack: list[int] = []  # indices of open start tokens
     frozen_depth = 0  # how many open elements freeze their content

@@ -89,7 +89,7 @@ def queued(limits: Limits, *jobs: Job) -> BatchState:
 
 def run_plan(state: BatchState, engine: FakeEngine, now: float = 1.0) -> batching.Plan:
     plan = batching.admit(state, engine, now)
-    for options, group in plan.groups().items():
+    for options, group in plan.by_options().items():
         engine.add([(j.id, i) for j, i in group], [j.sources[i] for j, i in group], options)
     return plan
 

@@ -93,11 +93,11 @@ def test_io_bound_rows_are_reshaped_by_graphs_never_through_numpy(
     results = {}
     engine.add(["gone"], src[-1:], SearchOptions(beam_size=3, min_length=20))
     engine.step()
-    assert all(isinstance(c, ort.OrtValue) for c in engine.batch.cross)
+    assert all(isinstance(c, ort.OrtValue) for c in engine.running.cross)
     for i, options in enumerate(MIXED):  # a greedy, a beam, ... joining one step apart
         engine.add([2 * i, 2 * i + 1], src[2 * i : 2 * i + 2], options)
         results.update({r.seq_id: r for r in engine.step()})
-        assert all(isinstance(c, ort.OrtValue) for c in engine.batch.cross)
+        assert all(isinstance(c, ort.OrtValue) for c in engine.running.cross)
         if i == 2:
             engine.cancel(["gone"])
     while len(engine):
@@ -194,14 +194,17 @@ def test_beams_of_a_sentence_read_one_copy_of_its_source_when_the_batch_allows(t
     beam = SearchOptions(beam_size=4, nbest=2)
     engine = Engine(runtime, compact_ratio=0.0)
     engine.add(["a", "b", "c"], src[:3], beam)
-    assert engine.batch.group == 4 and engine.batch.cross[0].shape[0] == 3
+    assert engine.running.rows_per_source == 4 and engine.running.cross[0].shape[0] == 3
     assert engine.step() == []
     engine.add(["g"], src[3:], SearchOptions(beam_size=1, max_length_a=0.0, max_length_b=2))
-    assert engine.batch.group == 1 and engine.batch.cross[0].shape[0] == engine.rows == 13
+    assert (
+        engine.running.rows_per_source == 1
+        and engine.running.cross[0].shape[0] == engine.rows == 13
+    )
     results = {r.seq_id: r.hypotheses for r in engine.step()}
     results.update({r.seq_id: r.hypotheses for r in engine.step()})
     assert "g" in results  # ended by its length budget; compacted away at once (ratio 0)
-    assert engine.batch.group == 4 and engine.batch.cross[0].shape[0] == 3
+    assert engine.running.rows_per_source == 4 and engine.running.cross[0].shape[0] == 3
     while len(engine):
         results.update({r.seq_id: r.hypotheses for r in engine.step()})
     per_row = PackageRuntime(runtime.config)
@@ -354,7 +357,7 @@ def test_an_idle_engine_keeps_no_batch_memory(toy, io_binding: bool | None) -> N
     held = []  # every step's tensors, down to the last batch's (not the empty one after it)
     while len(engine):
         engine.step()
-        tensors = [*engine.batch.cache, *engine.batch.cross, *(engine._cross_values or [])]
+        tensors = [*engine.running.cache, *engine.running.cross, *(engine._cross_values or [])]
         held += [weakref.ref(t) for t in tensors if rows_of(t)]
     gc.collect()
     assert engine.rows == 0
@@ -373,7 +376,7 @@ def test_a_sentence_whose_search_fails_ends_alone(toy, monkeypatch: pytest.Monke
 
     def failing(group, step):
         b = engine.sequences.get("b")
-        rows = engine.batch.owned_by(b.number) if b is not None else []
+        rows = engine.running.owned_by(b.number) if b is not None else []
         if len(rows) and rows[0] in group.slots and step.length[rows[0]] == 2:
             raise FloatingPointError("injected")
         return choose(group, step)

@@ -48,7 +48,7 @@ def test_histories_follow_reorders_compactions_and_joins() -> None:
             beam = (2, 2, 1, 3)[step // 7 % 4]  # shared by beams of 2 first, then mixed
             new = joining(list(range(owner, owner + 2)), beam)
             owner += 2
-            rows = rows.take(keep).without_unused_past().concat(new).grouped()
+            rows = rows.take(keep).without_unused_past().concat(new).sharing_sources()
             want = [want[i] for i in keep] + [[] for _ in range(len(new))]
             # Trimmed to the longest output still there, not grown forever.
             assert rows.history.shape[1] == max(map(len, want))
@@ -56,7 +56,7 @@ def test_histories_follow_reorders_compactions_and_joins() -> None:
             rows.kill(rows.owned_by(int(rng.choice(rows.owner[rows.alive]))), PAD)
             if step % 10 == 0:
                 keep = np.flatnonzero(rows.alive)
-                rows = rows.take(keep).without_unused_past().grouped()
+                rows = rows.take(keep).without_unused_past().sharing_sources()
                 want = [want[i] for i in keep]
         # Beam reorder: every live row continues a random row of its own sentence.
         parent = np.arange(len(rows))
@@ -70,10 +70,14 @@ def test_histories_follow_reorders_compactions_and_joins() -> None:
             assert rows.generated(r, int(rows.positions[r])) == want[r]
             assert want[r][-1] == rows.tokens[r]
         # Every row reads its own sentence's source, shared by its beams or copied per row.
-        assert len(rows) == rows.group * len(rows.src_mask) == rows.group * len(rows.cross[0])
-        sources = np.arange(len(rows)) // rows.group
+        assert (
+            len(rows)
+            == rows.rows_per_source * len(rows.src_mask)
+            == rows.rows_per_source * len(rows.cross[0])
+        )
+        sources = np.arange(len(rows)) // rows.rows_per_source
         assert (rows.cross[0][sources, 0, 0, 0] == rows.owner).all()
-        groups_seen.add(rows.group)
+        groups_seen.add(rows.rows_per_source)
     assert owner > 10 and rows.alive.sum() > 2
     assert groups_seen == {1, 2}  # shared while every sentence has 2 beams, then per row
 
@@ -94,7 +98,7 @@ def test_joining_an_empty_batch_copies_no_cross_keys_or_values() -> None:
             np.full(3, 50),
         )
         # The beams of a sentence share its source: the encoder's arrays, uncopied.
-        assert new.group == beam and [c.shape[0] for c in new.cross] == [3] * 2
+        assert new.rows_per_source == beam and [c.shape[0] for c in new.cross] == [3] * 2
         assert all(a is b for a, b in zip(new.cross, encoder_cross, strict=True))
         assert [c.shape[0] for c in new.per_row().cross] == [3 * beam] * 2
         empty = Rows.empty(
@@ -104,11 +108,13 @@ def test_joining_an_empty_batch_copies_no_cross_keys_or_values() -> None:
         assert empty.concat(new) is new
         # A batch with rows still copies (and pads) as before.
         both = new.concat(joining([7], beam))
-        assert len(both) == 4 * beam and both.src_mask.shape == (4, 4) and both.group == beam
+        assert (
+            len(both) == 4 * beam and both.src_mask.shape == (4, 4) and both.rows_per_source == beam
+        )
     # Whole sentences keep sharing; rows cut out of a sentence get a source each, still theirs.
     rows = joining([5, 6, 7], 2)
     whole = rows.take(np.array([4, 5, 0, 1]))
-    assert whole.group == 2 and whole.cross[0][:, 0, 0, 0].tolist() == [7, 5]
+    assert whole.rows_per_source == 2 and whole.cross[0][:, 0, 0, 0].tolist() == [7, 5]
     cut = rows.take(np.array([5, 0, 3]))
-    assert cut.group == 1 and cut.cross[0][:, 0, 0, 0].tolist() == [7, 5, 6]
+    assert cut.rows_per_source == 1 and cut.cross[0][:, 0, 0, 0].tolist() == [7, 5, 6]
     assert cut.src_mask.shape == (3, 2)

@@ -1,4 +1,4 @@
-"""One search step for a group of sequences, on hand-made decoder outputs: what finishes, what
+"""One search step for a cohort of sequences, on hand-made decoder outputs: what finishes, what
 goes on and from which row; the greedy shortcut decides exactly what the sorting search does."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 from contract.options import SearchOptions
 from service.decoding.rows import Rows
-from service.decoding.search import Choice, Group, Scored, beams, choose, greedy, plan
+from service.decoding.search import Choice, Cohort, Scored, beams, choose, greedy, step_cohorts
 
 EOS, PAD, VOCAB = 2, 1, 12
 INF = np.float32(np.inf)
@@ -29,7 +29,7 @@ def test_a_beam_step_finishes_eos_among_the_best_k_and_continues_the_best_k_othe
     logprobs[5], ids[5] = f32(-0.1, -0.5, -3.0, -4.0), [EOS, 7, 8, 9]
     logprobs[6], ids[6] = f32(-0.2, -0.3, -5.0, -6.0), [10, EOS, 8, 9]
     logprobs[2], ids[2] = f32(-0.1, -0.7, -0.9, -1.0), [EOS, 4, 5, 6]
-    group = Group(
+    cohort = Cohort(
         slots=np.array([[5, 6], [2, 3]]),
         width=4,
         min_length=np.array([0, 3]),  # sentence 1 may not end yet: its best (EOS) is refused
@@ -37,7 +37,7 @@ def test_a_beam_step_finishes_eos_among_the_best_k_and_continues_the_best_k_othe
     )
     length = np.zeros(8, dtype=np.int64)
     length[[5, 6]] = 3
-    choice = choose(group, Scored(scores, length, logprobs, ids, EOS, PAD, VOCAB))
+    choice = choose(cohort, Scored(scores, length, logprobs, ids, EOS, PAD, VOCAB))
     # Sentence 0: candidates -1.1 EOS (row 5), -1.5 "7" (row 5), -2.2 "10" (row 6), -2.3 EOS
     # (row 6, fourth: outside the best two, so it finishes nothing).
     assert choice.eos_sentence.tolist() == [0]
@@ -56,10 +56,10 @@ def test_beams_that_cannot_go_on_are_marked_dead() -> None:
     """Fewer than K candidates that are not EOS (here: a one-token vocabulary): the beams left
     over score -inf, keep their own row and take the pad token; a dead beam's EOS ends nothing."""
     scores = f32(0.0, -INF)
-    group = Group(np.array([[0, 1]]), 1, np.array([0]), np.array([10]))
+    cohort = Cohort(np.array([[0, 1]]), 1, np.array([0]), np.array([10]))
     logprobs, ids = f32(-0.5, -0.5)[:, None], np.array([[EOS], [EOS]])
     choice = beams(
-        group, Scored(scores, np.zeros(2, dtype=np.int64), logprobs, ids, EOS, PAD, vocab_size=1)
+        cohort, Scored(scores, np.zeros(2, dtype=np.int64), logprobs, ids, EOS, PAD, vocab_size=1)
     )
     assert choice.eos_row.tolist() == [0] and choice.eos_score.tolist() == [-0.5]
     assert choice.parent.tolist() == [[0, 1]] and choice.tokens.tolist() == [[PAD, PAD]]
@@ -91,9 +91,9 @@ def test_greedy_decides_what_the_sorting_search_decides(width: int) -> None:
         scores, logprobs, ids = random_outputs(rng, rows, width)
         slots = rng.permutation(rows)[:n].reshape(n, 1)
         min_length = rng.integers(0, 5, n) if width == 2 else np.zeros(n, dtype=np.int64)
-        group = Group(slots, width, min_length, rng.integers(1, 6, n))
+        cohort = Cohort(slots, width, min_length, rng.integers(1, 6, n))
         step = Scored(scores, rng.integers(0, 5, rows), logprobs, ids, EOS, PAD, VOCAB)
-        want, got = beams(group, step), greedy(group, step)
+        want, got = beams(cohort, step), greedy(cohort, step)
         for f in fields(Choice):
             np.testing.assert_array_equal(getattr(got, f.name), getattr(want, f.name), f.name)
 
@@ -124,10 +124,10 @@ def test_plan_groups_live_rows_by_beam_size_and_candidates() -> None:
         .concat(joining([4], SearchOptions(beam_size=2, min_length=4)))
         .concat(joining([5], SearchOptions(beam_size=1)))
     )
-    rows.kill(np.array([2, 3]), PAD)  # sentence 1 left: its rows are no group's
-    k, groups = plan(rows, VOCAB)
+    rows.kill(np.array([2, 3]), PAD)  # sentence 1 left: its rows are no cohort's
+    k, cohorts = step_cohorts(rows, VOCAB)
     assert k == 4
-    got = {(g.slots.shape[1], g.width): (g.slots.tolist(), g.min_length.tolist()) for g in groups}
+    got = {(g.slots.shape[1], g.width): (g.slots.tolist(), g.min_length.tolist()) for g in cohorts}
     assert got == {
         (1, 1): ([[4], [8]], [0, 0]),
         (1, 2): ([[5]], [4]),
