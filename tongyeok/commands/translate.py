@@ -26,7 +26,7 @@ def add_search_flags(p: argparse.ArgumentParser) -> None:
         "--device",
         default="cpu",
         choices=NAMED_DEVICES,
-        help=f"{' or '.join(NAMED_DEVICES)} (default cpu)",
+        help=f"{', '.join(NAMED_DEVICES[:-1])} or {NAMED_DEVICES[-1]} (default cpu)",
     )
 
 
