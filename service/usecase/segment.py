@@ -17,7 +17,7 @@ from dataclasses import dataclass
 #
 # Every alternative runs in linear time: a match may start only where a whitespace run starts
 # (``(?<!\s)``) or right after sentence-ending punctuation, so no run of whitespace is rescanned
-# from each of its positions (``\s*\n\s*`` alone took 45 ms for 5,000 spaces, quadratically).
+# from each of its positions (``\s*\n\s*`` alone is quadratic: docs/decisions.md #42).
 ABBREVIATIONS = {
     "mr",
     "mrs",
