@@ -1,7 +1,9 @@
 """A training run's options, apart from the trainer so the CLI can list them without torch.
 
 The serving image has no torch, sacrebleu or tqdm; ``tongyeok --help`` and ``tongyeok serve`` there
-still build the ``train`` sub-command's flags from this dataclass.
+still build the ``train`` sub-command's flags from this dataclass. The architecture options are
+inherited from ``model/config.py``'s ``Architecture``, which ``ModelConfig`` extends too: each is
+declared once, with one default.
 """
 
 from __future__ import annotations
@@ -10,16 +12,14 @@ import math
 import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from contract.tokenizer import EOS_ID, PAD_ID, UNK_ID
-
-if TYPE_CHECKING:
-    from model.transformer import ModelConfig
+from model.config import Architecture, ModelConfig
 
 
-@dataclass
-class TrainConfig:
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig(Architecture):
     """Every knob of a run; read from a TOML file, then overridden by command-line flags."""
 
     train_source: str = ""
@@ -32,16 +32,7 @@ class TrainConfig:
     # tokenizer
     vocab_size: int = 8000
     tokenizer_type: str = "unigram"
-    # model
-    d_model: int = 256
-    n_heads: int = 4
-    d_ff: int = 1024
-    encoder_layers: int = 3
-    decoder_layers: int = 3
-    dropout: float = 0.1
-    attention_dropout: float = 0.0
-    activation_dropout: float = 0.0
-    max_positions: int = 512
+    # model: the Architecture fields (d_model, n_heads, ...), inherited
     # data
     max_sentence_tokens: int = 200
     max_tokens: int = 4096  # per batch: rows x longest side
@@ -93,13 +84,10 @@ class TrainConfig:
 
     def model_config(self, vocab_size: int) -> ModelConfig:
         """The architecture options of this run, with the tokenizer's vocabulary and ids."""
-        from model.transformer import ModelConfig
-
-        shared = {f.name for f in fields(ModelConfig)} & {f.name for f in fields(self)}
         return ModelConfig(
             vocab_size=vocab_size,
             pad_id=PAD_ID,
             unk_id=UNK_ID,
             eos_id=EOS_ID,
-            **{name: getattr(self, name) for name in shared if name != "vocab_size"},
+            **{f.name: getattr(self, f.name) for f in fields(Architecture)},
         )

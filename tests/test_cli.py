@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,18 @@ def test_each_subcommand_has_useful_help(command: str) -> None:
     assert "example:" in result.stdout
     if command == "train":
         assert "--label-smoothing" in result.stdout and "--warmup-steps" in result.stdout
+
+
+def test_train_help_lists_each_architecture_option_with_the_model_default() -> None:
+    """The flags come from the one declaration the checkpoint's ModelConfig inherits too."""
+    from model.config import Architecture
+
+    result = run("train", "--help")
+    assert result.returncode == 0
+    _, group = result.stdout.split("\nmodel architecture:\n")
+    for f in fields(Architecture):
+        flag = "--" + f.name.replace("_", "-")
+        assert re.search(rf"{flag} {f.name.upper()}\s+\(default {f.default!r}\)", group), flag
 
 
 def test_translate_arguments_and_stdin_keep_order(toy_checkpoint: Path) -> None:

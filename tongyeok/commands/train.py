@@ -8,8 +8,9 @@ from dataclasses import fields
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
-    try:
-        from model.train_config import TrainConfig  # torch-free, but absent from the image
+    try:  # torch-free, but absent from the image
+        from model.config import Architecture
+        from model.train_config import TrainConfig
     except ModuleNotFoundError:
         return  # the serving image has no model/: no training there
 
@@ -23,23 +24,29 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         "--train-source data/train.en.gz --train-target data/train.de.gz",
     )
     p.add_argument("--config", help="TOML file with any of the options below")
+    architecture = p.add_argument_group(
+        "model architecture",
+        "stored in the checkpoint (model/config.py); a resumed run keeps its checkpoint's",
+    )
+    stored = {f.name for f in fields(Architecture)}
     hints = typing.get_type_hints(TrainConfig)
     defaults = TrainConfig()
-    for f in fields(TrainConfig):
+    for f in sorted(fields(TrainConfig), key=lambda f: f.name in stored):  # as the help lists them
         flag = "--" + f.name.replace("_", "-")
         kind = hints[f.name]
         default = getattr(defaults, f.name)
+        group = architecture if f.name in stored else p
         if kind is bool:
-            p.add_argument(
+            group.add_argument(
                 flag,
                 action=argparse.BooleanOptionalAction,
                 default=None,
                 help=f"(default {default})",
             )
         elif f.name == "adam_betas":
-            p.add_argument(flag, type=float, nargs=2, default=None, help=f"(default {default})")
+            group.add_argument(flag, type=float, nargs=2, default=None, help=f"(default {default})")
         else:
-            p.add_argument(flag, type=kind, default=None, help=f"(default {default!r})")
+            group.add_argument(flag, type=kind, default=None, help=f"(default {default!r})")
     p.set_defaults(run=run_train)
 
 
