@@ -207,6 +207,13 @@ def build_marian_dir(variant: Variant, out: Path, seed: int = 0, texts: Sequence
         vocab = marian_vocab(pieces, tokens, variant.eos_first, 3, variant.vocab_size)
     (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
     pad, eos = vocab["<pad>"], vocab["</s>"]
+    # Generation defaults: Transformers 4 keeps these config keyword arguments; 5 drops them (see
+    # below), and its dataclass signature does not declare them, hence a dict.
+    generation: dict[str, Any] = {
+        "bad_words_ids": [[pad]],
+        "num_beams": 4,
+        "max_length": variant.max_positions,
+    }
     config = MarianConfig(
         vocab_size=len(vocab),
         decoder_vocab_size=len(vocab),
@@ -226,9 +233,7 @@ def build_marian_dir(variant: Variant, out: Path, seed: int = 0, texts: Sequence
         eos_token_id=eos,
         forced_eos_token_id=eos,
         decoder_start_token_id=pad,
-        bad_words_ids=[[pad]],
-        num_beams=4,
-        max_length=variant.max_positions,
+        **generation,
         **{"init_std": 0.5, **variant.extra_config},
     )
     torch.manual_seed(seed)

@@ -26,6 +26,8 @@ its top k by ``export/output_head.py``.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import onnx
 import torch
@@ -204,6 +206,16 @@ class LayerWriter:
         return self.add_norm(x, h, ffn.fc2.bias, layer.final_layer_norm)
 
 
+def encoder_layers(model: Transformer) -> list[EncoderLayer]:
+    """``model.encoder_layers`` typed (``nn.ModuleList`` types its items as ``Module``)."""
+    return [cast(EncoderLayer, layer) for layer in model.encoder_layers]
+
+
+def decoder_layers(model: Transformer) -> list[DecoderLayer]:
+    """``model.decoder_layers`` typed (``nn.ModuleList`` types its items as ``Module``)."""
+    return [cast(DecoderLayer, layer) for layer in model.decoder_layers]
+
+
 def kv_heads(g: GraphBuilder, x: str, heads: int, head_dim: int, out: str) -> str:
     """(B, S, D) -> (B, H, S, Dh), named ``out``."""
     shape = g.const("heads_shape", np.array([0, 0, heads, head_dim], dtype=np.int64))
@@ -220,7 +232,7 @@ def build_encoder(model: Transformer, spec: GraphSpec) -> onnx.ModelProto:
     packing = Packing(g, "src_mask", "src_ids")
     x = packing.pack(w.embed(model.shared, "src_ids", None, "shared"), cfg.d_model)
     padding = g.one("Cast", ["src_mask"], to=TensorProto.INT32)  # 1 at real tokens
-    for i, layer in enumerate(model.encoder_layers):
+    for i, layer in enumerate(encoder_layers(model)):
         hint = f"encoder.{i}"
         attn = w.attention(
             layer.self_attn, x, f"{hint}.self", key_padding_mask=padding, packing=packing
@@ -228,8 +240,8 @@ def build_encoder(model: Transformer, spec: GraphSpec) -> onnx.ModelProto:
         x = w.add_norm(x, attn, layer.self_attn.out_proj.bias, layer.self_attn_layer_norm)
         x = w.feed_forward(layer, x, hint)
     g.op("Identity", [packing.unpack(x, cfg.d_model)], ["encoder_states"])
-    for i, layer in enumerate(model.decoder_layers):
-        cross = layer.encoder_attn
+    for i, decoder_layer in enumerate(decoder_layers(model)):
+        cross = decoder_layer.encoder_attn
         for proj, name in zip((cross.k_proj, cross.v_proj), kv_pair("cross", i), strict=True):
             projected = g.one("MatMul", [x, g.const(f"{name}.weight", linear_weight(proj))])
             projected = g.one("Add", [projected, g.const(f"{name}.bias", linear_bias(proj))])
@@ -292,7 +304,7 @@ def build_decoder(
     first = g.const("first_axis", np.array([1, 0, 0], dtype=np.int64))
     rest = g.const("rest_axes", np.array([0, -1, cfg.d_model], dtype=np.int64))
     by_source = (g.one("Add", [g.one("Mul", [sources, first]), rest]), g.one("Shape", [x]))
-    for i, layer in enumerate(model.decoder_layers):
+    for i, layer in enumerate(decoder_layers(model)):
         hint = f"decoder.{i}"
         if in_place:
             attn = w.attention_in_place(layer.self_attn, x, f"{hint}.self", i, lengths)

@@ -51,8 +51,16 @@ class GraphBuilder:
             if isinstance(outputs, int)
             else list(outputs)
         )
+        # Every named parameter of make_node given, so that ``attrs`` can only be attributes.
         node = helper.make_node(
-            op_type, list(inputs), names, name=self.name(op_type), domain=domain, **attrs
+            op_type,
+            list(inputs),
+            names,
+            name=self.name(op_type),
+            doc_string=None,
+            domain=domain,
+            overload=None,
+            **attrs,
         )
         self.nodes.append(node)
         return names

@@ -67,6 +67,6 @@ class DecoderGraph(nn.Module):
         k = TRACE_K if torch.jit.is_tracing() else int(top_k)
         values, ids = torch.topk(log_probs, k)
         flat: list[Tensor] = []
-        for k, v in present:
-            flat += [k, v]
+        for key, value in present:
+            flat += [key, value]
         return (values, ids, *flat)

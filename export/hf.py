@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from model.checkpoint import Checkpoint, load_checkpoint
 from model.transformer import sinusoidal_table
+
+if TYPE_CHECKING:  # Transformers is optional (the ``hf`` extra): imported where used
+    from transformers import MarianConfig, MarianMTModel
 
 
 def hf_to_ours(vocab_size: int, pad_id: int) -> np.ndarray:
@@ -35,13 +39,17 @@ def rename(name: str) -> str:
     return name.replace(".ffn.", ".")
 
 
-def marian_config(ckpt: Checkpoint):  # -> transformers.MarianConfig
+def marian_config(ckpt: Checkpoint) -> MarianConfig:
     from transformers import MarianConfig
 
     cfg = ckpt.config
     pad = cfg.vocab_size - 1
     perm_inverse = {int(o): h for h, o in enumerate(hf_to_ours(cfg.vocab_size, cfg.pad_id))}
     eos = perm_inverse[cfg.eos_id]
+    # Generation defaults: Transformers 4 keeps these config keyword arguments (and derives the
+    # generation config from them); 5 accepts and drops them, and its dataclass signature does not
+    # declare them, hence a dict.
+    generation: dict[str, Any] = {"num_beams": 4, "max_length": cfg.max_positions}
     return MarianConfig(
         vocab_size=cfg.vocab_size,
         decoder_vocab_size=cfg.vocab_size,
@@ -65,12 +73,11 @@ def marian_config(ckpt: Checkpoint):  # -> transformers.MarianConfig
         eos_token_id=eos,
         forced_eos_token_id=eos,
         decoder_start_token_id=pad,
-        num_beams=4,
-        max_length=cfg.max_positions,
+        **generation,
     )
 
 
-def to_marian(ckpt: Checkpoint):  # -> transformers.MarianMTModel
+def to_marian(ckpt: Checkpoint) -> MarianMTModel:
     from transformers import MarianMTModel
 
     cfg = ckpt.config

@@ -16,6 +16,7 @@ D d_model, H heads, Dh head dim, V vocabulary.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -168,6 +169,8 @@ class Transformer(nn.Module):
     output projection (``lm_head``); ``shared`` is always the encoder's embedding matrix.
     """
 
+    positions: Tensor  # (max_positions, D) sinusoids: a buffer, registered in __init__
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -238,7 +241,8 @@ class Transformer(nn.Module):
 
     def cross_kv(self, memory: Tensor) -> list[KV]:
         """Cross-attention keys/values of every decoder layer, projected once per request."""
-        return [layer.encoder_attn.project_kv(memory) for layer in self.decoder_layers]
+        layers = cast(list[DecoderLayer], list(self.decoder_layers))  # ModuleList: Module items
+        return [layer.encoder_attn.project_kv(memory) for layer in layers]
 
     # -- decoder ---------------------------------------------------------------------------------
 
