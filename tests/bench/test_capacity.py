@@ -17,7 +17,7 @@ from bench.capacity import (
     overload_trial,
     start_peer,
 )
-from bench.engine_models import prepare
+from bench.race_models import prepare
 from bench.serve import Sample, free_port
 from model.checkpoint import load_checkpoint
 from tests.conftest import copy_pairs

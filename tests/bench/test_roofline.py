@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.engine import measure
+from bench.engine_race import measure
 from bench.roofline import CEILING_ROWS, Shapes, decoding_flops, write_ceiling_graphs
 from contract.options import SearchOptions
 from model.search import search

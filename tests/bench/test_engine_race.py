@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.engine import ENGINES, Result, best_of, markdown, run_bench, thread_counts
+from bench.engine_race import ENGINES, Result, run_bench, thread_counts
 from bench.marian_dirs import OPUS_MT, marian_vocab
+from bench.race_report import best_of, markdown
 from bench.roofline import Ceiling
 from tests.conftest import copy_pairs
 from tongyeok.cli import build_parser, main

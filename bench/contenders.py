@@ -1,6 +1,6 @@
 """One decoding engine per process, timed on one configuration: the child side of ``bench engine``.
 
-``python -m bench.engines SPEC.json`` loads exactly one engine (nothing else: no other engine's
+``python -m bench.contenders SPEC.json`` loads exactly one engine (nothing else: no other engine's
 thread pool exists in the process), decodes the same batches in the same order as every other
 engine, checks every output has the forced length, and prints one JSON line: seconds per timed
 run, tokens, this process's CPU time, the CPU time other processes used meanwhile (so a contended

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from bench.engines import REFERENCE
+from bench.contenders import REFERENCE
 from bench.marian_dirs import OPUS_MT, Variant, build_marian_dir
 from export.hf import export_hf
 from export.marian import load_marian
