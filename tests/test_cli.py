@@ -149,10 +149,12 @@ def test_release_averages_and_halves(toy_checkpoint: Path, tmp_path: Path) -> No
 BLOCK_TRAINING = """
 import sys
 TRAINING_ONLY = {"torch", "onnx", "sacrebleu", "tqdm", "transformers", "ctranslate2"}
+NOT_COPIED = {"model", "export", "bench"}  # the Dockerfile copies contract, service, tongyeok
 class NotInstalled:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in TRAINING_ONLY:
-            raise ImportError(f"{name} is not installed in the serving image")
+        top = name.split(".")[0]
+        if top in TRAINING_ONLY | NOT_COPIED:
+            raise ModuleNotFoundError(f"no {top} in the serving image", name=top)
 sys.meta_path.insert(0, NotInstalled())
 """
 

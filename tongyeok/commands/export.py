@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from functools import partial
+from typing import TYPE_CHECKING
 
-from export.loaders import Loader, loaders
+if TYPE_CHECKING:
+    from export.loaders import Loader
 
 
 def add_loader_command(sub: argparse._SubParsersAction, loader: Loader) -> None:
@@ -85,10 +87,22 @@ def run_export_hf(args: argparse.Namespace) -> int:
     return 0
 
 
+def installed_loaders() -> list[Loader]:
+    """Every registered loader; none where ``export/`` is not installed (the serving image,
+    which serves packages exported elsewhere)."""
+    try:
+        from export.loaders import loaders
+    except ModuleNotFoundError as exc:
+        if exc.name != "export":
+            raise
+        return []
+    return loaders()
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """A command per loader, and ``export-hf``, listed by name."""
     adders: dict[str, Callable[[argparse._SubParsersAction], None]] = {
-        loader.command: partial(add_loader_command, loader=loader) for loader in loaders()
+        loader.command: partial(add_loader_command, loader=loader) for loader in installed_loaders()
     }
     adders["export-hf"] = add_export_hf
     for command in sorted(adders):
