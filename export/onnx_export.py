@@ -9,9 +9,12 @@ export never leaves a package that looks complete.
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import shutil
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -152,22 +155,36 @@ def convert_fp16(path: Path) -> None:
     onnx.save(graph.model, str(path))
 
 
+@contextmanager
+def root_logging_quieted() -> Iterator[None]:
+    """The root logger at ERROR while the block runs, then exactly as it was: its level and its
+    handlers (the quantizer's ``logging.info`` calls install a handler on a bare root logger,
+    which once left a first-run server logging nothing; issue 34)."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for handler in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(handler)
+        root.setLevel(level)
+
+
 def convert_int8(path: Path) -> None:
     """Dynamic int8 quantization of the MatMul weights (activations quantized per call)."""
-    import logging
-
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     tmp = path.with_suffix(".int8.onnx")
-    logging.getLogger().setLevel(logging.ERROR)  # its pre-processing advice is for CNNs
-    quantize_dynamic(
-        path,
-        tmp,
-        op_types_to_quantize=["MatMul"],
-        weight_type=QuantType.QInt8,
-        # Shape inference cannot see through the com.microsoft attention kernels.
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
+    with root_logging_quieted():  # its pre-processing advice is for CNNs
+        quantize_dynamic(
+            path,
+            tmp,
+            op_types_to_quantize=["MatMul"],
+            weight_type=QuantType.QInt8,
+            # Shape inference cannot see through the com.microsoft attention kernels.
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
     model = onnx.load(str(tmp))
     quantize_embeddings(model.graph)
     onnx.save(model, str(path))

@@ -133,6 +133,9 @@ def test_pip_install_then_serve_with_nothing_set_up(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "the server never became ready"
             time.sleep(1)
         print(f"first start with an empty cache: {time.monotonic() - started:.1f} s")
+        # The export ran in a child process: the server never loaded torch (issue 34).
+        maps = Path(f"/proc/{server.pid}/maps").read_text()
+        assert "libtorch" not in maps, "torch stayed resident in the server"
         request = urllib.request.Request(
             base + "/v1/translate",
             data=json.dumps(
@@ -153,5 +156,8 @@ def test_pip_install_then_serve_with_nothing_set_up(tmp_path: Path) -> None:
         output, _ = server.communicate(timeout=60)
     assert f"translation page {base}/" in output and f"API docs {base}/docs" in output
     assert "Traceback" not in output
+    # The first run logs like every other (the int8 export once silenced the root logger).
+    assert '"event": "settings"' in output and "loaded en-de" in output, output
+    assert '"route": "/v1/translate", "status": 200' in output and '"event": "stopped"' in output
     exported = list((tmp_path / "cache" / "packages").iterdir())  # into the given cache
     assert [json.loads((p / "config.json").read_text())["precision"] for p in exported] == ["int8"]

@@ -48,7 +48,8 @@ class DrainingServer(uvicorn.Server):
 
 
 def serve(settings: Settings) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # force: the server process owns logging, whatever a library set up before it (issue 34).
+    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
     app = create_app(settings)
     config = uvicorn.Config(
         ShedLoad(app, settings.max_inflight_requests, app.state.metrics),

@@ -4,6 +4,9 @@ moves."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -12,7 +15,7 @@ from onnx import numpy_helper
 
 from contract.spec import decoder_spec, encoder_spec
 from export.fused import build_decoder, build_encoder
-from export.onnx_export import quantize_embeddings
+from export.onnx_export import convert_int8, quantize_embeddings
 from model.transformer import ModelConfig, Transformer
 
 CFG = ModelConfig(vocab_size=60, d_model=32, n_heads=4, d_ff=64, max_positions=40)
@@ -76,3 +79,19 @@ def test_only_tables_gathered_by_token_ids_change() -> None:
     kept = [n for n in proto.graph.node if n.input[1:2] != ["input_ids"]]
     assert all(n in quantized.graph.node for n in kept)
     assert len(quantized.graph.node) == len(proto.graph.node) + 3  # Gather -> 4 nodes
+
+
+def test_int8_conversion_leaves_the_callers_logging_as_it_was(tmp_path: Path) -> None:
+    """The quantizer logs through the root logger (installing a handler on a bare one); a
+    first-run server then logged nothing at all (issue 34). Level and handlers come back."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    path = tmp_path / "encoder.onnx"
+    onnx.save(build_encoder(toy_model(), encoder_spec(CFG.decoder_layers)), str(path))
+    try:
+        root.setLevel(logging.INFO)
+        convert_int8(path)
+        assert root.level == logging.INFO and root.handlers == handlers
+        assert any(n.op_type == "MatMulInteger" for n in onnx.load(str(path)).graph.node)
+    finally:
+        root.setLevel(level)

@@ -39,23 +39,36 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_serve)
 
 
+def export_shipped(precision: str, cache: str | None) -> tuple[Path, Path]:
+    """The shipped model's package, exported if the cache has none, and the cache directory.
+    Runs in a child process: torch stays there, never in the server."""
+    from export.onnx_export import cache_dir, ensure_package
+
+    return ensure_package(None, precision, cache), cache_dir()
+
+
 def shipped_repository(precision: str = SHIPPED_PRECISIONS[0], cache: str | None = None) -> Path:
     """A repository in the user cache holding the shipped model's package (exported on first
     use, as ``tongyeok translate`` does), linked so that only that package is in it. ``cache``:
     the cache layout the device needs (its profile's; None: the precision's default)."""
+    import importlib.util
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     from contract.package import PackageError
 
-    try:
-        from export.onnx_export import cache_dir, ensure_package
-    except ModuleNotFoundError as exc:
+    missing = [name for name in ("torch", "export", "model") if not importlib.util.find_spec(name)]
+    if missing:
         raise PackageError(
             f"no model repository (models is absent) and the shipped model cannot be exported "
-            f"without {exc.name}: install the [train] extra, or serve packages built elsewhere "
+            f"without {missing[0]}: install the [train] extra, or serve packages built elsewhere "
             "with --model-repository"
-        ) from None
+        )
     print("tongyeok serve: no model repository; using the shipped model", file=sys.stderr)
-    package = ensure_package(None, precision, cache)
-    root = cache_dir() / "repository"
+    spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: nothing of torch's left
+    with ProcessPoolExecutor(1, mp_context=spawn) as child:
+        package, cache_root = child.submit(export_shipped, precision, cache).result()
+    root = cache_root / "repository"
     root.mkdir(parents=True, exist_ok=True)
     link = root / package.name
     for stale in root.iterdir():
