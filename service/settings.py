@@ -6,17 +6,30 @@ The README's settings table is checked against this class by a test.
 
 from __future__ import annotations
 
+import difflib
+import json
+import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.runtime.providers import Device, device_help
 
+PREFIX = "TONGYEOK_"
+# Variables of the prefix read outside the settings, known here so that a typo in any other
+# TONGYEOK_* variable is caught at start: the exporter's cache and the shipped model's precision
+# (tongyeok serve), and those of the tests, the Compose file and the Locust load test.
+OTHER_VARIABLES = (
+    *("cache_dir", "shipped_precision"),
+    *("data", "artifacts", "image", "host_port"),
+    *("loadtest_sentences", "loadtest_source", "loadtest_target"),
+)
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TONGYEOK_", env_file=None, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=PREFIX, env_file=None, extra="ignore")
 
     host: str = Field("127.0.0.1", description="address to listen on")
     port: int = Field(8000, ge=0, le=65535, description="port to listen on")
@@ -83,8 +96,9 @@ class Settings(BaseSettings):
     cache_bytes: int = Field(
         64 * 1024 * 1024, ge=0, description="bytes of text the translation cache may hold"
     )
-    api_keys: list[SecretStr] = Field(
-        default_factory=list, description="accepted API keys (JSON list); empty: no auth"
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="accepted API keys (comma-separated, or a JSON list); empty: no auth",
     )
     metrics_token: SecretStr | None = Field(
         None, description="bearer token /metrics requires (unset: /metrics is open)"
@@ -103,6 +117,33 @@ class Settings(BaseSettings):
         description='tests only: fault injection as JSON, e.g. {"step_raises_every": 5} '
         "(service/scheduling/faults.py); empty: off",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def no_unknown_variables(cls, data: Any) -> Any:
+        """A ``TONGYEOK_*`` variable that names no setting is a typo, refused with the closest
+        name instead of ignored (``TONGYEOK_MAX_TEXT_CHAR`` once left the limit at 5000)."""
+        known = {name.upper() for name in (*cls.model_fields, *OTHER_VARIABLES)}
+        for variable in sorted(os.environ):
+            name = variable[len(PREFIX) :]
+            if variable.startswith(PREFIX) and name not in known:
+                close = difflib.get_close_matches(name, sorted(known), n=1)
+                hint = f"did you mean {PREFIX}{close[0]}?" if close else "see README's table"
+                raise ValueError(f"{variable} is not a setting; {hint}")
+        return data
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def keys_from_text(cls, value: Any) -> Any:
+        """A variable's text: a JSON list, or comma-separated keys (spaces around them ignored)."""
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("["):
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise ValueError("not a valid JSON list of keys") from None
+        return [key.strip() for key in value.split(",")]
 
     @field_validator("api_keys", "metrics_token")
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field, ValidationInfo, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
 
 from contract.options import OPTION, OPTIONS, Option, bounds_text
 
@@ -19,11 +19,17 @@ def encodable(text: str) -> str:
 
 
 class TextsAndPair(BaseModel):
-    """What every translation request has; its decoding options are added below."""
+    """What every translation request has; its decoding options are added below. A field it
+    does not know is refused (422 naming it), never ignored: ``"beam_sise": 2`` is a typo."""
+
+    model_config = ConfigDict(extra="forbid")
 
     texts: list[str] = Field(..., min_length=1, description="texts to translate, in order")
     source: str = Field(..., max_length=32, description="source language code, e.g. en")
     target: str = Field(..., max_length=32, description="target language code, e.g. de")
+    api_key: str | None = Field(
+        None, description="the API key, when not sent in a header (a header wins)"
+    )
 
     # Finite ranges for every option, checked at the edge: a value outside them (1e999, a
     # 400-digit number, length_penalty=1000, NaN) once killed or failed the scheduler for everyone.
@@ -45,7 +51,8 @@ class TextsAndPair(BaseModel):
     @field_validator("source", "target")
     @classmethod
     def code_is_unicode(cls, code: str) -> str:
-        return encodable(code)
+        """The code in lower case, as packages name their languages ("EN" is en)."""
+        return encodable(code).lower()
 
 
 def option_field(spec: Option) -> Any:

@@ -189,3 +189,16 @@ def test_a_full_queue_answers_429_with_retry_after(toy_repository: Path) -> None
         assert full, "no request found the queue full"
         assert all(r.headers["retry-after"] == "1" and "limit 2" in r.body["error"] for r in full)
         assert "max_queue_sentences" not in full[0].body["error"]
+
+
+def test_unknown_fields_are_named_and_codes_take_any_case(server: Server) -> None:
+    """A typo in an option is a 422 naming it, not a silently ignored field (issue 34)."""
+    typo = server.translate(["red dog"], beam_sise=2, alternatives=3)
+    assert typo.status == 422
+    assert "beam_sise" in typo.body["error"] and "alternatives" in typo.body["error"]
+    upper = server.request(
+        "POST", "/v1/translate", {"texts": ["red dog"], "source": "EN", "target": "De"}
+    )
+    assert upper.status == 200 and upper.body["translations"][0]["text"] == "red dog"
+    keyed = server.translate(["red dog"], api_key="unused")  # the body's key is a known field
+    assert keyed.status == 200

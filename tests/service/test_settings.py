@@ -138,3 +138,35 @@ def test_auto_spinning_spins_only_where_a_core_is_left_to_the_event_loop(
     assert runtime_options(Settings(device="cpu", threads=2, spinning="in-run")).spinning == (
         "in-run"
     )
+
+
+def test_a_misspelt_variable_is_refused_with_the_closest_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TONGYEOK_MAX_TEXT_CHAR", "10")
+    with pytest.raises(
+        ValidationError,
+        match="TONGYEOK_MAX_TEXT_CHAR is not a setting; did you mean TONGYEOK_MAX_TEXT_CHARS",
+    ):
+        Settings()
+    monkeypatch.delenv("TONGYEOK_MAX_TEXT_CHAR")
+    monkeypatch.setenv("TONGYEOK_CACHE_DIR", "/tmp/x")  # read by the exporter: known
+    monkeypatch.setenv("TONGYEOK_MAX_TEXT_CHARS", "10")
+    assert Settings().max_text_chars == 10
+
+
+@pytest.mark.parametrize(
+    ("text", "keys"),
+    [("secret", ["secret"]), ("k1, k2", ["k1", "k2"]), ('["k1", "k,2"]', ["k1", "k,2"])],
+)
+def test_api_keys_are_comma_separated_or_a_json_list(
+    monkeypatch: pytest.MonkeyPatch, text: str, keys: list[str]
+) -> None:
+    monkeypatch.setenv("TONGYEOK_API_KEYS", text)
+    assert [k.get_secret_value() for k in Settings().api_keys] == keys
+
+
+def test_an_empty_key_in_a_list_is_still_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TONGYEOK_API_KEYS", "k1,,k2")
+    with pytest.raises(ValidationError, match="an empty key"):
+        Settings()
