@@ -1,10 +1,11 @@
-"""Run the service under uvicorn, draining gracefully on SIGTERM."""
+"""Run the service under uvicorn, draining gracefully on SIGTERM and Ctrl+C."""
 
 from __future__ import annotations
 
 import json
 import logging
 import signal
+import socket
 import time
 from typing import Any
 
@@ -39,12 +40,39 @@ class DrainingServer(uvicorn.Server):
             self.tongyeok_app.state.repository.drain(deadline)
         self.tongyeok_app.state.draining = True
         super().handle_exit(sig, frame)
-        if sig == signal.SIGTERM:
+        if sig in (signal.SIGTERM, signal.SIGINT):
             # uvicorn re-raises captured signals after shutting down, so the process would die
-            # "killed by SIGTERM"; a completed drain is a clean exit, status 0.
+            # "killed by SIGTERM" (or with a KeyboardInterrupt traceback, status 130, on Ctrl+C);
+            # a completed drain is a clean exit, status 0.
             captured = getattr(self, "_captured_signals", [])
-            while signal.SIGTERM in captured:
-                captured.remove(signal.SIGTERM)
+            while sig in captured:
+                captured.remove(sig)
+
+
+class PortInUse(ValueError):
+    """The address to listen on is taken: said before any model loads, in one line."""
+
+
+def check_port(host: str, port: int) -> None:
+    """PortInUse unless ``host:port`` can be bound now (as uvicorn will, SO_REUSEADDR set)."""
+    if port == 0:
+        return  # any free port
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise PortInUse(f"cannot listen on {host!r}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise PortInUse(
+                f"cannot listen on {host}:{port} ({exc.strerror}): another server is there; "
+                "choose another with --port or TONGYEOK_PORT"
+            ) from None
 
 
 def serve(settings: Settings) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -114,3 +115,34 @@ def test_sigterm_with_requests_queued_and_running_answers_every_one(toy_reposito
     statuses = [r.status for r in replies]
     assert set(statuses) <= {200, 503} and 503 in statuses, statuses
     assert all(r.body.get("error_type") == "shutting_down" for r in replies if r.status == 503)
+
+
+def test_ctrl_c_drains_and_exits_zero_without_a_traceback(toy_repository: Path) -> None:
+    """Ctrl+C (SIGINT) is a drain like SIGTERM: an in-flight request is answered and the process
+    exits 0, not with a KeyboardInterrupt traceback and status 130 (issue 34)."""
+    with serving(toy_repository, drain_seconds="30") as (proc, server, output):
+        worker, replies = in_background(lambda: server.translate(slow_texts(seed=3)[:32]))
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        worker.join(60)
+        assert proc.wait(60) == 0
+    assert replies and replies[0].status == 200, replies
+    assert "Traceback" not in output[0] and "KeyboardInterrupt" not in output[0], output[0]
+    assert '"signal": "SIGINT"' in output[0]
+
+
+def test_a_busy_port_is_said_in_one_line_before_any_model_loads(toy_repository: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        tongyeok = str(Path(sys.executable).parent / "tongyeok")
+        result = subprocess.run(
+            [tongyeok, "serve", "--model-repository", str(toy_repository), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1 and "loaded" not in result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"cannot listen on 127.0.0.1:{port}" in lines[0], result.stderr

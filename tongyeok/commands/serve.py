@@ -81,7 +81,7 @@ def shipped_repository(precision: str = SHIPPED_PRECISIONS[0], cache: str | None
 
 def run_serve(args: argparse.Namespace) -> int:
     from contract.package import PackageError
-    from service.api.server import serve
+    from service.api.server import check_port, serve
     from service.runtime.providers import resolve
     from service.scheduling.repository import check_repository
     from service.settings import Settings
@@ -96,6 +96,7 @@ def run_serve(args: argparse.Namespace) -> int:
         if v
     }
     settings = Settings(**overrides)
+    check_port(settings.host, settings.port)  # before minutes of export and loading, not after
     explicit = args.model_repository or "TONGYEOK_MODEL_REPOSITORY" in os.environ
     if not explicit and not settings.model_repository.exists():
         precision = args.shipped_precision or os.environ.get(
