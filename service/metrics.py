@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 from contract.version import __version__
 
@@ -75,3 +83,7 @@ class Metrics:
         )
         self.build = Info("tongyeok_build", "Version of the running service", registry=r)
         self.build.info({"version": __version__})
+        # The standard process_* (resident memory, CPU seconds, open files) and python_info
+        # series, on this registry as on the default one, for memory and leak alerts.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)

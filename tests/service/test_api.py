@@ -202,3 +202,16 @@ def test_unknown_fields_are_named_and_codes_take_any_case(server: Server) -> Non
     assert upper.status == 200 and upper.body["translations"][0]["text"] == "red dog"
     keyed = server.translate(["red dog"], api_key="unused")  # the body's key is a known field
     assert keyed.status == 200
+
+
+def test_version_and_process_metrics(server: Server) -> None:
+    """What is running, and the process_* series memory and leak alerts read (issue 34)."""
+    from contract.version import __version__
+
+    version = server.request("GET", "/version")
+    assert version.status == 200 and version.body["version"] == __version__
+    assert version.body["onnxruntime"] and version.body["python"].count(".") == 2
+    text = server.request("GET", "/metrics").body["text"]
+    resident = re.search(r"^process_resident_memory_bytes (\S+)$", text, re.MULTILINE)
+    assert resident and float(resident.group(1)) > 50e6  # a loaded model: tens of MB at least
+    assert "process_cpu_seconds_total" in text and "python_info" in text

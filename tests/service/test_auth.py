@@ -29,7 +29,8 @@ def guarded(toy_repository: Path) -> Iterator[Server]:
 def test_every_route_but_liveness_and_readiness_needs_the_key(guarded: Server) -> None:
     for path in ("/healthz", "/readyz"):
         assert guarded.request("GET", path).status == 200
-    protected = ["/v1/models", "/languages", "/v2/languages", "/v2/usage", "/docs", "/openapi.json"]
+    protected = ["/v1/models", "/version", "/languages", "/v2/languages", "/v2/usage", "/docs"]
+    protected.append("/openapi.json")
     for path in protected:
         missing = guarded.request("GET", path)
         assert missing.status == 401, path

@@ -1,4 +1,4 @@
-"""Operations: liveness, readiness and Prometheus metrics."""
+"""Operations: liveness, readiness, the version and Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from service.api.deps import MetricsAuthorized, RepositoryDep, ServicesDep
+from contract.version import __version__
+from service.api.deps import Authorized, MetricsAuthorized, RepositoryDep, ServicesDep
 from service.api.handlers import ERROR_RESPONSES
 
 router = APIRouter(tags=["operations"], responses=ERROR_RESPONSES)
@@ -35,6 +36,24 @@ async def readyz(request: Request) -> JSONResponse:
     """Readiness: models loaded and not draining."""
     ready = request.app.state.ready and not request.app.state.draining
     return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+
+class Version(BaseModel):
+    version: str  # Tongyeok's
+    onnxruntime: str
+    python: str
+
+
+@router.get("/version", response_model=Version, dependencies=[Authorized])
+async def version() -> Version:
+    """What is running: Tongyeok's version and the runtime it decodes with."""
+    import platform
+
+    import onnxruntime
+
+    return Version(
+        version=__version__, onnxruntime=onnxruntime.__version__, python=platform.python_version()
+    )
 
 
 @router.get(
