@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import copy_pairs, write_tsv
+from tongyeok.cli import main
 
 TONGYEOK = str(Path(sys.executable).parent / "tongyeok")
 CACHE = tempfile.mkdtemp(prefix="tongyeok-cache-")  # exported packages, private to this session
@@ -215,3 +216,17 @@ def test_export_writes_the_cache_layout_asked_for_and_refuses_one_it_cannot_buil
     assert "in-place cache needs the fused graphs, which fp16 lacks" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_serve_help_lists_every_setting_from_the_settings_class(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``serve --help`` showed 4 of ~25 settings (issue 34); now each, from ``Settings``."""
+    from service.settings import Settings
+
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())  # unwrapped
+    for name, field in Settings.model_fields.items():
+        assert f"TONGYEOK_{name.upper()} (default " in shown, name
+        assert " ".join(str(field.description).split()) in shown, name

@@ -11,6 +11,21 @@ from pathlib import Path
 SHIPPED_PRECISIONS = ("int8", "fp32")  # the shipped model's CPU packages; the first is the default
 
 
+def settings_help() -> str:
+    """Every setting as an environment variable, with its default and meaning, from ``Settings``
+    itself (the one list; README's table is checked against it too)."""
+    import textwrap
+
+    from service.settings import PREFIX, Settings
+
+    lines = ["settings (environment variables; the flags above win):"]
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        text = f"{PREFIX}{name.upper()} (default {default}): {field.description}"
+        lines += textwrap.wrap(text, 78, initial_indent="  ", subsequent_indent="      ")
+    return "\n".join(lines)
+
+
 def add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve",
@@ -20,7 +35,8 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
         "default `models` absent) the shipped English→German model is served, its package "
         "exported once into $TONGYEOK_CACHE_DIR (default ~/.cache/tongyeok; needs the [train] "
         "extra). Every flag is also an environment variable (TONGYEOK_HOST, ...); flags win.",
-        epilog="example: tongyeok serve --port 8000",
+        epilog=settings_help() + "\n\nexample: tongyeok serve --port 8000",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--host", help="address to listen on (TONGYEOK_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (TONGYEOK_PORT, default 8000)")
