@@ -52,6 +52,24 @@ def test_a_repository_that_cannot_serve_is_one_line(tmp_path: Path) -> None:
         assert words in lines[0]
 
 
+def test_a_repository_whose_only_package_is_corrupt_is_one_line(
+    toy_repository: Path, tmp_path: Path
+) -> None:
+    """Every package refused at load: one error line and status 1, not uvicorn's 57-line
+    traceback with status 3 (issue 34); and no "translation page" line for a page never served."""
+    repo = tmp_path / "repo"
+    shutil.copytree(toy_repository, repo)
+    (repo / "en-de" / "decoder.onnx").write_bytes(b"garbage")
+    port = free_port()
+    result = tongyeok("serve", "--model-repository", str(repo), "--port", str(port), cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output and "translation page" not in output, output
+    errors = [line for line in output.splitlines() if line.startswith("tongyeok serve: error:")]
+    assert len(errors) == 1 and "no loadable model package" in errors[0]
+    assert "decoder.onnx" in errors[0] and "does not match the manifest" in errors[0]
+
+
 def clone_like_copy(target: Path) -> Path:
     """The files a clone has: tracked and not ignored, no build output, no venv."""
     listed = subprocess.run(

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from contract.package import PackageError
 from service.api import handlers
 from service.api.deps import Services
 from service.api.observe import ObserveMiddleware
@@ -34,7 +35,11 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info(json.dumps({"event": "settings", **settings.masked()}, default=str))
-        await asyncio.to_thread(repository.load)
+        try:
+            await asyncio.to_thread(repository.load)
+        except PackageError as exc:  # nothing loadable: the server reports it, in one line
+            app.state.startup_error = exc
+            raise
         app.state.ready = True
         yield
         app.state.ready = False
@@ -52,6 +57,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> FastAPI:
     )
     app.state.ready = False
     app.state.draining = False
+    app.state.startup_error = None
     app.state.repository = repository
     app.state.metrics = metrics
     translate = TranslateUseCase(settings, repository, metrics, lambda: app.state.draining)

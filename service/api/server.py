@@ -28,9 +28,18 @@ class DrainingServer(uvicorn.Server):
     in-flight requests may finish for ``drain_seconds``; what cannot is answered with a JSON 503
     shortly before, the scheduler threads are joined, and the process exits 0."""
 
-    def __init__(self, config: uvicorn.Config, app: Any, drain_seconds: float) -> None:
+    def __init__(
+        self, config: uvicorn.Config, app: Any, drain_seconds: float, announce: str = ""
+    ) -> None:
         super().__init__(config)
-        self.tongyeok_app, self.drain_seconds = app, drain_seconds
+        self.tongyeok_app, self.drain_seconds, self.announce = app, drain_seconds, announce
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's start (models loaded, sockets bound), then ``announce``: said only once
+        it is true."""
+        await super().startup(sockets)
+        if self.announce:
+            print(self.announce, flush=True)
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         if not self.tongyeok_app.state.draining:
@@ -75,7 +84,8 @@ def check_port(host: str, port: int) -> None:
             ) from None
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, announce: str = "") -> None:
+    """Serve until a signal's drain ends; ``announce`` is printed once the server listens."""
     # force: the server process owns logging, whatever a library set up before it (issue 34).
     logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
     app = create_app(settings)
@@ -88,4 +98,28 @@ def serve(settings: Settings) -> None:
         log_level="warning",
         access_log=False,
     )
-    DrainingServer(config, app, settings.drain_seconds).run()
+    # A repository with nothing loadable is the user's error, said in one line by the caller:
+    # uvicorn's traceback of the failed lifespan would bury it (57 lines for one corrupt file).
+    uvicorn_errors = logging.getLogger("uvicorn.error")
+    quiet = StartupFailureFilter(app)
+    uvicorn_errors.addFilter(quiet)
+    try:
+        DrainingServer(config, app, settings.drain_seconds, announce).run()
+    except SystemExit:  # uvicorn's exit on a failed start
+        if app.state.startup_error is None:
+            raise
+    finally:
+        uvicorn_errors.removeFilter(quiet)
+    if app.state.startup_error is not None:
+        raise app.state.startup_error
+
+
+class StartupFailureFilter(logging.Filter):
+    """Drops uvicorn's log records once the application's start has failed with a known error."""
+
+    def __init__(self, app: Any) -> None:
+        super().__init__()
+        self.app = app
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.app.state.startup_error is None

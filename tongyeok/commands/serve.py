@@ -125,8 +125,7 @@ def run_serve(args: argparse.Namespace) -> int:
     check_repository(settings.model_repository)  # PackageError: one line, exit status 1
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     base = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}"
-    print(f"Tongyeok: translation page {base}/ · API docs {base}/docs", flush=True)
-    serve(settings)
+    serve(settings, announce=f"Tongyeok: translation page {base}/ · API docs {base}/docs")
     return 0
 
 
