@@ -22,7 +22,6 @@ import onnx
 import torch
 
 from contract.package import (
-    CACHE_LAYOUTS,
     CONFIG,
     DECODER,
     ENCODER,
@@ -30,41 +29,22 @@ from contract.package import (
     PRECISIONS,
     WEIGHTS,
     PackageError,
-    sha256_file,
     write_manifest,
 )
 from contract.spec import OPSET, GraphSpec, decoder_spec, encoder_spec
 from contract.version import __version__
 from export.fused import OUTPUT_BLOCK_BYTES, build_decoder, build_encoder
 from export.graphs import TRACE_K, DecoderGraph, EncoderGraph
+from export.package_cache import (
+    cached_package,
+    check_cache,
+    fused,
+    package_key,
+)
 from export.source import ModelSource, from_checkpoint
 from export.weights import store_weights
 from model.checkpoint import load_checkpoint, quantize_rows
 from model.transformer import Transformer
-
-# Part of the cache key of exported packages: bumped when the graphs written for the same weights
-# change (2: fused kernels, docs/decisions.md #23; 3: int8 packages store their embedding tables
-# in int8; 4: the encoder's dense layers skip the padding, and a sentence's beams share its cross
-# keys/values; 5: fp32 and int8 decoders write their cache in place, #31; 6: the weights in one
-# page-aligned file beside the graphs, #33; 7: a Marian decoder drops pad from its top k + 1
-# instead of adding -inf over the vocabulary; 8: an output projection of more than 32 MiB in
-# blocks, #40), so a cache from an older version is not reused.
-GRAPHS_REVISION = 8
-
-
-def default_cache(precision: str) -> str:
-    return "in-place" if fused(precision) else "gathered"
-
-
-def check_cache(precision: str, cache: str | None) -> str:
-    """The cache layout of a ``precision`` package: ``cache``, or the default; refused where it
-    cannot be built (in place needs the fused graphs: not fp16)."""
-    cache = cache or default_cache(precision)
-    if cache not in CACHE_LAYOUTS:
-        raise PackageError(f"unknown cache layout {cache!r}: choose one of {CACHE_LAYOUTS}")
-    if cache == "in-place" and not fused(precision):
-        raise PackageError(f"an in-place cache needs the fused graphs, which {precision} lacks")
-    return cache
 
 
 def example_encoder_inputs(model: Transformer) -> tuple[torch.Tensor, torch.Tensor]:
@@ -301,12 +281,6 @@ def package_config(
     }
 
 
-def fused(precision: str) -> bool:
-    """Whether packages of ``precision`` are built from fused kernels (the fused decoder also
-    takes one source per sentence for all its beams: contract/spec.py, shared_sources)."""
-    return precision != "fp16"
-
-
 def build_graphs(
     model: Transformer, directory: Path, precision: str, cache: str | None = None
 ) -> None:
@@ -398,31 +372,16 @@ def export_package(
     return write_package(from_checkpoint(checkpoint), out_dir, precision, name, cache)
 
 
-def cache_dir() -> Path:
-    import os
-
-    return Path(os.environ.get("TONGYEOK_CACHE_DIR", Path.home() / ".cache" / "tongyeok"))
-
-
 def ensure_package(
     checkpoint: str | Path | None, precision: str = "fp32", cache: str | None = None
 ) -> Path:
     """The package of ``checkpoint``, exported once into the cache and reused while it verifies;
     ``cache``: its cache layout (None: the precision's default; the one a device needs is its
     profile's ``cache_layout``, service/runtime/providers.py)."""
-    from contract.package import load_package_config
-    from model.checkpoint import DEFAULT_CHECKPOINT
-
-    source = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
+    found = cached_package(checkpoint, precision, cache)
+    if found is not None:
+        return found
+    source, target, layout = package_key(checkpoint, precision, cache)
     if not source.is_file():
         load_checkpoint(source)  # raises the usual clear error
-    layout = check_cache(precision, cache)
-    name = f"{source.stem}-{sha256_file(source)[:12]}-g{GRAPHS_REVISION}-{precision}"
-    if layout != default_cache(precision):
-        name += f"-{layout}"
-    target = cache_dir() / "packages" / name
-    try:
-        load_package_config(target)
-        return target
-    except PackageError:
-        return export_package(source, target, precision, cache=layout)
+    return export_package(source, target, precision, cache=layout)

@@ -15,10 +15,10 @@ from typing import Any
 import torch
 
 from contract.tokenizer import Tokenizer
+from model.config import DEFAULT_CHECKPOINT
 from model.transformer import ModelConfig, Transformer
 
 FORMAT_VERSION = 1
-DEFAULT_CHECKPOINT = Path(__file__).parent / "pretrained" / "en-de.pt"
 # A matrix stored in int8 has its per-row scales under its name plus this suffix (no parameter
 # name ends so); loading multiplies them back, so the rest of the code only ever sees floats.
 INT8_SCALE = ".int8_row_scale"

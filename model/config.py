@@ -10,9 +10,13 @@ here: the CLI lists the training flags in the serving image, which has none.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from contract.variants import ACTIVATIONS
+
+# The shipped model (English→German, Multi30k), found without importing torch.
+DEFAULT_CHECKPOINT = Path(__file__).parent / "pretrained" / "en-de.pt"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -55,12 +55,12 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_serve)
 
 
-def export_shipped(precision: str, cache: str | None) -> tuple[Path, Path]:
-    """The shipped model's package, exported if the cache has none, and the cache directory.
-    Runs in a child process: torch stays there, never in the server."""
-    from export.onnx_export import cache_dir, ensure_package
+def export_shipped(precision: str, cache: str | None) -> Path:
+    """The shipped model's package, exported into the cache. Runs in a child process: torch
+    stays there, never in the server."""
+    from export.onnx_export import ensure_package
 
-    return ensure_package(None, precision, cache), cache_dir()
+    return ensure_package(None, precision, cache)
 
 
 def shipped_repository(precision: str = SHIPPED_PRECISIONS[0], cache: str | None = None) -> Path:
@@ -73,7 +73,13 @@ def shipped_repository(precision: str = SHIPPED_PRECISIONS[0], cache: str | None
 
     from contract.package import PackageError
 
-    missing = [name for name in ("torch", "export", "model") if not importlib.util.find_spec(name)]
+    missing = [name for name in ("export", "model") if not importlib.util.find_spec(name)]
+    if not missing:
+        from export.package_cache import cache_dir, cached_package
+
+        package = cached_package(None, precision, cache)
+        if package is None and not importlib.util.find_spec("torch"):
+            missing = ["torch"]
     if missing:
         raise PackageError(
             f"no model repository (models is absent) and the shipped model cannot be exported "
@@ -81,10 +87,11 @@ def shipped_repository(precision: str = SHIPPED_PRECISIONS[0], cache: str | None
             "with --model-repository"
         )
     print("tongyeok serve: no model repository; using the shipped model", file=sys.stderr)
-    spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: nothing of torch's left
-    with ProcessPoolExecutor(1, mp_context=spawn) as child:
-        package, cache_root = child.submit(export_shipped, precision, cache).result()
-    root = cache_root / "repository"
+    if package is None:
+        spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: torch stays there
+        with ProcessPoolExecutor(1, mp_context=spawn) as child:
+            package = child.submit(export_shipped, precision, cache).result()
+    root = cache_dir() / "repository"
     root.mkdir(parents=True, exist_ok=True)
     link = root / package.name
     for stale in root.iterdir():

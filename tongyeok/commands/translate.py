@@ -79,10 +79,16 @@ def text_translator(args: argparse.Namespace) -> Callable[[list[str]], list[str]
     if args.package:
         package = args.package
     else:
-        from export.onnx_export import ensure_package
+        from export.package_cache import cached_package
 
-        # the precision and cache layout the device's profile asks for (int8 on a CPU)
-        package = ensure_package(args.model, device.precision, device.cache_layout)
+        # the precision and cache layout the device's profile asks for (int8 on a CPU); the
+        # exporter (and torch, seconds to import) only when the cache has no package yet
+        key = (args.model, device.precision, device.cache_layout)
+        package = cached_package(*key)
+        if package is None:
+            from export.onnx_export import ensure_package
+
+            package = ensure_package(*key)
     runtime = RuntimeOptions(providers=device.providers, intra_op_threads=args.threads)
     translator = Translator(package, runtime, getattr(args, "target", None))
     return lambda texts: translator.translate(texts, options, args.batch_size)
