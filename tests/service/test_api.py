@@ -215,3 +215,21 @@ def test_version_and_process_metrics(server: Server) -> None:
     resident = re.search(r"^process_resident_memory_bytes (\S+)$", text, re.MULTILINE)
     assert resident and float(resident.group(1)) > 50e6  # a loaded model: tens of MB at least
     assert "process_cpu_seconds_total" in text and "python_info" in text
+
+
+def test_new_request_fields_refuse_hostile_values(server: Server) -> None:
+    """The body's api_key, case-folded codes and unknown names: a 4xx naming the problem, and the
+    next request is served."""
+    for extra, status in (
+        ({"api_key": 5}, 422),  # not a string
+        ({"api_key": ["k"] * 1000}, 422),
+        ({"source": "İN"}, 400),  # lower-cases to two code points: an unknown pair, not a 500
+        ({"source": "\u0000"}, 400),
+        ({"x" * 10_000: 1}, 422),  # a huge unknown name
+        ({"length_penalty": None}, 422),
+    ):
+        body = {"texts": ["red dog"], "source": "en", "target": "de", **extra}
+        reply = server.request("POST", "/v1/translate", body)
+        assert reply.status == status, (extra, reply.body)
+        assert reply.body["error_type"] in ("invalid_request", "unsupported_language_pair")
+    assert server.translate(["red dog"]).status == 200
