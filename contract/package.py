@@ -126,6 +126,8 @@ class PackageConfig:
     target_tokens: dict[str, str] = field(default_factory=dict)
     # {"kind": "sentencepiece", "model": FILE} or {"kind": "marian", "source_spm": ..., ...}
     tokenizer: dict[str, str] = field(default_factory=dict)
+    # What the model is for (its training data and domain), shown to users beside its pair.
+    description: str = ""
 
     @property
     def pairs(self) -> list[tuple[str, str]]:
@@ -191,6 +193,7 @@ def load_package_config(directory: str | Path, verify: bool = True) -> PackageCo
             target_langs=targets,
             target_tokens=dict(languages.get("target_tokens", {})),
             tokenizer=tokenizer,
+            description=str(raw.get("description", "")),
         )
     except KeyError as exc:
         raise PackageError(f"{directory / CONFIG}: missing key {exc}") from None

@@ -252,6 +252,7 @@ def package_config(
     return {
         "format_version": FORMAT_VERSION,
         "name": name,
+        "description": source.description,
         "source_lang": source.source_langs[0],
         "target_lang": source.target_langs[0],
         "languages": {
@@ -339,7 +340,8 @@ def write_package(
         raise PackageError(f"unsupported precision {precision!r}: choose one of {PRECISIONS}")
     cache = check_cache(precision, cache)
     out = Path(out_dir)
-    partial = out.with_name(out.name + ".partial")
+    # Hidden until complete: a server polling the repository never sees half a package.
+    partial = out.with_name(f".{out.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     build_graphs(source.model, partial, precision, cache)
@@ -352,9 +354,14 @@ def write_package(
         json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
     write_manifest(partial)
-    if out.exists():
-        shutil.rmtree(out)
-    partial.rename(out)
+    if out.exists():  # swapped by two renames: the package is missing only between them
+        replaced = out.with_name(f".{out.name}.replaced")
+        shutil.rmtree(replaced, ignore_errors=True)
+        out.rename(replaced)
+        partial.rename(out)
+        shutil.rmtree(replaced)
+    else:
+        partial.rename(out)
     return out
 
 

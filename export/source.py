@@ -16,6 +16,7 @@ from typing import Any
 
 from contract.package import TOKENIZER, sha256_file
 from model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from model.config import SHIPPED_DESCRIPTION
 from model.evaluate import SAMPLE_SOURCES
 from model.transformer import Transformer
 
@@ -32,6 +33,8 @@ class ModelSource:
     target_tokens: dict[str, str] = field(default_factory=dict)
     # texts the parity check translates (in the source language)
     sample_texts: list[str] = field(default_factory=lambda: list(SAMPLE_SOURCES))
+    # What the model is for (training data, domain): config.json's ``description``.
+    description: str = ""
 
     @property
     def pair_name(self) -> str:
@@ -50,4 +53,16 @@ def from_checkpoint(checkpoint: str | Path | None) -> ModelSource:
         tokenizer={"kind": "sentencepiece", "model": TOKENIZER},
         files={TOKENIZER: ckpt.tokenizer.model_proto},
         origin={"kind": "checkpoint", "sha256": sha256_file(path), "metadata": ckpt.metadata},
+        description=(
+            SHIPPED_DESCRIPTION
+            if path.resolve() == DEFAULT_CHECKPOINT.resolve()
+            else trained_on(ckpt.metadata)
+        ),
     )
+
+
+def trained_on(metadata: dict[str, Any]) -> str:
+    """A checkpoint's description from its training files' names (all a checkpoint records)."""
+    config = metadata.get("train_config", {})
+    files = [Path(str(config[k])).name for k in ("train_source", "train_target") if config.get(k)]
+    return f"trained with tongyeok train on {' / '.join(files)}" if files else ""

@@ -17,6 +17,12 @@ from contract.variants import ACTIVATIONS
 
 # The shipped model (English→German, Multi30k), found without importing torch.
 DEFAULT_CHECKPOINT = Path(__file__).parent / "pretrained" / "en-de.pt"
+# What the shipped model is for: users meet it first, and it knows only picture captions.
+SHIPPED_DESCRIPTION = (
+    "Demo model trained by Tongyeok on Multi30k (29,000 English image captions with German "
+    "translations): short descriptions of pictures, not everyday text. For that: "
+    "tongyeok pull Helsinki-NLP/opus-mt-en-de"
+)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -80,6 +80,11 @@ class ShuttingDown(ServiceError):
     status, error_type = 503, "shutting_down"
 
 
+class Retired(ShuttingDown):
+    """The model was replaced or removed by a reload after the request was routed to it: the
+    request is routed again (a 503 only if it ever escapes)."""
+
+
 class EngineFailure(ServiceError):
     status, error_type = 500, "engine_failure"
 

@@ -106,6 +106,12 @@ class Settings(BaseSettings):
     drain_seconds: float = Field(
         20.0, ge=0, description="grace period for in-flight requests on SIGTERM"
     )
+    repository_poll_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="seconds between looks at the model repository for packages added, "
+        "replaced or removed (0: only on SIGHUP or POST /v1/admin/reload)",
+    )
     max_inflight_requests: int = Field(
         512,
         ge=1,

@@ -35,6 +35,9 @@ class Loader(ABC):
     description: ClassVar[str]
     epilog: ClassVar[str]
     example_name: ClassVar[str]  # what ``--name`` defaults to for a typical source, e.g. "en-de"
+    # ``--out`` optional: the package goes into the model repository ``serve`` would use.
+    out_in_repository: ClassVar[bool] = False
+    default_precision: ClassVar[str] = "fp32"
 
     @abstractmethod
     def declare_arguments(self, parser: argparse.ArgumentParser) -> None:

@@ -37,9 +37,13 @@ class MarianDirectoryLoader(Loader):
         )
 
     def load(self, args: argparse.Namespace) -> ModelSource:
+        from export.hub import card_description
         from export.marian import load_marian
 
-        return load_marian(args.directory, args.source, args.target)
+        source = load_marian(args.directory, args.source, args.target)
+        directory = Path(args.directory)
+        source.description = card_description(directory, f"imported from {directory.name}")
+        return source
 
     def wrote(self, source: ModelSource, out: Path) -> str:
         pairs = [f"{s}->{t}" for s in source.source_langs for t in source.target_langs]

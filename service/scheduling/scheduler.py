@@ -26,7 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from contract.options import SearchOptions
-from service.errors import EngineFailure, ShuttingDown
+from service.errors import EngineFailure, Retired, ShuttingDown
 from service.metrics import Metrics
 from service.scheduling import batching
 from service.scheduling.batching import (
@@ -79,6 +79,7 @@ class Scheduler:
         self.answers: list[Answer] = []  # resolved this iteration, not yet handed over
         self.lock = threading.Condition()
         self.stopping = False
+        self.retired = False  # stopped because a reload replaced or removed the model
         self.thread = threading.Thread(target=self._run, name=f"scheduler-{name}", daemon=True)
 
     # -- called from the event loop ----------------------------------------------------------------
@@ -90,6 +91,8 @@ class Scheduler:
         """Queue ``job``; raises QueueFull (429) when the queue cannot take all its sentences,
         ShuttingDown (503) once draining."""
         with self.lock:
+            if self.retired:
+                raise Retired(f"model {self.name} was unloaded by a reload")
             if self.stopping:
                 raise ShuttingDown("the server is shutting down")
             batching.enqueue(self.state, job, self.clock())
@@ -119,6 +122,13 @@ class Scheduler:
             self.lock.notify()
         if self.thread.is_alive():
             self.thread.join(None if timeout is None else timeout + 5.0)
+
+    def retire(self, timeout: float) -> None:
+        """As ``stop``, for a model a reload replaced or removed: new jobs get ``Retired`` (the
+        caller routes them again), admitted ones finish within ``timeout``."""
+        with self.lock:
+            self.retired = True
+        self.stop(timeout)
 
     @property
     def idle(self) -> bool:

@@ -72,7 +72,7 @@ def test_package_contents_names_and_checker(package: Path) -> None:
         assert [o.name for o in proto.graph.output] == spec.output_names
         assert config.raw["graphs"][graph]["inputs"] == spec.to_dict()["inputs"]
     assert config.raw["made_with"]["torch"] == torch.__version__
-    assert not (package.parent / f"{package.name}.partial").exists()
+    assert not (package.parent / f".{package.name}.partial").exists()
 
 
 def test_every_step_matches_pytorch_on_a_padded_batch(toy, runtime: PackageRuntime) -> None:

@@ -20,10 +20,34 @@ def add_loader_command(sub: argparse._SubParsersAction, loader: Loader) -> None:
     p = sub.add_parser(
         loader.command, help=loader.help, description=loader.description, epilog=loader.epilog
     )
-    p.add_argument("--out", required=True, help="package directory to write (replaced if present)")
-    p.add_argument("--precision", default="fp32", help="fp32 (default), fp16 (GPUs) or int8 (CPU)")
+    if loader.out_in_repository:
+        p.add_argument(
+            "--out",
+            help="package directory to write (replaced if present; default: NAME in the model "
+            "repository 'tongyeok serve' reads: --model-repository, TONGYEOK_MODEL_REPOSITORY, "
+            "./models if present, else the one in the user cache beside the shipped model)",
+        )
+        p.add_argument("--model-repository", help="the repository to write NAME into")
+    else:
+        p.add_argument(
+            "--out", required=True, help="package directory to write (replaced if present)"
+        )
+    precisions = {"fp32": "fp32", "fp16": "fp16 (GPUs)", "int8": "int8 (CPUs)"}
+    p.add_argument(
+        "--precision",
+        default=loader.default_precision,
+        help=", ".join(
+            f"{text} (default)" if name == loader.default_precision else text
+            for name, text in precisions.items()
+        ),
+    )
     p.add_argument(
         "--name", help=f"package name (default: SOURCE-TARGET, e.g. {loader.example_name})"
+    )
+    p.add_argument(
+        "--description",
+        help="what the model is for (training data, domain), shown beside its pair on the page "
+        "and in /v1/models (default: from the source: its model card, its training files)",
     )
     add_cache_option(p)
     loader.declare_arguments(p)
@@ -56,12 +80,24 @@ def run_loader(loader: Loader, args: argparse.Namespace) -> int:
         raise PackageError(f"unsupported precision {args.precision!r}: choose one of {PRECISIONS}")
     check_cache(args.precision, args.cache)
     source = loader.load(args)
-    out = write_package(source, args.out, args.precision, args.name, args.cache)
+    if args.description is not None:
+        source.description = args.description
+    target = args.out
+    if target is None:  # a loader that writes into the model repository
+        from tongyeok.commands.serve import user_repository
+
+        target = user_repository(args.model_repository) / (args.name or source.pair_name)
+    out = write_package(source, target, args.precision, args.name, args.cache)
     print(loader.wrote(source, out))
     if args.verify:
         from export.verify import verify_package
 
         print(verify_package(source, out))
+    if args.out is None:
+        print(
+            f"a running 'tongyeok serve' on {out.parent} serves it within seconds "
+            "(or now: kill -HUP its process, or POST /v1/admin/reload)"
+        )
     return 0
 
 

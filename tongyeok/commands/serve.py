@@ -91,7 +91,7 @@ def shipped_repository(precision: str = SHIPPED_PRECISIONS[0], cache: str | None
         spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: torch stays there
         with ProcessPoolExecutor(1, mp_context=spawn) as child:
             package = child.submit(export_shipped, precision, cache).result()
-    root = cache_dir() / "repository"
+    root = cache_dir() / CACHE_REPOSITORY
     root.mkdir(parents=True, exist_ok=True)
     link = root / package.name
     for stale in root.iterdir():
@@ -100,6 +100,25 @@ def shipped_repository(precision: str = SHIPPED_PRECISIONS[0], cache: str | None
     if not link.exists():
         link.symlink_to(package.resolve(), target_is_directory=True)
     return root
+
+
+CACHE_REPOSITORY = "repository"  # under the user cache: the shipped model's link, pulled packages
+
+
+def user_repository(explicit: str | None = None) -> Path:
+    """The repository ``serve`` reads and ``pull`` writes into: ``explicit`` (a flag), else
+    TONGYEOK_MODEL_REPOSITORY, else ./models when present, else the user cache's repository,
+    where the shipped model's package is linked when ``serve`` starts."""
+    from service.settings import Settings
+
+    if explicit:
+        return Path(explicit)
+    configured = Settings().model_repository
+    if "TONGYEOK_MODEL_REPOSITORY" in os.environ or configured.exists():
+        return configured
+    from export.package_cache import cache_dir
+
+    return cache_dir() / CACHE_REPOSITORY
 
 
 def run_serve(args: argparse.Namespace) -> int:
