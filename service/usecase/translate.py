@@ -17,6 +17,7 @@ from service.errors import (
     DeadlineExceeded,
     InvalidRequest,
     PayloadTooLarge,
+    Retired,
     ShuttingDown,
     SourceTooLong,
 )
@@ -31,6 +32,8 @@ from service.usecase.segment import Segmented, split
 # Requests with more characters than this are split, looked up and tokenized in a worker thread
 # (a few milliseconds of work at most on the event loop itself).
 OFF_LOOP_CHARS = 2000
+# Routing again after a reload retired the model: once is enough unless reloads race.
+ROUTING_ATTEMPTS = 3
 
 # Resolves when the client has gone away (the route knows how to tell).
 Disconnect = Callable[[], Awaitable[None]]
@@ -108,18 +111,24 @@ class TranslateUseCase:
         if self.draining():
             raise ShuttingDown("the server is shutting down")
         options = self.check_limits(body)
-        model = self.repository.route(body.source, body.target)
         started = time.perf_counter()
-        if sum(len(t) for t in body.texts) > OFF_LOOP_CHARS:  # keep the event loop answering
-            work = await asyncio.to_thread(self.prepare, body.texts, model, options)
-        else:
-            work = self.prepare(body.texts, model, options)
-        self.characters += sum(len(t) for t in body.texts)
-        results = (
-            await self.run_job(model.scheduler, work.sources, options, disconnect)
-            if work.sources
-            else []
-        )
+        for attempt in range(ROUTING_ATTEMPTS):  # a reload may retire the model routed to
+            model = self.repository.route(body.source, body.target)
+            if sum(len(t) for t in body.texts) > OFF_LOOP_CHARS:  # keep the event loop answering
+                work = await asyncio.to_thread(self.prepare, body.texts, model, options)
+            else:
+                work = self.prepare(body.texts, model, options)
+            try:
+                results = (
+                    await self.run_job(model.scheduler, work.sources, options, disconnect)
+                    if work.sources
+                    else []
+                )
+                break
+            except Retired:
+                if attempt == ROUTING_ATTEMPTS - 1:
+                    raise
+        self.characters += sum(len(t) for t in body.texts)  # billed once served
         done = work.done
         for (i, j), hyps in zip(work.todo, results, strict=True):
             best = hyps[0]
