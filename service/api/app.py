@@ -17,7 +17,8 @@ from contract.package import PackageError
 from service.api import handlers
 from service.api.deps import Services
 from service.api.observe import ObserveMiddleware
-from service.api.routes import deepl, docs, files, libretranslate, native, ops, page
+from service.api.reloading import poll
+from service.api.routes import admin, deepl, docs, files, libretranslate, native, ops, page
 from service.metrics import Metrics
 from service.scheduling.repository import ModelRepository
 from service.settings import Settings
@@ -41,8 +42,12 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> FastAPI:
             app.state.startup_error = exc
             raise
         app.state.ready = True
+        seconds = settings.repository_poll_seconds
+        poller = asyncio.create_task(poll(repository, seconds)) if seconds > 0 else None
         yield
         app.state.ready = False
+        if poller is not None:
+            poller.cancel()
         await asyncio.to_thread(repository.stop, settings.drain_seconds)
         log.info(json.dumps({"event": "stopped"}))
 
@@ -69,7 +74,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         body_timeout=settings.body_timeout,
     )
-    routers = [m.router for m in (native, libretranslate, files, deepl, ops, docs, page)]
+    routers = [m.router for m in (native, admin, libretranslate, files, deepl, ops, docs, page)]
     handlers.install(app, metrics, routers)
     for router in routers:
         app.include_router(router)

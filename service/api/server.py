@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import signal
@@ -12,7 +13,9 @@ from typing import Any
 import uvicorn
 
 from service.api.app import create_app
+from service.api.reloading import reload_now
 from service.api.shed import ShedLoad
+from service.scheduling.repository import Reload
 from service.settings import Settings
 
 
@@ -33,6 +36,7 @@ class DrainingServer(uvicorn.Server):
     ) -> None:
         super().__init__(config)
         self.tongyeok_app, self.drain_seconds, self.announce = app, drain_seconds, announce
+        self.reloads: set[asyncio.Future[Reload]] = set()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         """uvicorn's start (models loaded, sockets bound), then ``announce``: said only once
@@ -40,6 +44,19 @@ class DrainingServer(uvicorn.Server):
         await super().startup(sockets)
         if self.announce:
             print(self.announce, flush=True)
+        # SIGHUP reloads the model repository (a daemon's convention), never ends the server.
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, self.reload_on_signal)
+
+    def reload_on_signal(self) -> None:
+        repository = self.tongyeok_app.state.repository
+        task = asyncio.ensure_future(reload_now(repository, "SIGHUP"))
+        self.reloads.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(self.reloads.discard)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        await super().shutdown(sockets)
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         if not self.tongyeok_app.state.draining:

@@ -7,9 +7,12 @@ that target (contract/tokenizers.py), so callers only ever pass ``target``."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
+import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +49,13 @@ class LoadedModel:
     scheduler: Scheduler
     max_source_tokens: int
     load_seconds: float
+    description: str = ""  # what the model is for: its training data and domain
+    revision: str = ""  # the package's fingerprint: a replaced package is another model
+
+    @property
+    def identity(self) -> tuple[str, str]:
+        """What caches key on: the name alone would serve a replaced package's old answers."""
+        return (self.name, self.revision)
 
     def check_source(self, src_ids: list[int]) -> None:
         """Raises ``SourceTooLong`` (a ValueError) for a sentence longer than the model takes."""
@@ -129,31 +139,119 @@ def check_repository(root: Path) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Reload:
+    """What one look at the repository changed, by package directory name."""
+
+    added: list[str]
+    replaced: list[str]
+    removed: list[str]
+    refused: dict[str, str]  # name -> why (a package seen for the first time in this form)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.replaced or self.removed or self.refused)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "added": self.added,
+            "replaced": self.replaced,
+            "removed": self.removed,
+            "refused": self.refused,
+        }
+
+
+@dataclass
+class LoadedPackage:
+    """A package directory as served: its manifest's fingerprint and its pairs' entries."""
+
+    fingerprint: str
+    entries: list[LoadedModel]
+
+
+def fingerprint(directory: Path) -> str:
+    """The SHA-256 of the package's manifest, which holds every file's: a package rewritten in
+    place (``tongyeok pull`` again) has a new one. Reading it costs a small file per package."""
+    return hashlib.sha256((directory / MANIFEST).read_bytes()).hexdigest()
+
+
+# How export/onnx_export.py's ``write_package`` swaps a package: ``X`` becomes ``.X.replaced``,
+# then ``.X.partial`` to ``X``. A look between the two still counts ``X`` as there.
+SWAPPING = re.compile(r"\.(.+)\.replaced")
+
+
 class ModelRepository:
+    """Every package of the repository, loaded; ``reload`` brings it in line with the directory
+    (Triton's model control: new packages served, removed ones retired once their admitted work
+    is done, a replaced one swapped, a broken one refused by name while the rest keep serving)."""
+
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings, self.metrics = settings, metrics
+        # Both replaced whole, never mutated: a request reads one consistent routing table.
         self.models: dict[tuple[str, str], LoadedModel] = {}
+        self.packages: dict[str, LoadedPackage] = {}
         self.failures: dict[str, str] = {}
+        self.refused_fingerprints: dict[str, str] = {}  # not loaded again until changed
+        self.reloading = threading.Lock()
+        self.closed = False  # stopped: no reload loads anything any more
 
     def load(self) -> None:
+        """The first load: PackageError when nothing at all can be served."""
         root = self.settings.model_repository
         check_repository(root)
-        for directory in sorted(p for p in root.iterdir() if p.is_dir()):
-            if not (directory / MANIFEST).exists():
+        self.reload()
+        if not self.models:
+            raise PackageError(f"no loadable model package in {root}: {self.failures or 'none'}")
+
+    def reload(self) -> Reload:
+        """Look at the repository once and apply what changed; one reload at a time (a signal,
+        the poll and the admin route may ask together)."""
+        with self.reloading:
+            if self.closed:
+                return Reload([], [], [], {})
+            return self._reload()
+
+    def _reload(self) -> Reload:
+        root = self.settings.model_repository
+        present = self._scan(root)
+        packages = dict(self.packages)
+        report = Reload([], [], [], {})
+        retiring: list[LoadedPackage] = []
+        for name in sorted(set(packages) - set(present)):
+            retiring.append(packages.pop(name))
+            report.removed.append(name)
+            log.info("model package %s removed from the repository: retired", name)
+        for name in sorted(set(self.failures) - set(present)):
+            self.failures.pop(name, None)
+            self.refused_fingerprints.pop(name, None)
+        for name, mark in sorted(present.items()):
+            old = packages.get(name)
+            if (old and old.fingerprint == mark) or self.refused_fingerprints.get(name) == mark:
                 continue
             try:
-                entries = self._load_one(directory)
+                entries = self._load_one(root / name, mark)
             except (PackageError, ValueError, OSError) as exc:
-                self.failures[directory.name] = str(exc)
-                log.error("model package %s refused: %s", directory, exc)
+                self._refuse(name, mark, str(exc), report)
                 continue
-            taken = [(m.source, m.target) for m in entries if (m.source, m.target) in self.models]
+            others = {
+                (m.source, m.target): other
+                for other, package in packages.items()
+                if other != name
+                for m in package.entries
+            }
+            taken = [(m.source, m.target) for m in entries if (m.source, m.target) in others]
             if taken:
-                self.failures[directory.name] = f"duplicate language pair(s) {taken}"
                 entries[0].scheduler.stop()
+                pairs = ", ".join(f"{s}→{t} ({others[s, t]})" for s, t in taken)
+                self._refuse(name, mark, f"language pair(s) already served: {pairs}", report)
                 continue
+            self.failures.pop(name, None)
+            self.refused_fingerprints.pop(name, None)
+            packages[name] = LoadedPackage(mark, entries)
+            (report.replaced if old else report.added).append(name)
+            if old:
+                retiring.append(old)
             for model in entries:
-                self.models[(model.source, model.target)] = model
                 log.info(
                     "loaded %s (%s→%s) in %.2f s",
                     model.name,
@@ -161,10 +259,47 @@ class ModelRepository:
                     model.target,
                     model.load_seconds,
                 )
-        if not self.models:
-            raise PackageError(f"no loadable model package in {root}: {self.failures or 'none'}")
+        self.packages = packages
+        self.models = {(m.source, m.target): m for p in packages.values() for m in p.entries}
+        for package in retiring:  # off this thread: admitted work may take request_timeout
+            threading.Thread(
+                target=package.entries[0].scheduler.retire,
+                args=(self.settings.request_timeout,),
+                name=f"retire-{package.entries[0].name}",
+                daemon=True,
+            ).start()
+        return report
 
-    def _load_one(self, directory: Path) -> list[LoadedModel]:
+    def _scan(self, root: Path) -> dict[str, str]:
+        """Package directory name -> fingerprint, for every complete package in ``root``
+        (hidden directories are packages being written)."""
+        present: dict[str, str] = {}
+        try:
+            directories = sorted(p for p in root.iterdir() if p.is_dir())
+        except OSError as exc:  # the repository itself went away: keep serving what is loaded
+            log.error("model repository %s unreadable: %s", root, exc)
+            return {name: p.fingerprint for name, p in self.packages.items()}
+        for directory in directories:
+            swapped = SWAPPING.fullmatch(directory.name)
+            if swapped and swapped[1] in self.packages and not (root / swapped[1]).exists():
+                # Between the two renames of a package's replacement: it still exists.
+                present[swapped[1]] = self.packages[swapped[1]].fingerprint
+            if directory.name.startswith(".") or not (directory / MANIFEST).exists():
+                continue
+            try:
+                present[directory.name] = fingerprint(directory)
+            except OSError as exc:
+                log.error("model package %s unreadable: %s", directory, exc)
+        return present
+
+    def _refuse(self, name: str, mark: str, reason: str, report: Reload) -> None:
+        self.failures[name] = reason
+        self.refused_fingerprints[name] = mark
+        report.refused[name] = reason
+        kept = " (its previous version keeps serving)" if name in self.packages else ""
+        log.error("model package %s refused: %s%s", name, reason, kept)
+
+    def _load_one(self, directory: Path, revision: str) -> list[LoadedModel]:
         """One entry per (source, target) of the package, sharing one engine and scheduler."""
         started = time.perf_counter()
         config = load_package_config(directory)
@@ -203,6 +338,8 @@ class ModelRepository:
                 scheduler,
                 config.max_source_tokens,
                 seconds,
+                config.description,
+                revision,
             )
             for source, target in config.pairs
         ]
@@ -238,7 +375,10 @@ class ModelRepository:
 
     def stop(self, timeout: float | None = None) -> None:
         """Answer or refuse what is left within ``timeout``, then join every scheduler thread
-        (ONNX Runtime still running in a thread at exit aborts the process)."""
+        (ONNX Runtime still running in a thread at exit aborts the process). A reload under way
+        ends first; none starts after."""
+        with self.reloading:
+            self.closed = True
         for scheduler in self.schedulers():
             scheduler.stop(timeout)
 

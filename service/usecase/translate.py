@@ -139,7 +139,7 @@ class TranslateUseCase:
                 finish_reason=best.finish_reason,
                 alternatives=[model.tokenizer.decode(h.tokens) for h in hyps[1:]],
             )
-            self.cache.put((model.name, options, work.segmented[i].sentences[j]), done[i, j])
+            self.cache.put((model.identity, options, work.segmented[i].sentences[j]), done[i, j])
         translations = [
             joined(seg, [done[i, j] for j in range(len(seg.sentences))])
             for i, seg in enumerate(work.segmented)
@@ -166,7 +166,7 @@ class TranslateUseCase:
         todo: list[tuple[int, int]] = []  # (text, sentence) neither cached nor translated yet
         for i, seg in enumerate(segmented):
             for j, sentence in enumerate(seg.sentences):
-                cached = self.cache.get((model.name, options, sentence))
+                cached = self.cache.get((model.identity, options, sentence))
                 self.metrics.cache_lookups.labels("hit" if cached else "miss").inc()
                 if cached:
                     done[i, j] = cached

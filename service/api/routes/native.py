@@ -5,9 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 
 from service.api.deps import Authorized, DisconnectDep, RepositoryDep, SettingsDep, TranslateDep
 from service.api.handlers import ERROR_RESPONSES
+from service.errors import NotFound
+from service.scheduling.repository import LoadedModel
+from service.settings import Settings
 from service.usecase.schemas import TranslateRequest, TranslateResponse
 
 router = APIRouter(
@@ -23,21 +27,39 @@ async def translate(
     return await translate(body, disconnect)
 
 
+def describe(model: LoadedModel, settings: Settings) -> dict[str, Any]:
+    """A served model as /v1/models lists it: its pair, what it is for, the limits a request
+    must keep, and whether its scheduler runs."""
+    return {
+        "name": model.name,
+        "source": model.source,
+        "target": model.target,
+        "description": model.description,
+        "ready": model.scheduler.alive,
+        "max_source_tokens": model.max_source_tokens - 1,
+        "max_texts": settings.max_texts,
+        "max_text_chars": settings.max_text_chars,
+        "max_beam_size": settings.max_beam_size,
+    }
+
+
 @router.get("/models")
 async def models(repository: RepositoryDep, settings: SettingsDep) -> dict[str, Any]:
     """The models served, with the limits a request must keep; packages refused, and why."""
     return {
-        "models": [
-            {
-                "name": m.name,
-                "source": m.source,
-                "target": m.target,
-                "max_source_tokens": m.max_source_tokens - 1,
-                "max_texts": settings.max_texts,
-                "max_text_chars": settings.max_text_chars,
-                "max_beam_size": settings.max_beam_size,
-            }
-            for m in repository.models.values()
-        ],
+        "models": [describe(m, settings) for m in repository.models.values()],
         "refused": repository.failures,
     }
+
+
+@router.get("/models/{name}")
+async def model(name: str, repository: RepositoryDep, settings: SettingsDep) -> JSONResponse:
+    """One model's health (Triton's per-model readiness): 200 while it serves, 503 when its
+    scheduler has stopped, 404 (naming the package's refusal, if any) when not served."""
+    for served in repository.models.values():
+        if served.name == name:
+            body = describe(served, settings)
+            return JSONResponse(body, status_code=200 if body["ready"] else 503)
+    refusal = repository.failures.get(name[:200])
+    reason = f"; the package was refused: {refusal}" if refusal else ""
+    raise NotFound(f"no model named {name[:200]!r} is served{reason}")
