@@ -40,8 +40,12 @@ ABBREVIATIONS = {
     "mlle",
     "m",
 }
+# Characters that show nothing: a byte-order mark, zero-width spaces and joiners, direction marks,
+# the word joiner, a soft hyphen. At a sentence's edges they are kept in its gaps, never sent to
+# the model: "\ufeffA dog runs." translates as "A dog runs." does.
+INVISIBLE = "\ufeff\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\u00ad"
 BOUNDARY = re.compile(
-    r"""(?<=[.!?…])["'”’»)\]]*(\s+)(?=["'“‘«(\[]?[A-ZÀ-ÖØ-Þ0-9가-힣])"""
+    rf"""(?<=[.!?…])["'”’»)\]{INVISIBLE}]*(\s+)(?=[{INVISIBLE}]*["'“‘«(\[]?[A-ZÀ-ÖØ-Þ0-9가-힣])"""
     r"""|(?<=[。！？])[」』）"”’]*(\s*)(?=[^\s。！？.!?」』）"”’])"""
     r"""|(?<!\s)(\s*\n\s*)"""
 )
@@ -68,7 +72,42 @@ def last_word(text: str, start: int, end: int) -> str:
     return tail[-1].rstrip(".").lower() if tail else ""
 
 
+def translatable(sentence: str) -> bool:
+    """Whether there is anything to translate: a letter of any script. Digits, punctuation,
+    symbols and emoji alone are copied as they are (a model asked to translate "2024" or "👍"
+    invents words)."""
+    return any(ch.isalpha() for ch in sentence)
+
+
+def inner(sentence: str) -> tuple[int, int]:
+    """Where ``sentence`` starts and ends once whitespace and invisible characters are off its
+    edges (in linear time: a long run of spaces is looked at once)."""
+    start, end = 0, len(sentence)
+    while start < end and (sentence[start].isspace() or sentence[start] in INVISIBLE):
+        start += 1
+    while end > start and (sentence[end - 1].isspace() or sentence[end - 1] in INVISIBLE):
+        end -= 1
+    return start, end
+
+
 def split(text: str) -> Segmented:
+    """The sentences of ``text`` worth translating, and everything else in the gaps around them."""
+    raw = split_sentences(text)
+    sentences: list[str] = []
+    gaps = [raw.gaps[0]]
+    for sentence, gap in zip(raw.sentences, raw.gaps[1:], strict=True):
+        start, end = inner(sentence)
+        if not translatable(sentence[start:end]):  # copied: part of the gap around it
+            gaps[-1] += sentence + gap
+            continue
+        gaps[-1] += sentence[:start]
+        sentences.append(sentence[start:end])
+        gaps.append(sentence[end:] + gap)
+    return Segmented(sentences, gaps)
+
+
+def split_sentences(text: str) -> Segmented:
+    """Every sentence of ``text`` where a reader would split it, whitespace in the gaps."""
     stripped = text.strip()
     if not stripped:
         return Segmented([], [text])

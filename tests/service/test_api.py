@@ -233,3 +233,17 @@ def test_new_request_fields_refuse_hostile_values(server: Server) -> None:
         assert reply.status == status, (extra, reply.body)
         assert reply.body["error_type"] in ("invalid_request", "unsupported_language_pair")
     assert server.translate(["red dog"]).status == 200
+
+
+def test_nothing_to_translate_comes_back_as_it_is_and_invisibles_change_nothing(
+    server: Server,
+) -> None:
+    nothing = ["\ufeff", "\u200b", "2024", "...", "👍", "12:30 - 14:00"]
+    reply = server.translate(nothing)
+    assert reply.status == 200, reply.body
+    assert [t["text"] for t in reply.body["translations"]] == nothing
+    assert {t["finish_reason"] for t in reply.body["translations"]} == {"empty"}
+    plain, marked = server.translate(["red dog park", "\ufeffred dog park\u200b"]).body[
+        "translations"
+    ]
+    assert marked["text"] == "\ufeff" + plain["text"] + "\u200b"

@@ -83,3 +83,37 @@ def test_splitting_is_linear_in_the_text(text: str) -> None:
     segmented = split(text)
     assert time.perf_counter() - started < 2.0
     assert segmented.join(segmented.sentences) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\ufeff",
+        "\u200b\u200b",
+        "2024",
+        "12.5 %",
+        "...",
+        "👍🎉",
+        " -- ",
+        "\ufeff42\u200b",
+        "(1) [2]",
+    ],
+)
+def test_a_text_with_nothing_to_translate_has_no_sentence(text: str) -> None:
+    segmented = split(text)
+    assert segmented.sentences == []
+    assert segmented.join([]) == text
+
+
+def test_invisible_characters_at_the_edges_stay_out_of_the_sentence() -> None:
+    segmented = split("\ufeffA dog runs.\u200b Two cats sleep.\u2060")
+    assert segmented.sentences == ["A dog runs.", "Two cats sleep."]
+    assert segmented.join(["Ein Hund.", "Zwei Katzen."]) == (
+        "\ufeffEin Hund.\u200b Zwei Katzen.\u2060"
+    )
+
+
+def test_numbers_between_sentences_are_copied_in_place() -> None:
+    segmented = split("A dog runs. 2024. Two cats sleep.")
+    assert segmented.sentences == ["A dog runs.", "Two cats sleep."]
+    assert segmented.join(["X.", "Y."]) == "X. 2024. Y."
