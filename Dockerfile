@@ -38,7 +38,7 @@ RUN set -eu; \
     pip wheel --no-cache-dir $offline --no-deps --wheel-dir /wheels . \
  && pip wheel --no-cache-dir $offline -c constraints.txt --wheel-dir /wheels \
         fastapi uvicorn pydantic pydantic-settings python-multipart prometheus-client \
-        sentencepiece numpy py3langid $ort
+        sentencepiece numpy py3langid fastapi-offline $ort
 
 # --- stage 2: the runtime (the wheel set is closed, so --no-deps installs exactly it) ---------------
 FROM ${PYTHON_IMAGE}

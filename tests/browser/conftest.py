@@ -4,8 +4,9 @@ $TONGYEOK_ARTIFACTS (default tests/artifacts)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -24,6 +25,10 @@ FLAGS = [
     "--disable-sync",
 ]
 AXE = Path(__file__).parent / "node_modules" / "axe-core" / "axe.min.js"
+TIMEOUT_MS = 20_000
+DESKTOP = {"width": 1100, "height": 800}
+PHONE = {"width": 375, "height": 667}  # an iPhone SE: the smallest common phone screen
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @pytest.fixture(scope="session")
@@ -80,3 +85,59 @@ def axe_source() -> str:
             pytest.fail(f"{AXE} missing: run `npm ci --prefix tests/browser`")
         pytest.skip(f"{AXE} missing: run `npm ci --prefix tests/browser`")
     return AXE.read_text(encoding="utf-8")
+
+
+def offline(blocked: list[str]) -> Callable[..., None]:
+    """A route handler that lets loopback requests through and aborts (and records) any other:
+    the air-gapped host the README promises, so a CDN script fails the test that needs it."""
+
+    def handle(route, request) -> None:
+        url = urlsplit(request.url)
+        if url.scheme in ("data", "blob") or url.hostname in LOOPBACK:
+            route.fallback()
+        else:
+            blocked.append(request.url)
+            route.abort("internetdisconnected")
+
+    return handle
+
+
+@pytest.fixture
+def new_page(browser, artifacts: Path, request: pytest.FixtureRequest):
+    """Pages in fresh contexts with every non-loopback request blocked (DESKTOP by default;
+    ``phone=True`` for PHONE, ``color_scheme="dark"``, context options); each page's last state
+    is saved as a screenshot, and a test that tried to reach outside fails."""
+    made = []
+
+    def make(phone: bool = False, **options: object):
+        context = browser.new_context(
+            viewport=PHONE if phone else DESKTOP, is_mobile=phone, has_touch=phone, **options
+        )
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.requests = []  # every URL the page asks for: this server's, nothing else
+        page.blocked = []
+        page.on("request", lambda r: page.requests.append(r.url))
+        context.route("**/*", offline(page.blocked))
+        made.append((context, page))
+        return page
+
+    yield make
+    for i, (context, page) in enumerate(made):
+        page.screenshot(path=str(artifacts / f"{request.node.name}-{i}-end.png"), full_page=True)
+        context.close()
+    outside = [url for _, page in made for url in page.blocked]
+    assert outside == [], f"the page asked for addresses outside this server: {outside}"
+
+
+@pytest.fixture
+def page(new_page):
+    return new_page()
+
+
+def run_axe(page, axe_source: str) -> list[tuple[str, str, list[object]]]:
+    """axe-core's violations on the page as it is now (every impact), as (rule, impact, nodes)."""
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.add_script_tag(content=axe_source)
+    result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    return [(v["id"], v["impact"], [n["target"] for n in v["nodes"]]) for v in result["violations"]]
