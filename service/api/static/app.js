@@ -1,21 +1,32 @@
 // Tongyeok's translation page: talks to this server only (same origin), nothing else.
+// Its one rule: the output pane shows the translation of the text now in the input, for the pair
+// now chosen, or nothing; every failure says why, next to the output (docs/decisions.md #45).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { pairs: new Map(), limit: 5000, maxTexts: 128, keyRequired: false, controller: null, timer: 0 };
+const AUTO = "auto";
+const state = {
+  pairs: new Map(), models: [], limit: 5000, maxTexts: 128, keyRequired: false,
+  controller: null, timer: 0, blocker: "", loadedKey: null, detected: "",
+  nativeAuto: true,  // false once the native API refused source "auto": LibreTranslate's then
+};
 
-function headers() {
-  const h = { "Content-Type": "application/json" };
-  const key = $("api-key").value.trim();
-  if (key) h.Authorization = "Bearer " + key;
+function key() { return $("api-key").value.trim(); }
+
+function headers(json = true) {
+  const h = json ? { "Content-Type": "application/json" } : {};
+  if (key()) h.Authorization = "Bearer " + key();
   return h;
 }
 
-function showMessage(text) { $("message").textContent = text || ""; }
-
-function askForKey(text) {
-  $("key-row").hidden = false;
-  showMessage(text);
+// A message where the user is looking: beside the output, scrolled into view (on a phone the
+// output pane is below the input, often below the fold).
+function showMessage(text, where = "message") {
+  const box = $(where);
+  box.textContent = text || "";
+  if (!text) return;
+  const at = box.getBoundingClientRect();
+  if (at.top < 0 || at.bottom > window.innerHeight) box.scrollIntoView({ block: "center" });
 }
 
 // What the user reads for each failure: the server's own words where it gave them.
@@ -25,7 +36,8 @@ async function describeFailure(response) {
   const s = response.status;
   if (s === 401 || s === 403) {
     $("key-row").hidden = false;
-    return "This server needs a valid API key: enter it above. " + detail;
+    const why = s === 401 ? "This server needs an API key" : "This server refused the API key";
+    return why + (detail ? ": “" + detail + "”" : "") + ". Enter a valid API key above.";
   }
   if (s === 429) {
     const wait = response.headers.get("Retry-After");
@@ -34,6 +46,11 @@ async function describeFailure(response) {
   if (s === 413) return "The text is too large for this server. " + detail;
   if (s >= 500) return "The server failed (" + s + "). " + (detail || "Try again later.");
   return "The server refused the text (" + s + "): " + (detail || response.statusText);
+}
+
+async function failureText(failure) {
+  if (failure instanceof Response) return describeFailure(failure);
+  return "Cannot reach the server" + (failure && failure.message ? ": " + failure.message : ".");
 }
 
 async function getJSON(url) {
@@ -51,27 +68,37 @@ async function loadSettings() {
   if (state.keyRequired) $("key-row").hidden = false;
 }
 
+// The languages come from /v1/models, which needs the key when keys are set: until it answers,
+// its failure is the page's message (`blocker`) and nothing is sent for translation.
 async function loadModels() {
+  state.loadedKey = key();
   let body;
   try {
     body = await getJSON("/v1/models");
   } catch (failure) {
-    showMessage(failure instanceof Response ? await describeFailure(failure) : "Cannot reach the server.");
+    state.blocker = await failureText(failure);
+    clearOutput();
+    $("swap-reason").textContent = "No languages to swap until the server lists its models.";
+    $("swap-reason").hidden = false;
+    showMessage(state.blocker);
     return false;
   }
+  state.models = body.models || [];
   state.pairs.clear();
-  for (const m of body.models) {
+  for (const m of state.models) {
     if (!state.pairs.has(m.source)) state.pairs.set(m.source, new Set());
     state.pairs.get(m.source).add(m.target);
     state.limit = Math.min(state.limit, m.max_text_chars || state.limit);
     state.maxTexts = Math.min(state.maxTexts, m.max_texts || state.maxTexts);
   }
-  if (!state.pairs.size) { showMessage("This server has no model loaded."); return false; }
-  showMessage("");
+  state.blocker = state.pairs.size ? "" : "This server has no model loaded.";
+  showMessage(state.blocker);
+  if (!state.pairs.size) return false;
   const source = $("source");
   const previous = source.value;
-  source.replaceChildren(...[...state.pairs.keys()].sort().map((code) => option(code)));
-  if (state.pairs.has(previous)) source.value = previous;
+  const detect = option(AUTO, "Detect language");
+  source.replaceChildren(detect, ...[...state.pairs.keys()].sort().map((code) => option(code)));
+  source.value = state.pairs.has(previous) || previous === AUTO ? previous : source.options[1].value;
   fillTargets();
   updateCount();
   return true;
@@ -82,34 +109,68 @@ function languageName(code) {
   catch (e) { return code; }
 }
 
-function option(code) {
+function label(code) { return languageName(code) + " (" + code + ")"; }
+
+function option(code, text) {
   const o = document.createElement("option");
   o.value = code;
-  o.textContent = languageName(code) + " (" + code + ")";
+  o.textContent = text || label(code);
   return o;
+}
+
+function targetsOf(source) {
+  if (source !== AUTO) return [...(state.pairs.get(source) || [])];
+  return [...new Set([...state.pairs.values()].flatMap((targets) => [...targets]))];
 }
 
 function fillTargets(wanted) {
   const target = $("target");
-  const targets = [...(state.pairs.get($("source").value) || [])].sort();
+  const targets = targetsOf($("source").value).sort();
   const keep = wanted || target.value;
   target.replaceChildren(...targets.map((code) => option(code)));
   if (targets.includes(keep)) target.value = keep;
-  updateSwap();
+  updatePair();
 }
 
-function updateSwap() {
-  const back = state.pairs.get($("target").value);
-  $("swap").disabled = !(back && back.has($("source").value));
+// The source the translation came from: the one chosen, or the one detected.
+function effectiveSource() {
+  const source = $("source").value;
+  return source === AUTO ? state.detected : source;
+}
+
+// The swap button, the reason it is disabled, and what the chosen pair's model is for.
+function updatePair() {
+  const source = effectiveSource(), target = $("target").value;
+  let reason = "";
+  if (!source) reason = "Swap needs a source language: choose one, or translate to detect it.";
+  else if (!(state.pairs.get(target) || new Set()).has(source)) {
+    reason = "No model translates " + target + "→" + source + ", so the languages cannot be swapped.";
+  }
+  $("swap").disabled = Boolean(reason);
+  $("swap").title = reason || "Swap languages";
+  $("swap-reason").textContent = reason;
+  $("swap-reason").hidden = !reason;
+  const model = state.models.find((m) => m.source === source && m.target === target);
+  let note = "";
+  if (model) {
+    note = "Model " + model.name + (model.description ? ": " + model.description : ".");
+    if (model.ready === false) note += " It is not ready: its requests fail until it is reloaded.";
+  } else if ($("source").value === AUTO && target) {
+    const from = [...state.pairs.keys()].filter((s) => state.pairs.get(s).has(target)).sort();
+    note = "The source is detected among the languages translated into " + languageName(target)
+      + ": " + from.map(label).join(", ") + ".";
+  }
+  $("model-note").textContent = note;
 }
 
 function swap() {
-  const source = $("source").value, target = $("target").value;
+  const source = effectiveSource(), target = $("target").value;
   const translated = outputText();
+  state.detected = "";
   $("source").value = target;
   fillTargets(source);
   if (translated) $("input").value = translated;
-  schedule(0);
+  changed(0);
 }
 
 function updateCount() {
@@ -132,13 +193,39 @@ function render(lines) {
   $("copy").disabled = !lines.some((line) => line);
 }
 
-function renderAlternatives(alternatives) {
-  $("alternatives").replaceChildren(...alternatives.map((text) => {
+function renderList(id, items) {
+  $(id).replaceChildren(...items.map((text) => {
     const li = document.createElement("li");
     li.textContent = text;
     return li;
   }));
+}
+
+function renderAlternatives(alternatives) {
+  renderList("alternatives", alternatives);
   $("alternatives-box").hidden = alternatives.length === 0;
+}
+
+// What belongs to a translation goes with it: output, alternatives, notes, detected language.
+function clearOutput() {
+  render([]);
+  renderAlternatives([]);
+  renderList("notes", []);
+  $("detected").textContent = "";
+  if (state.detected) { state.detected = ""; updatePair(); }
+}
+
+function fail(text) {
+  clearOutput();
+  showMessage(text);
+}
+
+// The text or the pair changed: what is shown translates something else, so it goes at once.
+function changed(delay) {
+  if (state.controller) state.controller.abort();
+  clearOutput();
+  if (!state.blocker) showMessage("");
+  schedule(delay);
 }
 
 function schedule(delay) {
@@ -146,37 +233,78 @@ function schedule(delay) {
   state.timer = setTimeout(translate, delay === undefined ? 300 : delay);
 }
 
+async function post(url, body, signal) {
+  return fetch(url, { method: "POST", headers: headers(), signal, body: JSON.stringify(body) });
+}
+
+// One translation as {texts, alternatives, warnings, detected}, or a Response that failed. With
+// source "auto" the native API is asked first; a server whose native API does not take it is
+// asked through LibreTranslate's /translate, which does (no alternatives there).
+async function request(texts, source, target, signal) {
+  if (source !== AUTO || state.nativeAuto) {
+    const response = await post("/v1/translate", { texts, source, target, beam_size: 4, nbest: 3 }, signal);
+    if (response.ok) {
+      const body = await response.json();
+      const detected = body.detected_source;
+      return {
+        texts: body.translations.map((t) => t.text),
+        alternatives: texts.length === 1 ? body.translations[0].alternatives || [] : [],
+        warnings: Array.isArray(body.warnings) ? body.warnings : [],
+        detected: typeof detected === "string" ? detected : (detected && detected.language) || "",
+      };
+    }
+    if (source !== AUTO || response.status !== 400 || !(await refusesAuto(response.clone()))) {
+      return response;
+    }
+    state.nativeAuto = false;
+  }
+  const response = await post("/translate", { q: texts, source, target }, signal);
+  if (!response.ok) return response;
+  const body = await response.json();
+  return {
+    texts: body.translatedText, alternatives: [], warnings: [],
+    detected: (body.detectedLanguage && body.detectedLanguage.language) || "",
+  };
+}
+
+// An older server's native API: "no model translates auto→de" (a pair it does not have).
+async function refusesAuto(response) {
+  try {
+    const body = await response.json();
+    return body.error_type === "unsupported_language_pair" && String(body.error).includes(AUTO + "→");
+  } catch (e) { return false; }
+}
+
 // One request at a time: a newer keystroke aborts the one in flight, whose answer is stale.
 async function translate() {
   if (state.controller) state.controller.abort();
-  const text = $("input").value;
-  if (!updateCount()) { showMessage("The text is longer than this server's limit of " + state.limit + " characters."); return; }
+  if (state.blocker) { fail(state.blocker); return; }
+  const text = $("input").value, source = $("source").value, target = $("target").value;
+  if (!updateCount()) { fail("The text is longer than this server's limit of " + state.limit + " characters."); return; }
   const lines = text.split("\n");
   const wanted = lines.map((line, i) => [i, line]).filter(([, line]) => line.trim());
-  if (!wanted.length || !$("target").value) {
-    render(lines.map(() => "")); renderAlternatives([]); showMessage(""); return;
-  }
-  if (wanted.length > state.maxTexts) { showMessage("At most " + state.maxTexts + " paragraphs at a time."); return; }
+  if (!wanted.length || !target) { clearOutput(); showMessage(""); return; }
+  if (wanted.length > state.maxTexts) { fail("At most " + state.maxTexts + " paragraphs at a time."); return; }
   const controller = new AbortController();
   state.controller = controller;
   $("output").setAttribute("aria-busy", "true");
   try {
-    const response = await fetch("/v1/translate", {
-      method: "POST", headers: headers(), signal: controller.signal,
-      body: JSON.stringify({
-        texts: wanted.map(([, line]) => line), source: $("source").value,
-        target: $("target").value, beam_size: 4, nbest: 3,
-      }),
-    });
-    if (!response.ok) { showMessage(await describeFailure(response)); return; }
-    const body = await response.json();
+    const result = await request(wanted.map(([, line]) => line), source, target, controller.signal);
+    if (controller.signal.aborted) return;
+    if (result instanceof Response) { fail(await describeFailure(result)); return; }
     const out = lines.map(() => "");
-    wanted.forEach(([i], k) => { out[i] = body.translations[k].text; });
+    wanted.forEach(([i], k) => { out[i] = result.texts[k]; });
     render(out);
-    renderAlternatives(wanted.length === 1 ? body.translations[0].alternatives || [] : []);
+    renderAlternatives(result.alternatives);
+    renderList("notes", result.warnings.map((w) => (w && w.message) || "").filter(Boolean));
+    if (source === AUTO && result.detected) {
+      state.detected = result.detected;
+      $("detected").textContent = "Detected language: " + label(result.detected) + ".";
+      updatePair();
+    }
     showMessage("");
   } catch (e) {
-    if (e.name !== "AbortError") showMessage("Cannot reach the server: " + e.message);
+    if (e.name !== "AbortError") fail("Cannot reach the server: " + e.message);
   } finally {
     if (state.controller === controller) {
       state.controller = null;
@@ -201,19 +329,71 @@ async function copy() {
   setTimeout(() => { $("copied").textContent = ""; }, 2000);
 }
 
+// A file through LibreTranslate's /translate_file (.txt line by line, .html text nodes); the
+// answer is a link to /download_file, kept by the server for its last 32 files.
+async function translateFile(event) {
+  event.preventDefault();
+  const file = $("file").files[0];
+  resetFile();
+  if (state.blocker) { showMessage(state.blocker, "file-message"); return; }
+  if (!file) { showMessage("Choose a .txt or .html file first.", "file-message"); return; }
+  const target = $("target").value;
+  const form = new FormData();
+  form.append("file", file);
+  form.append("source", $("source").value);
+  form.append("target", target);
+  $("file-submit").disabled = true;
+  $("file-status").textContent = "Translating " + file.name + " into " + languageName(target) + "…";
+  try {
+    const response = await fetch("/translate_file", { method: "POST", headers: headers(false), body: form });
+    $("file-status").textContent = "";
+    if (!response.ok) { showMessage(await describeFailure(response), "file-message"); return; }
+    const url = (await response.json()).translatedFileUrl;
+    const dot = file.name.lastIndexOf(".");
+    const name = file.name.slice(0, dot) + "." + target + file.name.slice(dot);
+    $("file-link").href = url;
+    $("file-link").download = name;
+    $("file-link").textContent = "Download " + name + " (" + languageName(target) + ")";
+    $("file-result").hidden = false;
+    $("file-link").scrollIntoView({ block: "nearest" });
+  } catch (e) {
+    $("file-status").textContent = "";
+    showMessage("Cannot reach the server: " + e.message, "file-message");
+  } finally {
+    $("file-submit").disabled = false;
+  }
+}
+
+function resetFile() {
+  $("file-result").hidden = true;
+  $("file-status").textContent = "";
+  showMessage("", "file-message");
+}
+
+// A key typed (and committed with Enter or by leaving the field): the languages again, then
+// the text; a failure says why and stays until a key works.
+async function keyChanged() {
+  if (key() === state.loadedKey) return false;
+  if (await loadModels()) changed(0);
+  return true;
+}
+
 document.addEventListener("DOMContentLoaded", async () => {
-  $("input").addEventListener("input", () => { updateCount(); schedule(); });
+  $("input").addEventListener("input", () => { updateCount(); changed(); });
   $("input").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); schedule(0); }
   });
-  $("source").addEventListener("change", () => { fillTargets(); schedule(0); });
-  $("target").addEventListener("change", () => { updateSwap(); schedule(0); });
+  $("source").addEventListener("change", () => { state.detected = ""; fillTargets(); changed(0); });
+  $("target").addEventListener("change", () => { updatePair(); changed(0); });
   $("swap").addEventListener("click", swap);
   $("copy").addEventListener("click", copy);
-  // With keys set the models need the key too: translate only once they loaded (else the
-  // message saying why stays).
-  $("api-key").addEventListener("change", async () => { if (await loadModels()) schedule(0); });
-  $("translator").addEventListener("submit", (e) => { e.preventDefault(); schedule(0); });
+  $("api-key").addEventListener("change", keyChanged);
+  $("translator").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    if (!(await keyChanged())) schedule(0);
+  });
+  $("file").addEventListener("change", resetFile);
+  $("file-form").addEventListener("submit", translateFile);
   await loadSettings();
   await loadModels();
 });
