@@ -65,8 +65,11 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> FastAPI:
     app.state.startup_error = None
     app.state.repository = repository
     app.state.metrics = metrics
-    translate = TranslateUseCase(settings, repository, metrics, lambda: app.state.draining)
-    app.state.services = Services(settings, metrics, repository, translate, Detector())
+    detector = Detector()  # one model for source=auto and the native API's warnings
+    translate = TranslateUseCase(
+        settings, repository, metrics, lambda: app.state.draining, detector
+    )
+    app.state.services = Services(settings, metrics, repository, translate, detector)
 
     app.add_middleware(
         ObserveMiddleware,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
 
@@ -25,7 +25,12 @@ class TextsAndPair(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     texts: list[str] = Field(..., min_length=1, description="texts to translate, in order")
-    source: str = Field(..., max_length=32, description="source language code, e.g. en")
+    source: str = Field(
+        ...,
+        max_length=32,
+        description="source language code, e.g. en; auto: detected among the sources served "
+        "into target (the response's detected_source)",
+    )
     target: str = Field(..., max_length=32, description="target language code, e.g. de")
     api_key: str | None = Field(
         None, description="the API key, when not sent in a header (a header wins)"
@@ -87,7 +92,27 @@ class Translation(BaseModel):
     alternatives: list[str] = []
 
 
+class SourceWarning(BaseModel):
+    """A text clearly not in the request's source language, so its translation is likely
+    nonsense. Given only when the detector is sure and the text long enough to judge
+    (service/usecase/detect.py); the text is translated all the same."""
+
+    code: Literal["source_language_mismatch"] = "source_language_mismatch"
+    index: int = Field(description="which text: texts[index]")
+    detected: str = Field(
+        description="the language the text looks like (ISO 639-1; zxx: no language at all)"
+    )
+    confidence: float = Field(description="the detector's probability for it, 0-1")
+    message: str = Field(description="the same in one sentence, for a person")
+
+
 class TranslateResponse(BaseModel):
     translations: list[Translation]
     model: str
     timings: dict[str, float]
+    warnings: list[SourceWarning] = Field(
+        default_factory=list, description="texts that look wrong for the request; empty if none"
+    )
+    detected_source: str | None = Field(
+        None, description="with source auto: the source detected (and translated from)"
+    )

@@ -26,7 +26,13 @@ from service.scheduling.repository import LoadedModel, ModelRepository
 from service.scheduling.scheduler import Job, Scheduler
 from service.settings import Settings
 from service.usecase.cache import LRUCache
-from service.usecase.schemas import TranslateRequest, TranslateResponse, Translation
+from service.usecase.detect import Detector, language_name
+from service.usecase.schemas import (
+    SourceWarning,
+    TranslateRequest,
+    TranslateResponse,
+    Translation,
+)
 from service.usecase.segment import Segmented, split
 
 # Requests with more characters than this are split, looked up and tokenized in a worker thread
@@ -60,6 +66,7 @@ class Work:
     done: dict[tuple[int, int], Translation]
     todo: list[tuple[int, int]]  # (text, sentence) to translate, in the order of ``sources``
     sources: list[list[int]]
+    warnings: list[SourceWarning]  # texts clearly not in the request's source
 
 
 def cached_bytes(key: Hashable, value: Translation) -> int:
@@ -78,9 +85,11 @@ class TranslateUseCase:
         repository: ModelRepository,
         metrics: Metrics,
         draining: Callable[[], bool],
+        detector: Detector | None = None,
     ) -> None:
         self.settings, self.repository, self.metrics = settings, repository, metrics
         self.draining = draining
+        self.detector = detector or Detector()
         self.cache: LRUCache[Translation] = LRUCache(
             settings.cache_entries, settings.cache_bytes, cached_bytes
         )
@@ -107,17 +116,25 @@ class TranslateUseCase:
             )
         return options
 
-    async def __call__(self, body: TranslateRequest, disconnect: Disconnect) -> TranslateResponse:
+    async def __call__(
+        self, body: TranslateRequest, disconnect: Disconnect, *, check_source: bool = False
+    ) -> TranslateResponse:
+        """The translations; with ``check_source``, a warning for each text clearly not in
+        ``body.source`` (the native API's; the drop-in shapes have no place for one)."""
         if self.draining():
             raise ShuttingDown("the server is shutting down")
         options = self.check_limits(body)
         started = time.perf_counter()
         for attempt in range(ROUTING_ATTEMPTS):  # a reload may retire the model routed to
             model = self.repository.route(body.source, body.target)
-            if sum(len(t) for t in body.texts) > OFF_LOOP_CHARS:  # keep the event loop answering
-                work = await asyncio.to_thread(self.prepare, body.texts, model, options)
+            check = body.source if check_source else None
+            # keep the event loop answering (the detector's model loads in about a second)
+            if sum(len(t) for t in body.texts) > OFF_LOOP_CHARS or (
+                check and not self.detector.loaded
+            ):
+                work = await asyncio.to_thread(self.prepare, body.texts, model, options, check)
             else:
-                work = self.prepare(body.texts, model, options)
+                work = self.prepare(body.texts, model, options, check)
             try:
                 results = (
                     await self.run_job(model.scheduler, work.sources, options, disconnect)
@@ -148,11 +165,40 @@ class TranslateUseCase:
             translations=translations,
             model=model.name,
             timings={"total_seconds": round(time.perf_counter() - started, 4)},
+            warnings=work.warnings,
         )
 
-    def prepare(self, texts: list[str], model: LoadedModel, options: SearchOptions) -> Work:
+    def source_warnings(self, texts: list[str], source: str) -> list[SourceWarning]:
+        """A warning for each text clearly not in ``source``: its translation is likely
+        nonsense. Each text is judged by its first CHECK_CHARS characters (detect.py)."""
+        warnings = []
+        for i, text in enumerate(texts):
+            found = self.detector.mismatch(text, source)
+            if found is None:
+                continue
+            looks = f"{language_name(found.detected)} ({found.detected}, {found.confidence:.0%})"
+            warnings.append(
+                SourceWarning(
+                    index=i,
+                    detected=found.detected,
+                    confidence=round(found.confidence, 3),
+                    message=f"Text {i + 1} does not look like {language_name(source)} "
+                    f"({source}); it looks most like {looks}. Give its language as the source, "
+                    "or auto.",
+                )
+            )
+        return warnings
+
+    def prepare(
+        self,
+        texts: list[str],
+        model: LoadedModel,
+        options: SearchOptions,
+        check: str | None = None,
+    ) -> Work:
         """Sentences, cache hits and token ids: the per-sentence work before scheduling, after
-        the checks that need only the count (a request that can never fit gets 413 first)."""
+        the checks that need only the count (a request that can never fit gets 413 first); and
+        the texts clearly not in the source ``check``, when given."""
         # Every text is split into sentences; all sentences of the request go in one job.
         segmented = [split(text) for text in texts]
         count = sum(len(seg.sentences) for seg in segmented)
@@ -181,7 +227,8 @@ class TranslateUseCase:
                     f"texts[{i}] has a sentence of {exc.tokens} tokens; the model takes at "
                     f"most {exc.limit} per sentence"
                 ) from None
-        return Work(segmented, done, todo, sources)
+        warnings = self.source_warnings(texts, check) if check else []
+        return Work(segmented, done, todo, sources, warnings)
 
     async def run_job(
         self,

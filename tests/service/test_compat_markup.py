@@ -119,7 +119,8 @@ def test_translate_file_txt_and_html(server: Server) -> None:
 
 def test_detect_settings_and_page(server: Server) -> None:
     detect = server.request("POST", "/detect", {"q": "two dogs"})
-    assert detect.status == 200 and detect.body == [{"language": "en", "confidence": 100.0}]
+    assert detect.status == 200 and [d["language"] for d in detect.body] == ["en"]
+    assert 0 < detect.body[0]["confidence"] < 50  # two words: its real share, not 100%
     settings = server.request("GET", "/frontend/settings").body
     assert settings["charLimit"] == 5000 and settings["keyRequired"] is False
     assert settings["language"]["source"]["code"] == "en"

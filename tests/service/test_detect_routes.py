@@ -63,3 +63,61 @@ def test_deepl_without_source_lang_detects_it(two_sources: Server) -> None:
     translator = deepl.Translator("any-key", server_url=two_sources.url)
     result = translator.translate_text(FRENCH, target_lang="DE")
     assert result.detected_source_lang == "FR"
+
+
+KOREAN = "개 두 마리가 푸른 잔디 위를 달리고 있다."
+GERMAN = "Zwei Hunde laufen über die grüne Wiese."
+
+
+def test_native_warns_for_a_text_clearly_not_in_its_source(server: Server) -> None:
+    """Issue 33: Korean sent to en→de came back as fluent nonsense with no warning. It is still
+    translated (the caller chose the source), with a warning naming the text and the language."""
+    texts = ["Two dogs are running through the green grass.", KOREAN, "2024", GERMAN, "안녕"]
+    reply = server.translate(texts, nbest=2, beam_size=2)
+    assert reply.status == 200, reply.body
+    assert len(reply.body["translations"]) == len(texts)
+    warnings = reply.body["warnings"]
+    assert [(w["code"], w["index"], w["detected"]) for w in warnings] == [
+        ("source_language_mismatch", 1, "ko"),
+        ("source_language_mismatch", 3, "de"),
+    ]
+    assert all(w["confidence"] > 0.9 for w in warnings)
+    assert warnings[0]["message"].startswith(
+        "Text 2 does not look like English (en); it looks most like Korean (ko, 100%)."
+    )
+    assert reply.body["detected_source"] is None  # the source was given, not detected
+
+
+def test_native_has_no_warning_for_text_in_its_source(server: Server) -> None:
+    reply = server.translate(["red dog runs", "Two dogs are running through the green grass."])
+    assert reply.status == 200 and reply.body["warnings"] == []
+
+
+def test_native_source_auto(server: Server, two_sources: Server) -> None:
+    """The native API takes source "auto" as the drop-in ones do, and says what it detected."""
+    one = server.translate(["Two dogs are running through the park."], source="auto")
+    assert one.status == 200, one.body
+    assert one.body["detected_source"] == "en" and one.body["warnings"] == []
+    refused = server.translate([KOREAN], source="auto")
+    assert refused.status == 400 and "looks most like Korean" in refused.body["error"]
+    two = two_sources.translate([FRENCH], source="auto")
+    assert two.status == 200 and two.body["detected_source"] == "fr"
+    # mostly French: detected as French, and the English text among them is named
+    mixed = two_sources.translate([FRENCH, FRENCH, ENGLISH, FRENCH], source="auto")
+    assert mixed.status == 200 and mixed.body["detected_source"] == "fr"
+    assert [(w["index"], w["detected"]) for w in mixed.body["warnings"]] == [(2, "en")]
+
+
+def test_deepl_and_libretranslate_shapes_are_unchanged(server: Server) -> None:
+    """No warnings field leaks into the drop-in shapes, warned or not."""
+    libre = server.request("POST", "/translate", {"q": KOREAN, "source": "en", "target": "de"})
+    assert libre.status == 200 and set(libre.body) == {"translatedText"}
+    deepl_reply = server.request(
+        "POST", "/v2/translate", {"text": [KOREAN], "target_lang": "DE", "source_lang": "EN"}
+    )
+    assert deepl_reply.status == 200
+    assert set(deepl_reply.body["translations"][0]) == {
+        "detected_source_language",
+        "text",
+        "billed_characters",
+    }

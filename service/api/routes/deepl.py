@@ -10,12 +10,12 @@ from service.api.body import read_body
 from service.api.deps import Authorized, DetectorDep, DisconnectDep, RepositoryDep, TranslateDep
 from service.api.handlers import ERROR_RESPONSES, native_error, shaped_route
 from service.api.routes.dropin import (
-    LANGUAGE_NAMES,
-    pair_for,
+    resolve_pair,
     text_field,
     translate_plain_or_markup,
 )
 from service.errors import InvalidRequest, ServiceError
+from service.usecase.detect import LANGUAGE_NAMES
 from service.usecase.markup import TagOptions
 
 
@@ -58,8 +58,6 @@ async def translate(
     target = target_lang.split("-")[0].lower()  # EN-US -> en
     source_lang = text_field(data, "source_lang")
     source_code = source_lang.lower() if source_lang else None
-    pair = pair_for(repository, source_code, target, texts, detector)
-    source, target = pair.source, pair.target
     tags = None
     if data.get("tag_handling"):
         tags = TagOptions.parse(
@@ -69,6 +67,12 @@ async def translate(
             data.get("splitting_tags"),
             data.get("outline_detection"),
         )
+    # Without source_lang, text clearly in a language no model translates from is a 400, not a
+    # translation from the one source served: detected_source_language stays the truth.
+    pair = await resolve_pair(
+        repository, source_code, target, texts, detector, translate, bool(tags)
+    )
+    source, target = pair.source, pair.target
     translated = await translate_plain_or_markup(translate, disconnect, texts, source, target, tags)
     return {
         "translations": [

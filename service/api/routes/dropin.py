@@ -6,6 +6,7 @@ they become.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,26 +15,13 @@ from pydantic import ValidationError
 
 from service.errors import InvalidRequest, UnsupportedPair
 from service.scheduling.repository import ModelRepository
-from service.usecase.detect import Detector
+from service.usecase.detect import DETECT_CHARS, Detector
 from service.usecase.markup import TagOptions, translate_markup
 from service.usecase.schemas import TranslateRequest
 from service.usecase.translate import Disconnect, TranslateUseCase
 
-# Detection reads this much of a request: enough to decide, bounded so it stays ~a millisecond.
-DETECT_CHARS = 2000
-
-LANGUAGE_NAMES = {
-    "en": "English",
-    "de": "German",
-    "fr": "French",
-    "es": "Spanish",
-    "it": "Italian",
-    "cs": "Czech",
-    "ko": "Korean",
-    "ja": "Japanese",
-    "zh": "Chinese",
-    "pt": "Portuguese",
-}
+# A tag of HTML or XML: left out of what detection reads (it is no language).
+TAG = re.compile(r"<[^<>]*>")
 
 
 def text_field(data: dict[str, Any], name: str) -> str | None:
@@ -49,7 +37,8 @@ def text_field(data: dict[str, Any], name: str) -> str | None:
 class Pair:
     source: str
     target: str
-    confidence: float | None = None  # set when the source was detected
+    # set when the source was detected: its share over every language the detector weighs
+    confidence: float | None = None
 
 
 def pair_for(
@@ -59,23 +48,48 @@ def pair_for(
     texts: Sequence[str] = (),
     detector: Detector | None = None,
 ) -> Pair:
-    """Resolve a missing or "auto" source: by the target when only one model fits it, else by
-    detecting the language of ``texts`` among the sources served into ``target`` (a 400 when
-    that is ambiguous)."""
+    """Resolve a missing or "auto" source by detecting the language of ``texts`` among the
+    sources served into ``target``: a 400 when that is ambiguous, or when the text clearly is a
+    language no model translates from, even with one source served (its translation would be
+    nonsense, and DeepL's and LibreTranslate's shapes have no place for a warning). With one
+    source the detector does not know, or no detector, that source is taken unchecked."""
     if source and source != "auto":
         return Pair(source, target)
     sources = sorted({s for s, t in repository.models if t == target})
     if not sources:
         raise UnsupportedPair(f"no model translates into {target!r}")
-    if len(sources) == 1:
-        return Pair(sources[0], target, 1.0)
-    if detector is None:
+    if detector is None or (len(sources) == 1 and sources[0] not in detector.known):
+        if len(sources) == 1:
+            return Pair(sources[0], target)
         raise UnsupportedPair(
             f"several sources translate into {target!r} ({', '.join(sources)}): give source"
         )
     sample = " ".join(texts)[:DETECT_CHARS]
     detection = detector.detect(sample, sources)
     return Pair(detection.language, target, detection.confidence)
+
+
+async def resolve_pair(
+    repository: ModelRepository,
+    source: str | None,
+    target: str,
+    texts: Sequence[str],
+    detector: Detector,
+    translate: TranslateUseCase,
+    markup: bool = False,
+) -> Pair:
+    """``pair_for`` for a route: when the source is to be detected, the request's limits first
+    (one that breaks them is a 422 whatever its language), the tags of ``markup`` left out of
+    what is read, and the detector's model loaded off the event loop the first time (about a
+    second)."""
+    if source not in (None, "", "auto"):
+        return Pair(source, target)
+    translate.check_limits(native_request(list(texts), "auto", target))
+    if not detector.loaded:
+        await asyncio.to_thread(detector.load)
+    if markup:
+        texts = [TAG.sub(" ", text) for text in texts]
+    return pair_for(repository, source, target, texts, detector)
 
 
 def native_request(texts: list[str], source: str, target: str) -> TranslateRequest:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -18,13 +19,12 @@ from service.api.deps import (
 )
 from service.api.handlers import ERROR_RESPONSES
 from service.api.routes.dropin import (
-    DETECT_CHARS,
-    LANGUAGE_NAMES,
-    pair_for,
+    resolve_pair,
     text_field,
     translate_plain_or_markup,
 )
 from service.errors import InvalidRequest
+from service.usecase.detect import DETECT_CHARS, LANGUAGE_NAMES
 from service.usecase.markup import TagOptions
 
 # Every route needs the key (when keys are set) but /frontend/settings, which the page reads
@@ -52,15 +52,15 @@ async def translate(
     texts = q if isinstance(q, list) else [q]
     if not all(isinstance(t, str) for t in texts):
         raise InvalidRequest("'q' must be a string or a list of strings")
-    pair = pair_for(repository, source, target, texts, detector)
+    pair = await resolve_pair(repository, source, target, texts, detector, translate, bool(tags))
     translated = await translate_plain_or_markup(
         translate, disconnect, texts, pair.source, pair.target, tags
     )
     answer: dict[str, Any] = {
         "translatedText": translated if isinstance(q, list) else translated[0]
     }
-    if data.get("source") in (None, "", "auto"):
-        confidence = round(100 * (pair.confidence or 1.0), 1)
+    if data.get("source") in (None, "", "auto"):  # the share over every language weighed
+        confidence = round(100 * pair.confidence, 1) if pair.confidence is not None else 100.0
         answer["detectedLanguage"] = {"language": pair.source, "confidence": confidence}
     return answer
 
@@ -83,13 +83,17 @@ async def languages(repository: RepositoryDep) -> list[dict[str, Any]]:
 async def detect(
     request: Request, repository: RepositoryDep, detector: DetectorDep
 ) -> list[dict[str, Any]]:
-    """LibreTranslate's /detect: ``q``'s language among the sources this server translates, every
-    one with its confidence (0-100), best first; an empty list when none can be told."""
+    """LibreTranslate's /detect: the sources this server translates, each with its confidence
+    (0-100) that ``q`` is in it, best first; an empty list when none can be told. A confidence is
+    the language's share over every language the detector weighs, so with one source served a
+    German or Korean text gives it about 0, not 100."""
     data = await read_body(request)
     q = data.get("q")
     if not isinstance(q, str) or not q:
         raise InvalidRequest("'q' (a non-empty string) is required")
     sources = sorted({s for s, _ in repository.models})
+    if not detector.loaded:  # its first load takes about a second: not on the event loop
+        await asyncio.to_thread(detector.load)
     ranking = detector.rank(q[:DETECT_CHARS], sources)
     return [{"language": lang, "confidence": round(100 * p, 1)} for lang, p in ranking]
 

@@ -7,8 +7,16 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from service.api.deps import Authorized, DisconnectDep, RepositoryDep, SettingsDep, TranslateDep
+from service.api.deps import (
+    Authorized,
+    DetectorDep,
+    DisconnectDep,
+    RepositoryDep,
+    SettingsDep,
+    TranslateDep,
+)
 from service.api.handlers import ERROR_RESPONSES
+from service.api.routes.dropin import resolve_pair
 from service.errors import NotFound
 from service.scheduling.repository import LoadedModel
 from service.settings import Settings
@@ -21,10 +29,22 @@ router = APIRouter(
 
 @router.post("/translate", response_model=TranslateResponse)
 async def translate(
-    body: TranslateRequest, translate: TranslateDep, disconnect: DisconnectDep
+    body: TranslateRequest,
+    translate: TranslateDep,
+    disconnect: DisconnectDep,
+    repository: RepositoryDep,
+    detector: DetectorDep,
 ) -> TranslateResponse:
-    """Translate up to ``max_texts`` texts in one batch with every other request's."""
-    return await translate(body, disconnect)
+    """Translate up to ``max_texts`` texts in one batch with every other request's. Source
+    ``auto`` is detected (``detected_source``; a 400 when it cannot be told); ``warnings``
+    names each text clearly not in the source."""
+    if body.source != "auto":
+        return await translate(body, disconnect, check_source=True)
+    pair = await resolve_pair(repository, "auto", body.target, body.texts, detector, translate)
+    response = await translate(
+        body.model_copy(update={"source": pair.source}), disconnect, check_source=True
+    )
+    return response.model_copy(update={"detected_source": pair.source})
 
 
 def describe(model: LoadedModel, settings: Settings) -> dict[str, Any]:
