@@ -84,6 +84,7 @@ class MarianTokenizer:
         self.skipped = {target_map[p] for p in (PAD_PIECE, UNK_PIECE, EOS_PIECE)}
         # MarianTokenizer joins output pieces with the source model unless vocabularies differ.
         self.joiner = self.target if self.separate_vocabs else self.source
+        self._target_ids: dict[str, int] | None = None  # piece -> output id, built on first use
 
     @property
     def vocab_size(self) -> int:
@@ -121,6 +122,14 @@ class MarianTokenizer:
         """Target text of output ids (pad, eos and unk dropped, as ``skip_special_tokens``)."""
         pieces = [self.piece(int(i)) for i in ids if int(i) not in self.skipped]
         return self.joiner.decode_pieces(pieces).replace(SPIECE_UNDERLINE, " ").strip()
+
+    def encode_target(self, text: str) -> list[int]:
+        """Output ids of a target ``text`` (what the decoder would have written for it): the
+        target model's pieces through the target vocabulary. The aligner reads them."""
+        if self._target_ids is None:
+            self._target_ids = {piece: i for i, piece in self.decoder.items()}
+        unk = self._target_ids.get(UNK_PIECE, self.unk_id)
+        return [self._target_ids.get(p, unk) for p in self.target.encode(text, out_type=str)]
 
     def piece(self, token_id: int) -> str:
         """The output piece of ``token_id``; ids the map lacks are read from the joining model."""

@@ -33,6 +33,7 @@ FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 CONFIG, MANIFEST = "config.json", "manifest.json"
 ENCODER, DECODER, TOKENIZER = "encoder.onnx", "decoder.onnx", "tokenizer.model"
+ALIGNER = "aligner.onnx"  # optional: where tags go (contract/spec.py aligner_spec)
 WEIGHTS = "weights.bin"
 PRECISIONS = ("fp32", "fp16", "int8")
 # The decoder's self-attention cache (docs/decisions.md #31): one buffer per layer written in place
@@ -141,6 +142,13 @@ class PackageConfig:
     @property
     def decoder_path(self) -> Path:
         return self.directory / DECODER
+
+    @property
+    def aligner_io(self) -> dict[str, Any] | None:
+        """The aligner graph's entry (file, layer, inputs, outputs); None in packages without one
+        (fp16 ones, and those written before it existed)."""
+        entry = self.raw["graphs"].get("aligner")
+        return entry if isinstance(entry, dict) else None
 
     @property
     def tokenizer_path(self) -> Path:

@@ -140,3 +140,25 @@ def decoder_spec(
             *present,
         ),
     )
+
+
+def alignment_layer(decoder_layers: int) -> int:
+    """The decoder layer whose cross-attention the aligner graph emits: the last of a shallow
+    decoder, the one before the last of a deep one (Garg et al. 2019: layer 5 of 6 aligns best;
+    the shipped 3-layer model's last layer aligns best: docs/decisions.md #47)."""
+    return decoder_layers - 2 if decoder_layers >= 6 else decoder_layers - 1
+
+
+def aligner_spec(layer: int, float_dtype: str = "float32") -> GraphSpec:
+    """Teacher-forced cross-attention of decoder layer ``layer`` averaged over its heads: for each
+    target position (``input_ids`` is the start token then the target), where it looked in the
+    source. Reads the encoder's cross keys/values of layers 0..``layer`` (one row per sentence)."""
+    cross = kv_specs("cross", layer + 1, float_dtype, KV_AXES_SRC)
+    return GraphSpec(
+        inputs=(
+            TensorSpec("input_ids", "int64", ("batch", "tgt_len")),
+            TensorSpec("src_mask", "bool", ("batch", "src_len")),
+            *cross,
+        ),
+        outputs=(TensorSpec("alignment", "float32", ("batch", "tgt_len", "src_len")),),
+    )

@@ -113,3 +113,10 @@ class Tokenizer:
 
     def pieces(self, text: str) -> list[str]:
         return self.processor.EncodeAsPieces(text)
+
+    def encode_target(self, text: str) -> list[int]:
+        """Ids of a target text: one vocabulary serves both sides."""
+        return self.encode(text)
+
+    def piece(self, token_id: int) -> str:
+        return self.processor.IdToPiece(int(token_id))

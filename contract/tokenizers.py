@@ -28,6 +28,18 @@ class TextTokenizer(Protocol):
 
     def decode(self, ids: Sequence[int]) -> str: ...
 
+    def pieces(self, text: str) -> list[str]:
+        """The pieces ``encode`` gives ids for, in order (a word's first one starts with ▁)."""
+        ...
+
+    def encode_target(self, text: str) -> list[int]:
+        """Output ids of a target-language text (for alignment)."""
+        ...
+
+    def piece(self, token_id: int) -> str:
+        """The output piece of an output id."""
+        ...
+
 
 def load_tokenizer(config: PackageConfig) -> Tokenizer | MarianTokenizer:
     """The tokenizer named by the package's config (files already checked by its manifest)."""
@@ -58,6 +70,15 @@ class TargetTokenizer:
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.base.decode(ids)
+
+    def pieces(self, text: str) -> list[str]:
+        return self.base.pieces(f"{self.token} {text}")
+
+    def encode_target(self, text: str) -> list[int]:
+        return self.base.encode_target(text)
+
+    def piece(self, token_id: int) -> str:
+        return self.base.piece(token_id)
 
 
 def for_target(

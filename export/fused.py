@@ -346,3 +346,51 @@ def build_decoder(
     last = g.one("Squeeze", [last, g.const("axis", np.array([1], dtype=np.int64))])  # (B, D)
     write_top_k(g, last, model, output_block_bytes)
     return g.model(spec, "decoder")
+
+
+@torch.no_grad()
+def build_aligner(model: Transformer, spec: GraphSpec, layer: int) -> onnx.ModelProto:
+    """The teacher-forced cross-attention of decoder layer ``layer`` averaged over its heads
+    (contract/spec.py ``aligner_spec``): the decoder's layers 0..``layer`` written with the same
+    weights, in the same layout, as ``build_decoder`` writes them, so that the package stores each
+    tensor once (export/weights.py) and the graph costs no memory for its weights."""
+    cfg, g = model.cfg, GraphBuilder()
+    w = LayerWriter(model, g)
+    x = w.embed(model.target_embed, "input_ids", None, "target_embed")
+    length = axis_length(g, "input_ids", 1)
+    keys = arange(g, length)
+    queries = g.one("Unsqueeze", [keys, g.const("axes", np.array([1], dtype=np.int64))])
+    causal = g.one("LessOrEqual", [keys, queries])  # (T, T): a position sees itself and before
+    causal = g.one("Unsqueeze", [causal, g.const("axes", np.array([0, 1], dtype=np.int64))])
+    lowest = g.const("low", np.array(np.finfo(np.float32).min, dtype=np.float32))
+    bias = g.one("Where", [causal, g.const("open", np.array(0, np.float32)), lowest])
+    padding = g.one("Cast", ["src_mask"], to=TensorProto.INT32)
+    layers = decoder_layers(model)
+    for i, block in enumerate(layers[: layer + 1]):
+        hint = f"decoder.{i}"
+        attn = w.attention(block.self_attn, x, f"{hint}.self", attention_bias=bias)
+        x = w.add_norm(x, attn, block.self_attn.out_proj.bias, block.self_attn_layer_norm)
+        key, value = kv_pair("cross", i)
+        if i == layer:
+            break
+        attn = w.attention(
+            block.encoder_attn, x, f"{hint}.cross", key=key, value=value, key_padding_mask=padding
+        )
+        x = w.add_norm(x, attn, block.encoder_attn.out_proj.bias, block.encoder_attn_layer_norm)
+        x = w.feed_forward(block, x, hint)
+    cross = layers[layer].encoder_attn
+    q = g.one(
+        "MatMul", [x, g.const(f"decoder.{layer}.cross.q.weight", linear_weight(cross.q_proj))]
+    )
+    q = g.one("Add", [q, g.const(f"decoder.{layer}.cross.q.bias", linear_bias(cross.q_proj))])
+    shape = g.const("heads_shape", np.array([0, 0, cfg.n_heads, cfg.head_dim], dtype=np.int64))
+    q = g.one("Reshape", [q, shape])  # (B, T, H, Dh)
+    # An Einsum, not a MatMul: int8 packages quantize MatMuls, and both operands are activations.
+    scores = g.one("Einsum", [q, key], equation="bthd,bhsd->bhts")
+    scale = np.array(cfg.head_dim**-0.5, dtype=np.float32)
+    scores = g.one("Mul", [scores, g.const("scale", scale)])
+    unmasked = g.one("Unsqueeze", ["src_mask", g.const("axes", np.array([1, 2], dtype=np.int64))])
+    source_bias = g.one("Where", [unmasked, g.const("open", np.array(0, np.float32)), lowest])
+    weights = g.one("Softmax", [g.one("Add", [scores, source_bias])], axis=-1)
+    g.op("ReduceMean", [weights], ["alignment"], axes=[1], keepdims=0)
+    return g.model(spec, "aligner")

@@ -22,6 +22,7 @@ import onnx
 import torch
 
 from contract.package import (
+    ALIGNER,
     CONFIG,
     DECODER,
     ENCODER,
@@ -31,9 +32,16 @@ from contract.package import (
     PackageError,
     write_manifest,
 )
-from contract.spec import OPSET, GraphSpec, decoder_spec, encoder_spec
+from contract.spec import (
+    OPSET,
+    GraphSpec,
+    aligner_spec,
+    alignment_layer,
+    decoder_spec,
+    encoder_spec,
+)
 from contract.version import __version__
-from export.fused import OUTPUT_BLOCK_BYTES, build_decoder, build_encoder
+from export.fused import OUTPUT_BLOCK_BYTES, build_aligner, build_decoder, build_encoder
 from export.graphs import TRACE_K, DecoderGraph, EncoderGraph
 from export.package_cache import (
     cached_package,
@@ -274,12 +282,23 @@ def package_config(
                     cfg.decoder_layers, float_dtype, fused(precision), in_place
                 ).to_dict(),
             },
+            **aligner_entry(cfg.decoder_layers, precision),
         },
         "tokenizer": source.tokenizer,
         "opset": OPSET,
         "made_with": tool_versions(),
         "origin": source.origin,
     }
+
+
+def aligner_entry(decoder_layers: int, precision: str) -> dict[str, Any]:
+    """The config's ``graphs.aligner`` where the package has one: packages of the fused graphs
+    (fp32, int8), whose aligner shares the decoder's weights; fp16 packages have none (their
+    tags are placed by matching separately translated pieces, as before)."""
+    if not fused(precision):
+        return {}
+    layer = alignment_layer(decoder_layers)
+    return {"aligner": {"file": ALIGNER, "layer": layer, **aligner_spec(layer).to_dict()}}
 
 
 def build_graphs(
@@ -299,13 +318,20 @@ def build_graphs(
         stored = 1 if precision == "int8" else 4  # bytes per weight in the package
         block = OUTPUT_BLOCK_BYTES * 4 // stored
         onnx.save(build_decoder(model, spec, in_place, block), directory / DECODER)
-    for graph in (ENCODER, DECODER):
+        layer = alignment_layer(cfg.decoder_layers)
+        onnx.save(build_aligner(model, aligner_spec(layer), layer), directory / ALIGNER)
+    for graph in graph_files(precision):
         onnx.checker.check_model(str(directory / graph), full_check=True)
         if precision == "fp16":
             convert_fp16(directory / graph)
         elif precision == "int8":
             convert_int8(directory / graph)
         onnx.checker.check_model(str(directory / graph))
+
+
+def graph_files(precision: str) -> tuple[str, ...]:
+    """The graph files a package of ``precision`` holds."""
+    return (ENCODER, DECODER, ALIGNER) if fused(precision) else (ENCODER, DECODER)
 
 
 def trace_graphs(model: Transformer, directory: Path) -> None:
@@ -345,7 +371,7 @@ def write_package(
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     build_graphs(source.model, partial, precision, cache)
-    shared = store_weights(partial, (ENCODER, DECODER))
+    shared = store_weights(partial, graph_files(precision))
     for file_name, data in source.files.items():
         (partial / file_name).write_bytes(data)
     config = package_config(source, name or source.pair_name, precision, cache)

@@ -16,8 +16,9 @@ from model.config import DEFAULT_CHECKPOINT
 # keys/values; 5: fp32 and int8 decoders write their cache in place, #31; 6: the weights in one
 # page-aligned file beside the graphs, #33; 7: a Marian decoder drops pad from its top k + 1
 # instead of adding -inf over the vocabulary; 8: an output projection of more than 32 MiB in
-# blocks, #40), so a cache from an older version is not reused.
-GRAPHS_REVISION = 8
+# blocks, #40; 9: an aligner graph, tags placed by alignment, #47; and the package's description),
+# so a cache from an older version is not reused.
+GRAPHS_REVISION = 9
 
 
 def fused(precision: str) -> bool:

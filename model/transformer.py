@@ -53,6 +53,15 @@ class MultiHeadAttention(nn.Module):
         """Keys and values for ``x`` (B, L, D): used once per request for cross-attention."""
         return self.split_heads(self.k_proj(x)), self.split_heads(self.v_proj(x))
 
+    def weights(self, query: Tensor, key: Tensor, allowed: Tensor | None) -> Tensor:
+        """Attention probabilities (B, H, T, L) of ``query`` (B, T, D) over ``key``
+        (B, H, L, Dh)."""
+        q = self.split_heads(self.q_proj(query)) * self.head_dim**-0.5  # (B, H, T, Dh)
+        scores = torch.matmul(q, key.transpose(-1, -2))  # (B, H, T, L)
+        if allowed is not None:
+            scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+        return scores.softmax(dim=-1)
+
     def forward(self, query: Tensor, kv: KV, allowed: Tensor | None) -> Tensor:
         """``query`` (B, T, D); ``kv`` each (B, H, L, Dh); ``allowed`` bool, broadcastable to
         (B, H, T, L), True where a query may attend a key.
@@ -62,13 +71,8 @@ class MultiHeadAttention(nn.Module):
         with IsNaN/Where; this form exports as MatMul(q, K^T), which ONNX Runtime fuses into one
         transposing matmul (see docs/decisions.md #10).
         """
-        q = self.split_heads(self.q_proj(query)) * self.head_dim**-0.5  # (B, H, T, Dh)
-        k, v = kv
-        scores = torch.matmul(q, k.transpose(-1, -2))  # (B, H, T, L)
-        if allowed is not None:
-            scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
-        weights = F.dropout(scores.softmax(dim=-1), self.dropout, self.training)
-        out = torch.matmul(weights, v)  # (B, H, T, Dh)
+        weights = F.dropout(self.weights(query, kv[0], allowed), self.dropout, self.training)
+        out = torch.matmul(weights, kv[1])  # (B, H, T, Dh)
         b, _, t, _ = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))
 
@@ -297,6 +301,29 @@ class Transformer(nn.Module):
             x, kv = layer(x, past, cross[i], self_allowed, cross_allowed)
             new_cache.append(kv)
         return x, new_cache
+
+    def cross_attention(
+        self, tokens: Tensor, cross: list[KV], src_mask: Tensor, layer: int
+    ) -> Tensor:
+        """Teacher-forced attention (B, T, S) of decoder layer ``layer`` over the source, averaged
+        over its heads, for the target ``tokens`` (B, T) at positions 0..T-1 (the start token
+        first): where each target position looked. What tags are placed by (the aligner graph,
+        docs/decisions.md #47); layers after ``layer`` are not run."""
+        t = tokens.shape[1]
+        self.check_length(t)
+        positions = torch.arange(t, device=tokens.device).unsqueeze(0).expand(tokens.shape[0], -1)
+        index = torch.arange(t, device=tokens.device)
+        self_allowed = (index.unsqueeze(0) <= index.unsqueeze(1))[None, None]  # (1, 1, T, T)
+        cross_allowed = src_mask[:, None, None, :]
+        x = self.embed(self.target_embed, tokens, positions)
+        layers = cast(list[DecoderLayer], list(self.decoder_layers))
+        for i, block in enumerate(layers[:layer]):
+            x, _ = block(x, None, cross[i], self_allowed, cross_allowed)
+        block = layers[layer]
+        k, v = block.self_attn.project_kv(x)
+        x = block.self_attn_layer_norm(x + block.self_attn(x, (k, v), self_allowed))
+        weights = block.encoder_attn.weights(x, cross[layer][0], cross_allowed)
+        return weights.mean(dim=1)
 
     def project(self, x: Tensor) -> Tensor:
         """Decoder states (..., D) -> logits (..., V) through the tied embedding matrix (or the

@@ -12,6 +12,7 @@ import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -163,6 +164,18 @@ class PackageRuntime:
         self.decoder = ort.InferenceSession(
             str(self.config.decoder_path), self.graph_options("decoder"), providers=providers
         )
+        aligner = self.config.aligner_io
+        # Where tags go (contract/spec.py): run only for text with inline markup, never per step.
+        self.aligner = (
+            None
+            if aligner is None
+            else ort.InferenceSession(
+                str(self.config.directory / aligner["file"]),
+                self.graph_options("aligner"),
+                providers=providers,
+            )
+        )
+        self.aligner_inputs = [] if aligner is None else [t["name"] for t in aligner["inputs"]]
         self.decoder_inputs = [t["name"] for t in dec["inputs"]]
         self.decoder_outputs = [t["name"] for t in dec["outputs"]]
         self.cache_dtype = np.dtype(past_key["dtype"])
@@ -193,17 +206,37 @@ class PackageRuntime:
         self._orders: dict[int, tuple[weakref.ref[np.ndarray], np.ndarray]] = {}
 
     def graph_options(self, graph: str) -> ort.SessionOptions:
-        """The session options of ``graph`` (encoder | decoder): the runtime's, with the tensors
-        it shares with the other graph given instead of loaded again."""
+        """The session options of ``graph`` (encoder | decoder | aligner): the runtime's, with the
+        tensors it shares with the other graphs given instead of loaded again."""
         options = self.options.session_options()
+        if graph == "aligner":
+            # Run only for text with tags: its MatMuls read the decoder's weights where they are
+            # mapped instead of keeping a packed copy of them (the decoder's layers, again).
+            options.add_session_config_entry("session.disable_prepacking", "1")
         for names, value in self._shared_weights:
-            if graph in names:
+            # Only what the encoder and the decoder both read is handed over: a tensor given this
+            # way stays resident beside the packed copy ONNX Runtime makes of a MatMul's weights,
+            # so the decoder's layers, which the aligner reads too, are left to each session to
+            # map from the file itself (the aligner packs nothing).
+            if graph in names and {"encoder", "decoder"} <= names.keys():
                 options.add_initializer(names[graph], value)
         return options
 
     def encode(self, src_ids: np.ndarray, src_mask: np.ndarray) -> EncoderOutput:
         outputs = self.encoder.run(None, {"src_ids": src_ids, "src_mask": src_mask})
         return EncoderOutput(states=outputs[0], cross=list(outputs[1:]))
+
+    def align(self, src_ids: np.ndarray, src_mask: np.ndarray, tgt_ids: np.ndarray) -> np.ndarray:
+        """(B, T, S) teacher-forced cross-attention of the aligner's layer: for ``tgt_ids`` (the
+        start token then the target, right-padded), where each position looked in the source."""
+        if self.aligner is None:
+            raise PackageError(f"package {self.config.name!r} has no aligner graph")
+        cross = self.encode(src_ids, src_mask).cross
+        feed: dict[str, Any] = {"input_ids": tgt_ids, "src_mask": src_mask}
+        names = [n for i in range(self.layers) for n in kv_pair("cross", i)]
+        feed.update((n, v) for n, v in zip(names, cross, strict=True) if n in self.aligner_inputs)
+        (alignment,) = self.aligner.run(["alignment"], feed)
+        return np.asarray(alignment)
 
     def to_device(self, array: Tensor) -> ort.OrtValue:
         """A tensor the decoder reads at every step (cross keys/values), placed once where the

@@ -5,8 +5,10 @@ stays byte for byte where it was (DeepL ``tag_handling=html|xml``, LibreTranslat
 The document is cut, by the standard library's HTML tokenizer, into raw tokens that tile the input
 exactly; only text tokens ever change. Text is translated by *segment*: a run of text and inline
 (non-splitting) tags, so that "Press <b>Continue</b> now." is translated as one sentence. The
-inline tags are put back into the translation where the separately translated text of each tagged
-piece is found in it; where that fails the pieces are translated one by one (every tag kept, the
+inline tags are put back where the words they wrapped went, by the model's own attention
+(service/decoding/alignment.py): the sentence translates exactly as it does without its tags. For a
+package without an aligner (fp16), each tagged piece is translated alone and looked for in the
+translation; where that fails too the pieces are translated one by one (every tag kept, the
 sentence cut). Nothing of the input is ever dropped: what is not translated is copied.
 """
 
@@ -18,9 +20,12 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
+from service.decoding.alignment import WordAlignment, words
 from service.errors import InvalidRequest
 
 Translate = Callable[[list[str]], Awaitable[list[str]]]
+# (source, its translation) pairs -> where each translated word came from (None: unknown).
+Align = Callable[[list[tuple[str, str]]], Awaitable[list[WordAlignment | None]]]
 
 # HTML phrasing content that sits inside a sentence (DeepL's non-splitting tags for HTML).
 HTML_INLINE = frozenset(
@@ -363,37 +368,68 @@ def with_space(original: str, translated: str, entities: dict[str, str]) -> str:
 
 
 async def translate_markup(
-    documents: list[str], options: TagOptions, translate: Translate
+    documents: list[str], options: TagOptions, translate: Translate, align: Align | None = None
 ) -> list[str]:
-    """Translate each document's text; one call to ``translate`` for all their strings."""
+    """Translate each document's text: one call to ``translate`` for every segment whole, one to
+    ``align`` for those with inline tags, and only if some cannot be aligned, one more for their
+    pieces."""
     parsed = [segments(tokenize(doc, options)) for doc in documents]
-    wanted: dict[str, None] = {}
-    for items in parsed:
-        for item in items:
-            if isinstance(item, Segment):
-                wanted[normalize(plain(t for p in item.pieces() for t in p))] = None
-                for piece in item.pieces():
-                    if plain(piece).strip():
-                        wanted[normalize(plain(piece))] = None
-    sources = list(wanted)
-    results = await translate(sources) if sources else []
-    table = dict(zip(sources, results, strict=True))
-    return [render(items, table) for items in parsed]
+    found = [item for items in parsed for item in items if isinstance(item, Segment)]
+    sources = list(dict.fromkeys(whole_text(segment) for segment in found))
+    table = dict(zip(sources, await translate(sources) if sources else [], strict=True))
+    tagged = [s for s in found if len(s.pieces()) > 1 and table[whole_text(s)] != whole_text(s)]
+    pairs = list(dict.fromkeys((whole_text(s), table[whole_text(s)]) for s in tagged))
+    alignments = await align(pairs) if align is not None and pairs else [None] * len(pairs)
+    aligned = dict(zip(pairs, alignments, strict=True))
+    placed: dict[int, str] = {}  # id(segment) -> its translation with its tags
+    unplaced: list[Segment] = []
+    for segment in tagged:
+        key = whole_text(segment)
+        alignment = aligned[key, table[key]]
+        result = place_by_alignment(segment, table[key], alignment) if alignment else None
+        if result is None:
+            unplaced.append(segment)
+        else:
+            placed[id(segment)] = result
+    wanted = {
+        normalize(plain(piece)): None
+        for segment in unplaced
+        for piece in segment.pieces()
+        if has_words(plain(piece)) and normalize(plain(piece)) not in table
+    }
+    more = list(wanted)
+    table.update(zip(more, await translate(more) if more else [], strict=True))
+    return [render(items, table, placed) for items in parsed]
 
 
-def render(items: list[Segment | Token], table: dict[str, str]) -> str:
+def whole_text(segment: Segment) -> str:
+    """What is translated for a segment: its text without its tags, whitespace as layout."""
+    return normalize(plain(t for p in segment.pieces() for t in p))
+
+
+def has_words(text: str) -> bool:
+    """Whether a piece has anything to translate (``&nbsp;`` and U+3000 alone have not)."""
+    return bool(text.strip())
+
+
+def render(items: list[Segment | Token], table: dict[str, str], placed: dict[int, str]) -> str:
     return "".join(
-        render_segment(item, table) if isinstance(item, Segment) else item.raw for item in items
+        render_segment(item, table, placed.get(id(item))) if isinstance(item, Segment) else item.raw
+        for item in items
     )
 
 
-def render_segment(segment: Segment, table: dict[str, str]) -> str:
+def render_segment(segment: Segment, table: dict[str, str], aligned: str | None) -> str:
     pieces = segment.pieces()
     whole = plain(t for p in pieces for t in p)
     key = normalize(whole)
     if table[key] == key:  # nothing changed: the source, spelling and layout included
         return "".join(t.raw for t in segment.tokens)
     entities = {t.text: t.raw for t in segment.tokens if t.kind == "entity" and len(t.text) == 1}
+    if aligned is not None:
+        return with_space(whole, aligned, entities)
+    if len(pieces) == 1:
+        return with_space(whole, escape(table[key], entities), entities)
     placed = place_tags(segment, pieces, table, entities)
     if placed is not None:
         return with_space(whole, placed, entities)
@@ -401,13 +437,194 @@ def render_segment(segment: Segment, table: dict[str, str]) -> str:
     out: list[str] = []
     for piece, token in zip(pieces, [*boundaries(segment), None], strict=True):
         text = plain(piece)
-        if text.strip():
+        if has_words(text):
             out.append(with_space(text, escape(table[normalize(text)], entities), entities))
         else:
             out.append("".join(t.raw for t in piece))
         if token is not None:
             out.append(token.raw)
     return "".join(out)
+
+
+def source_words_by_piece(pieces: list[list[Token]]) -> list[int] | None:
+    """For each word of the segment's normalized text (``words``), the piece most of it lies in;
+    None if labelling and normalizing disagree (never expected)."""
+    labels: list[int] = []
+    chars: list[str] = []
+    for k, piece in enumerate(pieces):
+        for ch in plain(piece):
+            chars.append(" " if ch in SPACE else ch)
+            labels.append(k)
+    text = "".join(chars)
+    spans = words(text)
+    if " ".join(text[a:b] for a, b in spans) != normalize(text):
+        return None
+    owners = []
+    for a, b in spans:
+        counts: dict[int, int] = {}
+        for k in labels[a:b]:
+            counts[k] = counts.get(k, 0) + 1
+        owners.append(max(counts, key=lambda k: (counts[k], -k)))
+    return owners
+
+
+def place_by_alignment(segment: Segment, target: str, alignment: WordAlignment) -> str | None:
+    """The segment's translation ``target`` with its inline tags put back by the word alignment:
+    the target's words are cut, in order, into one run per piece of the source (a piece being
+    the text between two tags) so that as much of each word's attention as possible falls on its
+    own piece, every piece with words getting at least one. Tags keep their order, so they nest
+    as they did. None when the alignment does not fit the text (the caller falls back)."""
+    pieces = segment.pieces()
+    owners = source_words_by_piece(pieces)
+    spans = words(target)
+    weights = alignment.weights
+    if owners is None or weights.shape != (len(spans), len(owners)):
+        return None
+    n = len(pieces)
+    score = [[0.0] * n for _ in spans]  # target word x piece: attention on that piece's words
+    for t in range(len(spans)):
+        for s, k in enumerate(owners):
+            score[t][k] += float(weights[t, s])
+    entities = {t.text: t.raw for t in segment.tokens if t.kind == "entity" and len(t.text) == 1}
+    moved = tags_with_words(segment, target, spans, score, set(owners), entities)
+    if moved is not None:
+        return moved
+    required = [k in set(owners) for k in range(n)]
+    runs = monotone_runs(score, required)
+    if runs is None:
+        return None
+    located: list[tuple[int, int]] = []
+    last_end = 0
+    for k in range(n):
+        mine = [t for t, owner in enumerate(runs) if owner == k]
+        if mine:
+            start, end = trimmed(
+                target, spans[mine[0]][0], spans[mine[-1]][1], normalize(plain(pieces[k]))
+            )
+            located.append((start, end))
+            last_end = end
+        else:
+            located.append((last_end, last_end))
+    return join_at(segment, pieces, target, located, entities, aligned=True)
+
+
+def trimmed(target: str, start: int, end: int, source: str) -> tuple[int, int]:
+    """The span ``target[start:end]`` without the punctuation glued to its words' edges, where
+    the ``source`` text it stands for has none there ("<b>barbecue</b>." -> "<b>grillen</b>.")."""
+    text = target[start:end]
+    if source[:1].isalnum():
+        start += len(text) - len(text.lstrip(PUNCTUATION))
+    if source[-1:].isalnum():
+        end = max(start, end - (len(text) - len(text.rstrip(PUNCTUATION))))
+    return start, end
+
+
+def tags_with_words(
+    segment: Segment,
+    target: str,
+    spans: list[tuple[int, int]],
+    score: list[list[float]],
+    worded: set[int],
+    entities: dict[str, str],
+) -> str | None:
+    """Each inline element around the target words whose attention falls mostly on its pieces,
+    wherever the translation moved them ("playing <b>soccer</b> in a park" -> "spielen in einem
+    Park <b>Fußball</b>"). Only where every tag between the pieces is one of a start/end pair,
+    every element wraps source words, each finds target words, and the elements' spans nest as
+    they did; otherwise None, and the tags keep their order instead (``monotone_runs``)."""
+    cuts_at = boundaries(segment)
+    elements: list[tuple[int, int]] = []  # (start tag's boundary, end tag's boundary)
+    stack: list[int] = []
+    for i, tag in enumerate(cuts_at):
+        if tag.kind == "start" and not tag.frozen:
+            stack.append(i)
+        elif tag.kind == "end" and stack and cuts_at[stack[-1]].name == tag.name:
+            elements.append((stack.pop(), i))
+        else:
+            return None
+    if stack:
+        return None
+    label = [max(range(len(row)), key=lambda k: (row[k], -k)) for row in score]
+    pieces = segment.pieces()
+    found: dict[tuple[int, int], tuple[int, int]] = {}  # element -> (first, last) target word
+    wrapped: dict[tuple[int, int], str] = {}  # element -> the source text it wraps
+    for first_tag, last_tag in elements:
+        inside = range(first_tag + 1, last_tag + 1)  # the pieces it wraps
+        mine = [t for t, k in enumerate(label) if k in inside]
+        if not mine or not any(k in worded for k in inside):
+            return None
+        # Of the runs of consecutive words looking at it, the one that looks at it most: a word
+        # elsewhere that glanced at it does not stretch the tag over the words between.
+        runs = [list(g) for _, g in itertools.groupby(mine, key=lambda t, m=mine: t - m.index(t))]
+        best = max(runs, key=lambda run: sum(score[t][k] for t in run for k in inside))
+        found[first_tag, last_tag] = (best[0], best[-1])
+        wrapped[first_tag, last_tag] = normalize(plain(t for k in inside for t in pieces[k]))
+    for (one, one_words), (two, two_words) in itertools.combinations(found.items(), 2):
+        nested = (one[0] < two[0] and two[1] < one[1]) or (two[0] < one[0] and one[1] < two[1])
+        apart = one_words[1] < two_words[0] or two_words[1] < one_words[0]
+        if not nested and not apart:  # siblings whose words interleave: no well-formed answer
+            return None
+    events: list[tuple[int, int, int, int, str]] = []
+    for (first_tag, last_tag), (lo, hi) in found.items():
+        depth = sum(1 for e in elements if e[0] < first_tag and last_tag < e[1])
+        start, end = trimmed(target, spans[lo][0], spans[hi][1], wrapped[first_tag, last_tag])
+        events.append((start, 1, -end, depth, cuts_at[first_tag].raw))
+        events.append((end, 0, -start, -depth, cuts_at[last_tag].raw))
+    out, last = [], 0
+    for position, _, _, _, raw in sorted(events):
+        out.append(escape(target[last:position], entities))
+        out.append(raw)
+        last = position
+    out.append(escape(target[last:], entities))
+    return "".join(out)
+
+
+# What may be split off a word's edges when a tag wraps the word but not its punctuation.
+PUNCTUATION = ".,;:!?…)(\"'«»„“”‘’¡¿。、，．！？：；「」『』"
+
+
+def monotone_runs(score: list[list[float]], required: list[bool]) -> list[int] | None:
+    """The non-decreasing piece of each target word maximizing the summed ``score``, each required
+    piece owning at least one word (dynamic programming, O(words x pieces)); None if there are
+    fewer words than required pieces."""
+    words_n, pieces_n = len(score), len(required)
+    if sum(required) > words_n:
+        return None
+    low = float("-inf")
+    # best[w][k]: words 0..w-1 placed in pieces 0..k, piece k's requirement met (or waived).
+    best = [[low] * pieces_n for _ in range(words_n + 1)]
+    back: list[list[str]] = [[""] * pieces_n for _ in range(words_n + 1)]
+    for k in range(pieces_n):
+        if not required[k]:
+            best[0][k] = best[0][k - 1] if k else 0.0
+            back[0][k] = "skip"
+    for w in range(1, words_n + 1):
+        for k in range(pieces_n):
+            options = [
+                (best[w - 1][k] + score[w - 1][k], "extend"),  # word w-1 joins piece k's run
+                (
+                    (best[w - 1][k - 1] if k else (0.0 if w == 1 else low)) + score[w - 1][k],
+                    "start",
+                ),  # word w-1 opens piece k's run
+            ]
+            if not required[k] and k:
+                options.append((best[w][k - 1], "skip"))  # piece k owns no word
+            value, how = max(options, key=lambda o: o[0])
+            best[w][k], back[w][k] = value, how
+    if best[words_n][pieces_n - 1] == low:
+        return None
+    runs = [0] * words_n
+    w, k = words_n, pieces_n - 1
+    while w > 0:
+        how = back[w][k]
+        if how == "skip":
+            k -= 1
+            continue
+        runs[w - 1] = k
+        w -= 1
+        if how == "start":
+            k -= 1
+    return runs
 
 
 def boundaries(segment: Segment) -> list[Token]:
@@ -433,7 +650,7 @@ def place_tags(
     spans: list[tuple[int, int] | None] = []
     cursor, lowered = 0, target.lower()
     for text, level in zip(texts, depths, strict=True):
-        if level <= 0 or not text:
+        if level <= 0 or not has_words(text):
             spans.append(None)
             cursor += bool(text)  # an outer piece with text takes at least one character
             continue
@@ -446,6 +663,22 @@ def place_tags(
     if not fill_gaps(spans, texts, len(target)):
         return None
     located = [s for s in spans if s is not None]
+    return join_at(segment, pieces, target, located, entities)
+
+
+def join_at(
+    segment: Segment,
+    pieces: list[list[Token]],
+    target: str,
+    located: list[tuple[int, int]],
+    entities: dict[str, str],
+    aligned: bool = False,
+) -> str | None:
+    """``target`` with the segment's tags between the pieces at their ``located`` spans: a start
+    tag before its next piece's span, an end tag after its piece's. None if the cuts go back.
+    A piece that gets no text keeps its own if it is only space; ``aligned``: a piece with text
+    that gets none (its words were counted with a neighbour's) keeps none, not its source."""
+    cuts_at = boundaries(segment)
     cuts = [
         located[i][1] if tag.kind == "end" else located[i + 1][0] for i, tag in enumerate(cuts_at)
     ]
@@ -455,7 +688,10 @@ def place_tags(
     for piece, tag, cut in zip(pieces, [*cuts_at, None], [*cuts, len(target)], strict=True):
         text = target[last:cut]
         # a space between two tags that the translation has nowhere else stays where it was
-        out.append(escape(text, entities) if text else "".join(t.raw for t in piece))
+        if text:
+            out.append(escape(text, entities))
+        elif not (aligned and has_words(plain(piece))):
+            out.append("".join(t.raw for t in piece))
         out.append(tag.raw if tag is not None else "")
         last = cut
     return "".join(out)

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 
 from contract.options import Hypothesis, SearchOptions
+from service.decoding.alignment import WordAlignment, align_words
 from service.errors import (
     Cancelled,
     DeadlineExceeded,
@@ -166,6 +167,19 @@ class TranslateUseCase:
             model=model.name,
             timings={"total_seconds": round(time.perf_counter() - started, 4)},
             warnings=work.warnings,
+        )
+
+    async def align(
+        self, source: str, target: str, pairs: list[tuple[str, str]]
+    ) -> list[WordAlignment | None]:
+        """Where each translated word of ``pairs`` (source text, its translation) came from, by
+        the model that serves the pair (None for each where it cannot tell); off the event loop."""
+        model = self.repository.route(source, target)
+        runtime = model.engine.runtime
+        if runtime.aligner is None or not pairs:
+            return [None] * len(pairs)
+        return await asyncio.to_thread(
+            align_words, runtime, model.tokenizer, pairs, model.max_source_tokens
         )
 
     def source_warnings(self, texts: list[str], source: str) -> list[SourceWarning]:

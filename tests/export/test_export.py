@@ -47,6 +47,7 @@ def toy(toy_checkpoint: Path):  # -> (model, tokenizer)
 
 def test_package_contents_names_and_checker(package: Path) -> None:
     assert sorted(p.name for p in package.iterdir()) == [
+        "aligner.onnx",
         "config.json",
         "decoder.onnx",
         "encoder.onnx",

@@ -17,9 +17,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from contract.spec import decoder_spec, encoder_spec, kv_pair
+from contract.spec import aligner_spec, alignment_layer, decoder_spec, encoder_spec, kv_pair
 from contract.variants import ACTIVATIONS
-from export.fused import build_decoder, build_encoder
+from export.fused import build_aligner, build_decoder, build_encoder
 from export.output_head import OUTPUT_BLOCK_ALIGN
 from export.weights import store_weights
 from model.transformer import ModelConfig, Transformer
@@ -366,3 +366,33 @@ def test_the_decoder_step_is_built_from_fused_kernels() -> None:
     # 19 per layer (the traced graph has ~55; two of them are the Reshapes, views, that let a
     # sentence's beams share its source), plus embedding, masks, shapes and the output head.
     assert len(ops) <= 19 * cfg.decoder_layers + 30
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@torch.no_grad()
+def test_the_aligner_is_the_teacher_forced_attention_of_its_layer(variant: str) -> None:
+    """Where tags go (service/decoding/alignment.py): the aligner graph gives, for a padded batch
+    of targets over a padded batch of sources, the attention PyTorch computes for that layer."""
+    cfg = VARIANTS[variant]
+    model = random_model(cfg)
+    layer = alignment_layer(cfg.decoder_layers)
+    assert layer == cfg.decoder_layers - 1  # a shallow decoder: its last layer
+    aligner = session(build_aligner(model, aligner_spec(layer), layer))
+    src = torch.tensor([[5, 6, 7, 8, cfg.eos_id], [9, 10, cfg.eos_id, cfg.pad_id, cfg.pad_id]])
+    src_mask = src.ne(cfg.pad_id)
+    cross = model.cross_kv(model.encode(src, src_mask))
+    start = cfg.decoder_start_id
+    targets = torch.tensor([[start, 11, 12, 13], [start, 14, cfg.pad_id, cfg.pad_id]])
+    feed = {"input_ids": targets.numpy(), "src_mask": src_mask.numpy()}
+    for i in range(layer + 1):
+        for name, t in zip(kv_pair("cross", i), cross[i], strict=True):
+            feed[name] = t.numpy()
+    (got,) = aligner.run(None, feed)
+    want = model.cross_attention(targets, cross, src_mask, layer).numpy()
+    assert got.shape == (2, 4, 5)
+    assert np.abs(got - want).max() < 1e-5
+    assert np.allclose(got.sum(-1), 1.0, atol=1e-5)  # a distribution over the source
+    assert (got[1, :, 3:] == 0).all()  # never on padding
+    # A target token's attention does not depend on what comes after it (causal).
+    feed["input_ids"] = targets[:, :2].numpy()
+    assert np.abs(aligner.run(None, feed)[0] - got[:, :2]).max() < 1e-5

@@ -36,8 +36,8 @@ def toy_registered() -> Iterator[None]:
     del REGISTRY[ToyLoader.command]
 
 
-def test_the_shipped_loaders_are_the_export_and_import_commands() -> None:
-    assert [loader.command for loader in loaders()] == ["export", "import"]
+def test_the_shipped_loaders_are_the_export_import_and_pull_commands() -> None:
+    assert [loader.command for loader in loaders()] == ["export", "import", "pull"]
 
 
 def test_a_registered_loader_is_a_command_with_its_own_and_the_package_flags(

@@ -161,3 +161,26 @@ def test_round_trip_ours_export_hf_import(
     for beam in (1, 4):
         options = SearchOptions(beam_size=beam)
         assert imported.translate(texts, options) == ours.translate(texts, options)
+
+
+@pytest.mark.parametrize(("variant", "target"), [("ko-en", "en"), ("en-mul", "ko")])
+def test_an_imported_model_aligns_words_through_its_own_tokenizer(
+    marian_packages: dict[str, Path], variant: str, target: str
+) -> None:
+    """Tags in text for a Marian model are placed by its aligner, as for ours: the word alignment
+    has a row per target word and a column per source word (the ``>>kor<<`` token, the source's
+    EOS and subword pieces folded away), each row a share of the attention."""
+    from service.decoding.alignment import align_words, words
+    from service.decoding.translator import Translator
+
+    translator = Translator(marian_packages[variant], target=target)
+    assert translator.runtime.aligner is not None
+    source = "a dog runs on the beach" if variant == "en-mul" else "개가 해변을 달린다"
+    translation = "some words the model wrote"  # random weights: any target text aligns
+    (alignment,) = align_words(
+        translator.runtime, translator.tokenizer, [(source, translation)], 500
+    )
+    assert alignment is not None
+    assert alignment.weights.shape == (len(words(translation)), len(words(source)))
+    assert (alignment.weights >= 0).all() and (alignment.weights.sum(axis=1) <= 1 + 1e-5).all()
+    assert alignment.weights.sum() > 0

@@ -3,13 +3,16 @@ LibreTranslate routes a web front end calls; the page itself is served from the 
 
 from __future__ import annotations
 
+import re
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import deepl
 import pytest
 
-from tests.service.conftest import Server
+from tests.service.conftest import Server, running_server
 from tests.service.test_markup import outline
 
 DOCUMENT = (
@@ -131,3 +134,51 @@ def test_detect_settings_and_page(server: Server) -> None:
         assert static.status == 200
         assert "://" not in static.body["text"]  # nothing fetched from anywhere but here
     assert "://" not in page.body["text"]
+
+
+@pytest.fixture(scope="module")
+def shipped_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The shipped model (int8, as served by default): a real translation to align tags in."""
+    from export.onnx_export import export_package
+
+    repository = tmp_path_factory.mktemp("shipped-repository")
+    export_package(None, repository / "en-de", "int8")
+    with running_server(repository) as server:
+        yield server
+
+
+TAGGED = [
+    ("<p>A <b>dog</b> runs on the beach.</p>", "<b>Hund</b>"),
+    ('A woman in a <span class="c">red dress</span> is sitting on a bench.', "roten Kleid</span>"),
+    ('The man with the black hat is reading a <a href="/n">newspaper</a>.', ">Zeitung</a>."),
+]
+
+
+def untagged(html: str) -> str:
+    return re.sub(r"<[^>]+>", "", html)
+
+
+@pytest.mark.parametrize(("document", "expected"), TAGGED)
+def test_tags_wrap_the_words_they_wrapped_through_both_official_clients(
+    shipped_server: Path, document: str, expected: str
+) -> None:
+    """Issue 33: "<p>A <b>dog</b> runs on the beach.</p>" came back as "<p>Ein Mann. <b>Ein Hund
+    Hund, der einen Hund Hund schwimmt.</b> Ein läuft am Strand.</p>" (pieces translated alone).
+    Now the sentence translates exactly as it does without its tags, tags around the aligned
+    words, through LibreTranslate's format=html and DeepL's official client alike."""
+    server: Server = shipped_server  # type: ignore[assignment]
+    without_tags = plain(server, untagged(document))
+    # libretranslatepy has no ``format``: LibreTranslate's own page sends it as here
+    reply = server.request(
+        "POST", "/translate", {"q": document, "source": "en", "target": "de", "format": "html"}
+    )
+    assert reply.status == 200, reply.body
+    libre = reply.body["translatedText"]
+    translator = deepl.Translator("any-key", server_url=server.url)
+    result = translator.translate_text(
+        document, source_lang="EN", target_lang="DE", tag_handling="html"
+    )
+    for translated in (libre, result.text):
+        assert untagged(translated) == untagged(document).replace(untagged(document), without_tags)
+        assert outline(translated)[0] == outline(document)[0]  # every tag, byte for byte
+        assert expected in translated, translated

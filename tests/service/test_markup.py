@@ -6,8 +6,10 @@ import asyncio
 import html
 from html.parser import HTMLParser
 
+import numpy as np
 import pytest
 
+from service.decoding.alignment import WordAlignment, words
 from service.usecase.markup import MarkupError, TagOptions, translate_markup
 
 CORPUS_HTML = [
@@ -220,3 +222,83 @@ def test_options_from_request_fields():
     assert TagOptions.parse("xml", ignore_tags="X").ignore_tags == {"X"}  # XML keeps case
     with pytest.raises(Exception, match="tag_handling"):
         TagOptions.parse("markdown")
+
+
+# -- tags placed by a word alignment (service/decoding/alignment.py) ----------------------------
+
+
+def lexicon_run(document: str, translation: str, lexicon: dict[str, str]):
+    """``document`` translated whole into ``translation``; the alignment links each target word
+    to the source word ``lexicon`` names for it (a word it does not know looks everywhere)."""
+    calls: list[list[str]] = []
+
+    async def translate(texts: list[str]) -> list[str]:
+        calls.append(list(texts))
+        return [translation if i == 0 else t.upper() for i, t in enumerate(texts)]
+
+    async def align(pairs: list[tuple[str, str]]) -> list[WordAlignment | None]:
+        out: list[WordAlignment | None] = []
+        for source, target in pairs:
+            src = [source[a:b] for a, b in words(source)]
+            weights = np.full((len(words(target)), len(src)), 1.0 / len(src))
+            for t, (a, b) in enumerate(words(target)):
+                if target[a:b] in lexicon:
+                    weights[t] = [float(w == lexicon[target[a:b]]) for w in src]
+            out.append(WordAlignment(weights))
+        return out
+
+    result = asyncio.run(translate_markup([document], TagOptions(), translate, align))
+    return result[0], calls
+
+
+def test_a_tagged_sentence_is_translated_once_whole_and_its_tags_wrap_the_aligned_words():
+    out, calls = lexicon_run(
+        "<p>A <b>dog</b> runs on the beach.</p>",
+        "Ein Hund rennt am Strand.",
+        {"Ein": "A", "Hund": "dog", "rennt": "runs", "am": "on", "Strand.": "beach."},
+    )
+    assert out == "<p>Ein <b>Hund</b> rennt am Strand.</p>"
+    assert calls == [["A dog runs on the beach."]]  # no piece translated alone
+
+
+def test_a_tag_moves_with_its_word_and_leaves_punctuation_outside():
+    out, _ = lexicon_run(
+        "Two men are playing <b>soccer</b> in a park.",
+        "Zwei Männer spielen in einem Park Fußball.",
+        {"Zwei": "Two", "spielen": "playing", "Park": "park.", "Fußball.": "soccer"},
+    )
+    assert out == "Zwei Männer spielen in einem Park <b>Fußball</b>."
+
+
+def test_nested_and_sibling_tags_follow_their_words_and_stay_well_formed():
+    out, _ = lexicon_run(
+        "This is <strong>very <em>important</em></strong> news, <i>read</i> <u>it</u>.",
+        "Lies es, das sind sehr wichtige Nachrichten.",
+        {"Lies": "read", "es,": "it.", "sehr": "very", "wichtige": "important", "das": "This"},
+    )
+    assert out == (
+        "<i>Lies</i> <u>es</u>, das sind <strong>sehr <em>wichtige</em></strong> Nachrichten."
+    )
+
+
+def test_a_tagged_word_the_alignment_loses_still_gets_its_tag_in_order():
+    # "red" is linked nowhere: the tags keep their order, each around at least one word
+    out, _ = lexicon_run("A <b>red</b> car.", "Ein rotes Auto.", {"Ein": "A", "Auto.": "car."})
+    structure, text = outline(out)
+    assert (
+        structure == outline("A <b>red</b> car.")[0] and text.split() == "Ein rotes Auto.".split()
+    )
+    inside = out.split("<b>")[1].split("</b>")[0]
+    assert inside.strip()  # the tag wraps a word, not nothing
+
+
+@pytest.mark.parametrize("blank", ["&nbsp;", "\u3000", "\u2003", "\v"])
+@pytest.mark.parametrize("aligned", [True, False])
+def test_a_tag_around_only_a_space_is_copied_as_it_is(blank: str, aligned: bool):
+    document = f"Price: <b>{blank}</b> 10 EUR"
+    if aligned:
+        out, _ = lexicon_run(document, "Preis: 10 EUR", {"Preis:": "Price:"})
+    else:
+        out = run([document], TagOptions(), str.upper)[0][0]
+    assert f"<b>{blank}</b>" in out
+    assert outline(out)[0] == outline(document)[0]

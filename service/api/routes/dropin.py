@@ -13,10 +13,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from service.decoding.alignment import WordAlignment
 from service.errors import InvalidRequest, UnsupportedPair
 from service.scheduling.repository import ModelRepository
 from service.usecase.detect import DETECT_CHARS, Detector
-from service.usecase.markup import TagOptions, translate_markup
+from service.usecase.markup import Align, TagOptions, translate_markup
 from service.usecase.schemas import TranslateRequest
 from service.usecase.translate import Disconnect, TranslateUseCase
 
@@ -117,6 +118,15 @@ def batched(
     return run
 
 
+def aligner(translate: TranslateUseCase, source: str, target: str) -> Align:
+    """The markup layer's word aligner for one pair (service/decoding/alignment.py)."""
+
+    async def run(pairs: list[tuple[str, str]]) -> list[WordAlignment | None]:
+        return await translate.align(source, target, pairs)
+
+    return run
+
+
 async def translate_plain_or_markup(
     translate: TranslateUseCase,
     disconnect: Disconnect,
@@ -131,4 +141,9 @@ async def translate_plain_or_markup(
     if tags is None:
         return [t.text for t in (await translate(body, disconnect)).translations]
     translate.check_limits(body)
-    return await translate_markup(texts, tags, batched(translate, disconnect, source, target))
+    return await translate_markup(
+        texts,
+        tags,
+        batched(translate, disconnect, source, target),
+        aligner(translate, source, target),
+    )

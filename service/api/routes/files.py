@@ -20,7 +20,7 @@ from service.api.deps import (
     TranslateDep,
 )
 from service.api.handlers import ERROR_RESPONSES
-from service.api.routes.dropin import batched, pair_for
+from service.api.routes.dropin import aligner, batched, pair_for
 from service.errors import InvalidRequest, NotFound, PayloadTooLarge
 from service.usecase.markup import TagOptions, translate_markup
 
@@ -68,7 +68,8 @@ async def translate_file(
     source, target = pair.source, pair.target
     run = batched(translate, disconnect, source, target)
     if suffix == ".html":
-        translated = (await translate_markup([text], TagOptions(mode="html"), run))[0]
+        align = aligner(translate, source, target)
+        translated = (await translate_markup([text], TagOptions(mode="html"), run, align))[0]
     else:
         lines = text.split("\n")
         wanted = [i for i, line in enumerate(lines) if line.strip()]
