@@ -14,14 +14,15 @@ sentence cut). Nothing of the input is ever dropped: what is not translated is c
 
 from __future__ import annotations
 
-import html
+import asyncio
 import itertools
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 
 from service.decoding.alignment import WordAlignment, words
 from service.errors import InvalidRequest
+from service.usecase.markup_scan import Token, scan
+from service.usecase.translate import OFF_LOOP_CHARS
 
 Translate = Callable[[list[str]], Awaitable[list[str]]]
 # (source, its translation) pairs -> where each translated word came from (None: unknown).
@@ -94,103 +95,17 @@ def tag_set(value: object, mode: str) -> frozenset[str]:
 
 # -- tokens -------------------------------------------------------------------------------------
 
-
-@dataclass
-class Token:
-    """One raw span of the input. ``kind``: text, entity, start, end, empty, other."""
-
-    kind: str
-    raw: str
-    name: str = ""
-    text: str = ""  # decoded text (text and entity tokens)
-    frozen: bool = False  # inside script/style/ignored/translate="no": copied as it is
-    inline: bool = False  # a tag that does not split a sentence
-    parent: int = -1  # index of the start token of the enclosing element
-    opener: int = -1  # an end tag's start token
-    attrs: dict[str, str | None] = field(default_factory=dict)
-    line: int = 0
-    column: int = 0
-
-
-class MarkupScanner(HTMLParser):
-    """html.parser events turned into raw spans that tile the input exactly."""
-
-    def __init__(self, source: str) -> None:
-        super().__init__(convert_charrefs=False)
-        self.source = source
-        self.line_starts = [0]
-        for i, ch in enumerate(source):
-            if ch == "\n":
-                self.line_starts.append(i + 1)
-        self.events: list[tuple[int, Token]] = []
-
-    def run(self) -> list[Token]:
-        self.feed(self.source)
-        self.close()
-        offsets = [start for start, _ in self.events] + [len(self.source)]
-        tokens = []
-        for (start, token), end in zip(self.events, offsets[1:], strict=True):
-            token.raw = self.source[start:end]
-            tokens.append(token)
-        if offsets[0] != 0:  # never happens with html.parser; never lose a character if it did
-            tokens.insert(0, Token("other", self.source[: offsets[0]]))
-        return tokens
-
-    def add(self, token: Token) -> None:
-        line, column = self.getpos()
-        token.line, token.column = line, column
-        start = self.line_starts[line - 1] + column
-        if self.events and self.events[-1][0] == start:
-            return  # the same span reported twice
-        self.events.append((start, token))
-
-    def raw_name(self) -> str:
-        """The tag name as written (html.parser lowercases it; XML is case-sensitive)."""
-        text = self.get_starttag_text() or ""
-        return text[1:].split(None, 1)[0].rstrip("/>") if text else ""
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        token = Token("start", "", tag)
-        token.text = self.raw_name()
-        token.attrs = dict(attrs)
-        self.add(token)
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        token = Token("empty", "", tag)
-        token.text = self.raw_name()
-        token.attrs = dict(attrs)
-        self.add(token)
-
-    def handle_endtag(self, tag: str) -> None:
-        self.add(Token("end", "", tag))
-
-    def handle_data(self, data: str) -> None:
-        self.add(Token("text", "", text=data))
-
-    def handle_entityref(self, name: str) -> None:
-        self.add(Token("entity", "", text=html.unescape(f"&{name};")))
-
-    def handle_charref(self, name: str) -> None:
-        self.add(Token("entity", "", text=html.unescape(f"&#{name};")))
-
-    def handle_comment(self, data: str) -> None:
-        self.add(Token("other", ""))
-
-    def handle_decl(self, decl: str) -> None:
-        self.add(Token("other", ""))
-
-    def handle_pi(self, data: str) -> None:
-        self.add(Token("other", ""))
-
-    def unknown_decl(self, data: str) -> None:  # CDATA sections: kept as they are
-        self.add(Token("other", ""))
+# Elements open at once, at most: what a browser's parser builds (Blink's limit); deeper markup is
+# refused rather than walked (issue 35).
+MAX_DEPTH = 512
 
 
 def tokenize(source: str, options: TagOptions) -> list[Token]:
     """Raw tokens with their element structure resolved: names, parents, frozen and inline."""
-    tokens = MarkupScanner(source).run()
     xml = options.mode == "xml"
+    tokens = scan(source, xml)
     stack: list[int] = []  # indices of open start tokens
+    open_by_name: dict[str, list[int]] = {}  # name -> its open start tokens, innermost last
     frozen_depth = 0  # how many open elements freeze their content
     freezes: dict[int, bool] = {}
     for i, token in enumerate(tokens):
@@ -208,7 +123,13 @@ def tokenize(source: str, options: TagOptions) -> list[Token]:
             token.frozen = frozen_depth > 0 or freezing
             void = token.kind == "empty" or (not xml and name in HTML_VOID)
             if not void:
+                if len(stack) >= MAX_DEPTH:
+                    raise MarkupError(
+                        f"markup nests more than {MAX_DEPTH} elements at line {token.line}, "
+                        f"column {token.column + 1}"
+                    )
                 stack.append(i)
+                open_by_name.setdefault(name, []).append(i)
                 freezes[i] = freezing
                 frozen_depth += freezing
             elif token.kind == "start":
@@ -216,24 +137,26 @@ def tokenize(source: str, options: TagOptions) -> list[Token]:
         elif token.kind == "end":
             name = token.raw[2:].strip().rstrip(">").strip() if xml else token.name
             token.name = name
-            opened = [j for j in stack if tokens[j].name == name]
+            opened = open_by_name.get(name)
+            closing = opened[-1] if opened else None  # the start tag this end tag closes
             if xml and (not stack or tokens[stack[-1]].name != name):
                 expected = f"</{tokens[stack[-1]].name}>" if stack else "no end tag"
                 raise MarkupError(
                     f"markup is not well-formed XML at line {token.line}, column "
                     f"{token.column + 1}: found </{name}>, expected {expected}"
                 )
-            if opened:  # HTML: an end tag closes everything opened after its start tag
+            if closing is not None:  # HTML: an end tag closes everything opened after its start
                 while stack:
                     j = stack.pop()
+                    open_by_name[tokens[j].name].pop()
                     frozen_depth -= freezes[j]
-                    if j == opened[-1]:
+                    if j == closing:
                         break
-                token.parent = tokens[j].parent
-                token.opener = j
+                token.parent = tokens[closing].parent
+                token.opener = closing
             else:
                 token.parent = stack[-1] if stack else -1
-            token.frozen = frozen_depth > 0 or bool(opened and freezes.get(j, False))
+            token.frozen = frozen_depth > 0 or (closing is not None and freezes[closing])
         else:
             token.parent = stack[-1] if stack else -1
             token.frozen = frozen_depth > 0
@@ -373,7 +296,11 @@ async def translate_markup(
     """Translate each document's text: one call to ``translate`` for every segment whole, one to
     ``align`` for those with inline tags, and only if some cannot be aligned, one more for their
     pieces."""
-    parsed = [segments(tokenize(doc, options)) for doc in documents]
+    large = sum(len(doc) for doc in documents) > OFF_LOOP_CHARS  # keep the event loop answering
+    if large:
+        parsed = await asyncio.to_thread(parse, documents, options)
+    else:
+        parsed = parse(documents, options)
     found = [item for items in parsed for item in items if isinstance(item, Segment)]
     sources = list(dict.fromkeys(whole_text(segment) for segment in found))
     table = dict(zip(sources, await translate(sources) if sources else [], strict=True))
@@ -399,6 +326,18 @@ async def translate_markup(
     }
     more = list(wanted)
     table.update(zip(more, await translate(more) if more else [], strict=True))
+    if large:
+        return await asyncio.to_thread(render_all, parsed, table, placed)
+    return render_all(parsed, table, placed)
+
+
+def parse(documents: list[str], options: TagOptions) -> list[list[Segment | Token]]:
+    return [segments(tokenize(doc, options)) for doc in documents]
+
+
+def render_all(
+    parsed: list[list[Segment | Token]], table: dict[str, str], placed: dict[int, str]
+) -> list[str]:
     return [render(items, table, placed) for items in parsed]
 
 
@@ -555,7 +494,12 @@ def tags_with_words(
             return None
         # Of the runs of consecutive words looking at it, the one that looks at it most: a word
         # elsewhere that glanced at it does not stretch the tag over the words between.
-        runs = [list(g) for _, g in itertools.groupby(mine, key=lambda t, m=mine: t - m.index(t))]
+        runs: list[list[int]] = [[mine[0]]]
+        for t in mine[1:]:
+            if t == runs[-1][-1] + 1:
+                runs[-1].append(t)
+            else:
+                runs.append([t])
         best = max(runs, key=lambda run: sum(score[t][k] for t in run for k in inside))
         found[first_tag, last_tag] = (best[0], best[-1])
         wrapped[first_tag, last_tag] = normalize(plain(t for k in inside for t in pieces[k]))
