@@ -1,7 +1,9 @@
-"""One settings object for the service, from ``TONGYEOK_*`` environment variables (or a .env file).
+"""One settings object for the service, from ``TONGYEOK_*`` environment variables and a TOML file.
 
-Validated at start-up, printed with secrets masked, passed to ``create_app`` — never read at import.
-The README's settings table is checked against this class by a test.
+Precedence: the command's flags (arguments) > the environment > the TOML file (``tongyeok serve
+--config``, or ``TONGYEOK_CONFIG``; keys are the field names) > the defaults. Validated at
+start-up, printed with secrets masked, passed to ``create_app`` — never read at import. The
+README's settings table is checked against this class by a test.
 """
 
 from __future__ import annotations
@@ -9,20 +11,28 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from service.runtime.providers import Device, device_help
 
 PREFIX = "TONGYEOK_"
 # Variables of the prefix read outside the settings, known here so that a typo in any other
-# TONGYEOK_* variable is caught at start: the exporter's cache and the shipped model's precision
-# (tongyeok serve), and those of the tests, the Compose file and the Locust load test.
+# TONGYEOK_* variable is caught at start: the settings file, the exporter's cache and the shipped
+# model's precision (tongyeok serve), and those of the tests, the Compose file and the Locust
+# load test.
 OTHER_VARIABLES = (
-    *("cache_dir", "shipped_precision"),
+    *("config", "cache_dir", "shipped_precision"),
     *("data", "artifacts", "image", "host_port"),
     *("loadtest_sentences", "loadtest_source", "loadtest_target"),
 )
@@ -124,6 +134,20 @@ class Settings(BaseSettings):
         "(service/scheduling/faults.py); empty: off",
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Flags (arguments) > environment > the TOML file (``model_config["toml_file"]``, set
+        by ``load_settings``; none by default) > defaults."""
+        toml = TomlConfigSettingsSource(settings_cls)
+        return init_settings, env_settings, dotenv_settings, toml, file_secret_settings
+
     @model_validator(mode="before")
     @classmethod
     def no_unknown_variables(cls, data: Any) -> Any:
@@ -167,3 +191,33 @@ class Settings(BaseSettings):
         data["metrics_token"] = "***" if self.metrics_token else None
         data["model_repository"] = str(self.model_repository)
         return data
+
+
+def load_settings(config: str | Path | None = None, **overrides: Any) -> Settings:
+    """The settings: ``overrides`` (the command's flags) > environment > the TOML file
+    ``config`` (default: ``TONGYEOK_CONFIG``'s; none) > defaults. A file that does not parse, or
+    a key that names no setting, is refused naming the file (and the closest name)."""
+    config = config or os.environ.get(f"{PREFIX}CONFIG") or None
+    if config is None:
+        return Settings(**overrides)
+    path = Path(config)
+    check_settings_file(path)
+    # The same class with a file: pydantic-settings reads ``toml_file`` from the class's config.
+    with_file = type(Settings.__name__, (Settings,), {"model_config": {"toml_file": path}})
+    return with_file(**overrides)
+
+
+def check_settings_file(path: Path) -> None:
+    """ValueError naming ``path`` unless it is a TOML table of settings' names (lower-case)."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"settings file {path}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"settings file {path} is not valid TOML: {exc}") from None
+    known = sorted(Settings.model_fields)
+    for key in data:
+        if key not in known:
+            close = difflib.get_close_matches(key.lower(), known, n=1)
+            hint = f"did you mean {close[0]}?" if close else "see README's settings table"
+            raise ValueError(f"settings file {path}: {key!r} is not a setting; {hint}")

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.handlers import rejection
 from service.errors import BodyTimeout, Internal, PayloadTooLarge, ServiceError
+from service.logs import REQUEST_FIELDS
 from service.metrics import Metrics
 
 log = logging.getLogger("tongyeok.api")
@@ -47,6 +48,7 @@ class ObserveMiddleware:
         request_id = headers.get(b"x-request-id", b"").decode("latin-1") or uuid.uuid4().hex
         status = 500  # what the client gets if the app raises before answering
         answered = False
+        fields = REQUEST_FIELDS.set({})  # the model, once routed, for this request's log lines
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, answered
@@ -73,6 +75,7 @@ class ObserveMiddleware:
             await rejection(bug, self.metrics, scope)(scope, receive, send_with_id)
         finally:
             self.record(scope, request_id, status, time.perf_counter() - started)
+            REQUEST_FIELDS.reset(fields)
 
     async def read_body(self, headers: dict[bytes, bytes], receive: Receive) -> Receive:
         """The whole body, at most ``max_body_bytes`` as received, replayed to the app."""
@@ -113,5 +116,12 @@ class ObserveMiddleware:
         route: Any = scope.get("route")  # set by the router on this same scope
         path = getattr(route, "path", "unmatched")
         self.metrics.request_duration.labels(path, f"{status // 100}xx").observe(seconds)
-        entry = {"request_id": request_id, "route": path, "status": status}
-        log.info(json.dumps({**entry, "seconds": round(seconds, 4)}))
+        entry = {
+            "event": "request",
+            "request_id": request_id,
+            "method": scope.get("method"),
+            "route": path,
+            "status": status,
+            "seconds": round(seconds, 4),
+        }
+        log.info(json.dumps(entry))

@@ -15,6 +15,7 @@ import uvicorn
 from service.api.app import create_app
 from service.api.reloading import reload_now
 from service.api.shed import ShedLoad
+from service.logs import configure_logging
 from service.scheduling.repository import Reload
 from service.settings import Settings
 
@@ -43,7 +44,7 @@ class DrainingServer(uvicorn.Server):
         it is true."""
         await super().startup(sockets)
         if self.announce:
-            print(self.announce, flush=True)
+            logging.getLogger("tongyeok").info(self.announce)
         # SIGHUP reloads the model repository (a daemon's convention), never ends the server.
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, self.reload_on_signal)
@@ -102,9 +103,10 @@ def check_port(host: str, port: int) -> None:
 
 
 def serve(settings: Settings, announce: str = "") -> None:
-    """Serve until a signal's drain ends; ``announce`` is printed once the server listens."""
-    # force: the server process owns logging, whatever a library set up before it (issue 34).
-    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+    """Serve until a signal's drain ends; ``announce`` is logged once the server listens. Every
+    line is JSON (service/logs.py), uvicorn's too: it gets no logging config of its own, so its
+    loggers reach the root logger's handler."""
+    configure_logging()
     app = create_app(settings)
     config = uvicorn.Config(
         ShedLoad(app, settings.max_inflight_requests, app.state.metrics),
@@ -112,8 +114,9 @@ def serve(settings: Settings, announce: str = "") -> None:
         port=settings.port,
         # A float: a drain under a second is still a limit (int() made 0.5 s "no limit").
         timeout_graceful_shutdown=settings.drain_seconds,  # type: ignore[arg-type]
+        log_config=None,
         log_level="warning",
-        access_log=False,
+        access_log=False,  # ObserveMiddleware writes each request's line, with its id and model
     )
     # A repository with nothing loadable is the user's error, said in one line by the caller:
     # uvicorn's traceback of the failed lifespan would bury it (57 lines for one corrupt file).

@@ -22,6 +22,7 @@ from contract.package import MANIFEST, PackageError, load_package_config
 from contract.tokenizers import TextTokenizer, for_target, load_tokenizer
 from service.decoding.engine import Engine, check_source
 from service.errors import UnsupportedPair
+from service.logs import note
 from service.metrics import Metrics
 from service.runtime.providers import resolve
 from service.runtime.sessions import PackageRuntime, RuntimeOptions
@@ -357,6 +358,7 @@ class ModelRepository:
         if model is None:
             pairs = ", ".join(f"{s}→{t}" for s, t in sorted(self.models))
             raise UnsupportedPair(f"no model translates {source}→{target}; available: {pairs}")
+        note(model=model.name)  # the request's log lines name the model it was routed to
         return model
 
     @property

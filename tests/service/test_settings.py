@@ -170,3 +170,52 @@ def test_an_empty_key_in_a_list_is_still_refused(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("TONGYEOK_API_KEYS", "k1,,k2")
     with pytest.raises(ValidationError, match="an empty key"):
         Settings()
+
+
+def test_a_settings_file_sits_between_the_environment_and_the_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Flags (arguments) > environment > the TOML file > defaults."""
+    from service.settings import load_settings
+
+    config = tmp_path / "tongyeok.toml"
+    config.write_text(
+        'host = "0.0.0.0"\nport = 9100\nmax_text_chars = 77\napi_keys = ["k1"]\n'
+        "faults = {step_raises_every = 5}\n"
+    )
+    monkeypatch.setenv("TONGYEOK_PORT", "9200")
+    settings = load_settings(config, host="10.0.0.1")
+    assert (settings.host, settings.port, settings.max_text_chars) == ("10.0.0.1", 9200, 77)
+    assert [k.get_secret_value() for k in settings.api_keys] == ["k1"]
+    assert settings.faults == {"step_raises_every": 5.0} and settings.max_texts == 128
+    assert isinstance(settings, Settings)
+    monkeypatch.setenv("TONGYEOK_CONFIG", str(config))  # the file named by the environment
+    assert load_settings().max_text_chars == 77
+    monkeypatch.delenv("TONGYEOK_CONFIG")
+    assert load_settings().max_text_chars == 5000
+
+
+@pytest.mark.parametrize(
+    ("text", "refusal"),
+    [
+        ("max_text_char = 1\n", "'max_text_char' is not a setting; did you mean max_text_chars?"),
+        ("PORT = 1\n", "'PORT' is not a setting; did you mean port?"),
+        ("[server]\nport = 1\n", "'server' is not a setting; see README's settings table"),
+        ('port = "x\n', "is not valid TOML: Illegal character"),
+    ],
+)
+def test_a_settings_file_is_refused_naming_it_and_the_closest_key(
+    tmp_path: Path, text: str, refusal: str
+) -> None:
+    from service.settings import load_settings
+
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    with pytest.raises(ValueError, match=re.escape(f"settings file {config}")) as refused:
+        load_settings(config)
+    assert refusal in str(refused.value)
+    config.write_text("port = 70000\n")  # a known key with a bad value: pydantic names it
+    with pytest.raises(ValidationError, match="port"):
+        load_settings(config)
+    with pytest.raises(ValueError, match="No such file"):
+        load_settings(tmp_path / "none.toml")

@@ -4,8 +4,8 @@ the shipped model, exported once into the user cache."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
-import sys
 from pathlib import Path
 
 SHIPPED_PRECISIONS = ("int8", "fp32")  # the shipped model's CPU packages; the first is the default
@@ -18,7 +18,10 @@ def settings_help() -> str:
 
     from service.settings import PREFIX, Settings
 
-    lines = ["settings (environment variables; the flags above win):"]
+    lines = [
+        "settings (environment variables, or keys of the --config file in lower case; the flags "
+        "above win, then the environment, then the file):"
+    ]
     for name, field in Settings.model_fields.items():
         default = field.get_default(call_default_factory=True)
         text = f"{PREFIX}{name.upper()} (default {default}): {field.description}"
@@ -34,9 +37,16 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
         "continuous batching, and a translation page at /. Without a model repository (the "
         "default `models` absent) the shipped English→German model is served, its package "
         "exported once into $TONGYEOK_CACHE_DIR (default ~/.cache/tongyeok; needs the [train] "
-        "extra). Every flag is also an environment variable (TONGYEOK_HOST, ...); flags win.",
+        "extra). Every flag is also an environment variable (TONGYEOK_HOST, ...), and every "
+        "setting a key of the --config file; flags win, then the environment, then the file. "
+        "Every log line is one JSON object on stderr.",
         epilog=settings_help() + "\n\nexample: tongyeok serve --port 8000",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--config",
+        help="TOML file of settings, keys as below in lower case, e.g. max_text_chars = 2000 "
+        "(TONGYEOK_CONFIG; a key that names no setting is refused)",
     )
     p.add_argument("--host", help="address to listen on (TONGYEOK_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (TONGYEOK_PORT, default 8000)")
@@ -57,9 +67,11 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
 
 def export_shipped(precision: str, cache: str | None) -> Path:
     """The shipped model's package, exported into the cache. Runs in a child process: torch
-    stays there, never in the server."""
+    stays there, never in the server; its log lines are JSON too."""
     from export.onnx_export import ensure_package
+    from service.logs import configure_logging
 
+    configure_logging()
     return ensure_package(None, precision, cache)
 
 
@@ -86,7 +98,10 @@ def shipped_repository(precision: str = SHIPPED_PRECISIONS[0], cache: str | None
             f"without {missing[0]}: install the [train] extra, or serve packages built elsewhere "
             "with --model-repository"
         )
-    print("tongyeok serve: no model repository; using the shipped model", file=sys.stderr)
+    logging.getLogger("tongyeok").info(
+        "no model repository; serving the shipped model"
+        + (" (exporting it into the cache once)" if package is None else "")
+    )
     if package is None:
         spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: torch stays there
         with ProcessPoolExecutor(1, mp_context=spawn) as child:
@@ -107,15 +122,16 @@ CACHE_REPOSITORY = "repository"  # under the user cache: the shipped model's lin
 
 def user_repository(explicit: str | None = None) -> Path:
     """The repository ``serve`` reads and ``pull`` writes into: ``explicit`` (a flag), else
-    TONGYEOK_MODEL_REPOSITORY, else ./models when present, else the user cache's repository,
-    where the shipped model's package is linked when ``serve`` starts."""
-    from service.settings import Settings
+    TONGYEOK_MODEL_REPOSITORY (or the TONGYEOK_CONFIG file's), else ./models when present, else
+    the user cache's repository, where the shipped model's package is linked when ``serve``
+    starts."""
+    from service.settings import load_settings
 
     if explicit:
         return Path(explicit)
-    configured = Settings().model_repository
-    if "TONGYEOK_MODEL_REPOSITORY" in os.environ or configured.exists():
-        return configured
+    settings = load_settings()
+    if "model_repository" in settings.model_fields_set or settings.model_repository.exists():
+        return settings.model_repository
     from export.package_cache import cache_dir
 
     return cache_dir() / CACHE_REPOSITORY
@@ -124,9 +140,10 @@ def user_repository(explicit: str | None = None) -> Path:
 def run_serve(args: argparse.Namespace) -> int:
     from contract.package import PackageError
     from service.api.server import check_port, serve
+    from service.logs import configure_logging
     from service.runtime.providers import resolve
     from service.scheduling.repository import check_repository
-    from service.settings import Settings
+    from service.settings import load_settings
 
     overrides = {
         k: v
@@ -137,9 +154,11 @@ def run_serve(args: argparse.Namespace) -> int:
         }.items()
         if v
     }
-    settings = Settings(**overrides)
+    settings = load_settings(args.config, **overrides)
     check_port(settings.host, settings.port)  # before minutes of export and loading, not after
-    explicit = args.model_repository or "TONGYEOK_MODEL_REPOSITORY" in os.environ
+    configure_logging()  # from here every line is JSON (service/logs.py)
+    # named by a flag, the environment or the file: never replaced by the shipped model
+    explicit = "model_repository" in settings.model_fields_set
     if not explicit and not settings.model_repository.exists():
         precision = args.shipped_precision or os.environ.get(
             "TONGYEOK_SHIPPED_PRECISION", SHIPPED_PRECISIONS[0]
