@@ -6,7 +6,6 @@ empty files) rather than training on silently misaligned data.
 
 from __future__ import annotations
 
-import gzip
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -15,35 +14,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-
-class DataError(ValueError):
-    """Malformed training or evaluation data; the message names the file and line."""
-
-
-def read_lines(path: str | Path) -> list[str]:
-    """Lines of a UTF-8 text file, plain or ``.gz``, without their line endings."""
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except (OSError, EOFError) as exc:
-        raise DataError(f"{path}: cannot read: {exc}") from exc
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(
-            f"{path}:{line}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
-        ) from None
-    if not text:
-        raise DataError(f"{path}: file is empty")
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return [line.removesuffix("\r") for line in lines]
+from model.lines import DataError, read_lines  # torch-free: `tongyeok evaluate` reads with them
 
 
 def read_parallel(source: str | Path, target: str | Path | None = None) -> list[tuple[str, str]]:

@@ -194,6 +194,17 @@ def test_translate_a_package_without_training_packages(toy_repository: Path) -> 
     assert result.stdout.splitlines() == sentences
 
 
+NO_TORCH = (  # the CLI, run where importing torch fails
+    "import sys\n"
+    "class NoTorch:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name.split('.')[0] == 'torch':\n"
+    "            raise ModuleNotFoundError('torch imported', name='torch')\n"
+    "sys.meta_path.insert(0, NoTorch())\n"
+    "from tongyeok.cli import main; raise SystemExit(main(sys.argv[1:]))"
+)
+
+
 def test_translate_from_a_warm_cache_never_imports_torch(
     toy_checkpoint: Path, tmp_path: Path
 ) -> None:
@@ -207,17 +218,8 @@ def test_translate_from_a_warm_cache_never_imports_torch(
         [sys.executable, "-m", "tongyeok.cli", *args], env=env, capture_output=True, text=True
     )
     assert first.returncode == 0, first.stderr
-    no_torch = (
-        "import sys\n"
-        "class NoTorch:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] == 'torch':\n"
-        "            raise ModuleNotFoundError('torch imported', name='torch')\n"
-        "sys.meta_path.insert(0, NoTorch())\n"
-        "from tongyeok.cli import main; raise SystemExit(main(sys.argv[1:]))"
-    )
     again = subprocess.run(
-        [sys.executable, "-c", no_torch, *args], env=env, capture_output=True, text=True
+        [sys.executable, "-c", NO_TORCH, *args], env=env, capture_output=True, text=True
     )
     assert again.returncode == 0, again.stderr
     assert again.stdout == first.stdout and len(again.stdout.splitlines()) == 2
@@ -259,3 +261,99 @@ def test_serve_help_lists_every_setting_from_the_settings_class(
     for name, field in Settings.model_fields.items():
         assert f"TONGYEOK_{name.upper()} (default " in shown, name
         assert " ".join(str(field.description).split()) in shown, name
+
+
+def test_translate_files_with_a_progress_bar_on_stderr_and_only_translations_on_stdout(
+    toy_checkpoint: Path, tmp_path: Path
+) -> None:
+    """--input/--output ('-': stdin/stdout); the bar (forced with --progress, as stderr is no
+    terminal here) counts lines on stderr and never reaches the translations."""
+    sentences = [s for s, _ in copy_pairs(150, seed=21)]
+    sentences[3] = ""  # empty line in, empty line out
+    source = tmp_path / "in.txt"
+    source.write_text("".join(s + "\n" for s in sentences))
+    model = ["--model", str(toy_checkpoint), "--batch-size", "16"]  # 64 lines a chunk: 3 chunks
+    to_file = run("translate", *model, "--input", str(source), "--output", str(tmp_path / "o"))
+    assert to_file.returncode == 0, to_file.stderr
+    assert to_file.stdout == "" and to_file.stderr == ""  # no terminal, not asked: no bar
+    translated = (tmp_path / "o").read_text().splitlines()
+    assert len(translated) == 150 and translated[3] == ""
+    copied = sum(t == s for t, s in zip(translated, sentences, strict=True))
+    assert copied > 140  # the toy model copies: each line in its place
+    shown = run("translate", *model, "--input", str(source), "--progress")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines() == translated  # the translations, nothing else
+    assert re.search(r"translate: +43%.*\b64/150 \[", shown.stderr), shown.stderr
+    assert re.search(r"translate: 100%.*\b150/150 \[.*line/s", shown.stderr), shown.stderr
+    piped = run("translate", *model, "--input", "-", "--output", "-", stdin=source.read_text())
+    assert piped.stdout == shown.stdout
+    both = run("translate", *model, "--input", str(source), "a sentence")
+    assert both.returncode == 1
+    assert (
+        both.stderr
+        == "tongyeok translate: error: give sentences as arguments or --input, not both\n"
+    )
+    missing = run("translate", *model, "--input", str(tmp_path / "none.txt"))
+    assert (
+        missing.returncode == 1 and "--input" in missing.stderr and "no such file" in missing.stderr
+    )
+
+
+def test_evaluate_uses_the_onnx_engine_by_default_and_never_imports_torch(
+    toy_checkpoint: Path, tmp_path: Path
+) -> None:
+    """The PyTorch path was the default and 9x slower (issue 34); now it is --engine torch."""
+    import json
+
+    pairs = copy_pairs(20, seed=13)
+    src = tmp_path / "src.txt"
+    src.write_text("".join(s + "\n" for s, _ in pairs))
+    env = {**os.environ, "TONGYEOK_CACHE_DIR": str(tmp_path / "cache")}
+    args = ["evaluate", str(src), str(src), "--model", str(toy_checkpoint), "--json"]
+
+    def evaluate(code: str, *extra: str) -> dict:
+        done = subprocess.run(
+            [sys.executable, "-c", code, *args, *extra], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)  # stdout: the report alone
+
+    cli = "import sys; from tongyeok.cli import main; raise SystemExit(main(sys.argv[1:]))"
+    first = evaluate(cli)  # exports the checkpoint into the cache (with torch), once
+    assert first["engine"] == "onnx int8" and round(first["bleu"], 2) == 100.0
+    again = evaluate(NO_TORCH, "--progress")
+    assert again["engine"] == "onnx int8" and round(again["bleu"], 2) == 100.0
+    assert evaluate(cli, "--engine", "torch")["engine"] == "torch"
+
+
+def test_export_says_each_step_on_stderr_when_asked(toy_checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pkg"
+    args = ("export", str(toy_checkpoint), "--out", str(out), "--precision", "int8")
+    shown = run(*args, "--progress")
+    assert shown.returncode == 0, shown.stderr
+    steps = [line for line in shown.stderr.splitlines() if line.startswith("tongyeok export")]
+    assert steps[0] == f"tongyeok export [1/3] loading {toy_checkpoint} ..."
+    assert steps[1] == (
+        "tongyeok export [2/3] writing the int8 package: building the graphs, quantizing to "
+        "int8 ..."
+    )
+    assert steps[2] == "tongyeok export [3/3] verifying the package against PyTorch ..."
+    assert re.fullmatch(
+        r"tongyeok export: done in [\d.]+ s \(load [\d.]+ s, write [\d.]+ s, verify [\d.]+ s\)",
+        steps[3],
+    )
+    assert shown.stdout.startswith(f"wrote {out}\nint8: greedy translations identical")
+    quiet = run(*args, "--no-verify")  # stderr is no terminal: no steps
+    assert quiet.returncode == 0 and quiet.stdout == f"wrote {out}\n"
+    assert "[1/" not in quiet.stderr
+
+
+def test_serve_refuses_a_settings_file_key_that_names_no_setting(tmp_path: Path) -> None:
+    config = tmp_path / "tongyeok.toml"
+    config.write_text("max_text_char = 100\n")
+    done = run("serve", "--config", str(config), "--port", "0")
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"tongyeok serve: error: settings file {config}: 'max_text_char' is not a setting; "
+        "did you mean max_text_chars?\n"
+    )

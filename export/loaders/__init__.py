@@ -48,6 +48,10 @@ class Loader(ABC):
         """The model in our layout, its languages and tokenizer files; refuses what it cannot
         represent with a ``ValueError`` naming it."""
 
+    def loading(self, args: argparse.Namespace) -> str:
+        """What the load step does, said as it starts (the command's first status line)."""
+        return "loading the weights"
+
     def wrote(self, source: ModelSource, out: Path) -> str:
         """The line printed once the package is written."""
         return f"wrote {out}"

@@ -29,6 +29,9 @@ class CheckpointLoader(Loader):
             "checkpoint", nargs="?", help="checkpoint (.pt); default: the shipped model"
         )
 
+    def loading(self, args: argparse.Namespace) -> str:
+        return f"loading {args.checkpoint or 'the shipped model'}"
+
     def load(self, args: argparse.Namespace) -> ModelSource:
         from export.source import from_checkpoint
 

@@ -36,6 +36,9 @@ class MarianDirectoryLoader(Loader):
             "a multilingual model); repeat to keep several",
         )
 
+    def loading(self, args: argparse.Namespace) -> str:
+        return f"reading {args.directory} and checking its settings"
+
     def load(self, args: argparse.Namespace) -> ModelSource:
         from export.hub import card_description
         from export.marian import load_marian

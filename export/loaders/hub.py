@@ -41,6 +41,9 @@ class HubLoader(Loader):
             "multilingual model); repeat to keep several",
         )
 
+    def loading(self, args: argparse.Namespace) -> str:
+        return f"downloading {args.repo_id} (huggingface_hub's bars) and checking its settings"
+
     def load(self, args: argparse.Namespace) -> ModelSource:
         from export.hub import card_description, download
         from export.marian import load_marian

@@ -2,7 +2,8 @@
 
 Every registered loader (``export/loaders/``: ``export`` for our checkpoints, ``import`` for
 MarianMTModel directories) becomes a command with its own arguments and the flags every package
-takes; all of them run the same pipeline: load, write the package, check it against PyTorch.
+takes; all of them run the same pipeline: load, write the package, check it against PyTorch,
+each step said on stderr as it starts (when stderr is a terminal, or with --progress).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import argparse
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
+
+from tongyeok.progress import Steps, add_progress_flag, wanted
 
 if TYPE_CHECKING:
     from export.loaders import Loader
@@ -57,6 +60,7 @@ def add_loader_command(sub: argparse._SubParsersAction, loader: Loader) -> None:
         action="store_false",
         help="skip the parity check against PyTorch",
     )
+    add_progress_flag(p)
     p.set_defaults(run=partial(run_loader, loader))
 
 
@@ -72,14 +76,25 @@ def add_cache_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+# What the package step does beyond writing the graphs, by precision (the slow part of an int8
+# export is the quantizer).
+CONVERTS = {"fp32": "", "fp16": ", converting to fp16", "int8": ", quantizing to int8"}
+
+
 def run_loader(loader: Loader, args: argparse.Namespace) -> int:
+    """Load, write, verify: one status line per step on stderr as it starts, and their times at
+    the end (tongyeok/progress.py); what each step finds, on stdout."""
     from contract.package import PRECISIONS, PackageError
-    from export.onnx_export import check_cache, write_package
+    from export.package_cache import check_cache
 
     if args.precision not in PRECISIONS:  # refused before anything is loaded
         raise PackageError(f"unsupported precision {args.precision!r}: choose one of {PRECISIONS}")
     check_cache(args.precision, args.cache)
-    source = loader.load(args)
+    steps = Steps(args.command, 3 if args.verify else 2, wanted(args.progress))
+    with steps.step(loader.loading(args), "load"):
+        from export.onnx_export import write_package  # torch: seconds to import
+
+        source = loader.load(args)
     if args.description is not None:
         source.description = args.description
     target = args.out
@@ -87,12 +102,17 @@ def run_loader(loader: Loader, args: argparse.Namespace) -> int:
         from tongyeok.commands.serve import user_repository
 
         target = user_repository(args.model_repository) / (args.name or source.pair_name)
-    out = write_package(source, target, args.precision, args.name, args.cache)
-    print(loader.wrote(source, out))
+    writing = f"writing the {args.precision} package: building the graphs"
+    with steps.step(writing + CONVERTS[args.precision], "write"):
+        out = write_package(source, target, args.precision, args.name, args.cache)
+    print(loader.wrote(source, out), flush=True)
     if args.verify:
         from export.verify import verify_package
 
-        print(verify_package(source, out))
+        with steps.step("verifying the package against PyTorch", "verify"):
+            report = verify_package(source, out)
+        print(report)
+    steps.summary()
     if args.out is None:
         print(
             f"a running 'tongyeok serve' on {out.parent} serves it within seconds "
