@@ -41,10 +41,23 @@ OTHER_VARIABLES = (
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=PREFIX, env_file=None, extra="ignore")
 
+    @property
+    def data_path(self) -> Path:
+        """``data_dir``, or the user's data directory (XDG)."""
+        if self.data_dir is not None:
+            return self.data_dir
+        base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+        return Path(base) / "tongyeok"
+
     host: str = Field("127.0.0.1", description="address to listen on")
     port: int = Field(8000, ge=0, le=65535, description="port to listen on")
     model_repository: Path = Field(
         Path("models"), description="directory of model packages, one per language pair"
+    )
+    data_dir: Path | None = Field(
+        None,
+        description="where state that must survive a restart is kept (glossaries, in SQLite); "
+        "None: $XDG_DATA_HOME/tongyeok, else ~/.local/share/tongyeok",
     )
     device: Device = Field("auto", description=device_help())
     threads: int = Field(

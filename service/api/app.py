@@ -18,10 +18,21 @@ from service.api import handlers
 from service.api.deps import Services
 from service.api.observe import ObserveMiddleware
 from service.api.reloading import poll
-from service.api.routes import admin, deepl, docs, files, libretranslate, native, ops, page
+from service.api.routes import (
+    admin,
+    deepl,
+    docs,
+    files,
+    glossaries,
+    libretranslate,
+    native,
+    ops,
+    page,
+)
 from service.metrics import Metrics
 from service.scheduling.repository import ModelRepository
 from service.settings import Settings
+from service.state.glossaries import GLOSSARIES_FILE, GlossaryStore
 from service.usecase.detect import Detector
 from service.usecase.translate import TranslateUseCase
 
@@ -69,7 +80,10 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> FastAPI:
     translate = TranslateUseCase(
         settings, repository, metrics, lambda: app.state.draining, detector
     )
-    app.state.services = Services(settings, metrics, repository, translate, detector)
+    glossary_store = GlossaryStore(settings.data_path / GLOSSARIES_FILE)
+    app.state.services = Services(
+        settings, metrics, repository, translate, detector, glossary_store
+    )
 
     app.add_middleware(
         ObserveMiddleware,
@@ -78,6 +92,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> FastAPI:
         body_timeout=settings.body_timeout,
     )
     routers = [m.router for m in (native, admin, libretranslate, files, deepl, ops, docs, page)]
+    routers[5:5] = [glossaries.v2, glossaries.v3]  # DeepL's, beside its translate route
     handlers.install(app, metrics, routers)
     for router in routers:
         app.include_router(router)

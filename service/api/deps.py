@@ -15,6 +15,7 @@ from service.errors import Forbidden, ServiceError, Unauthorized
 from service.metrics import Metrics
 from service.scheduling.repository import ModelRepository
 from service.settings import Settings
+from service.state.glossaries import GlossaryStore
 from service.usecase.detect import Detector
 from service.usecase.translate import Disconnect, TranslateUseCase
 
@@ -28,6 +29,7 @@ class Services:
     repository: ModelRepository
     translate: TranslateUseCase
     detector: Detector  # source=auto; its model loads on first use
+    glossaries: GlossaryStore  # per key, in the data directory's SQLite file
 
 
 async def get_services(request: Request) -> Services:
@@ -55,6 +57,10 @@ async def get_translate(services: ServicesDep) -> TranslateUseCase:
 
 async def get_detector(services: ServicesDep) -> Detector:
     return services.detector
+
+
+async def get_glossaries(services: ServicesDep) -> GlossaryStore:
+    return services.glossaries
 
 
 async def get_disconnect(request: Request) -> Disconnect:
@@ -124,3 +130,4 @@ async def authorize_metrics(request: Request, settings: SettingsDep) -> None:
 
 Authorized = Depends(authorize)
 MetricsAuthorized = Depends(authorize_metrics)
+GlossariesDep = Annotated[GlossaryStore, Depends(get_glossaries)]

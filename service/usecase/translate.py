@@ -27,6 +27,7 @@ from service.scheduling.repository import LoadedModel, ModelRepository
 from service.scheduling.scheduler import Job, Scheduler
 from service.settings import Settings
 from service.usecase.cache import LRUCache
+from service.usecase.glossary import Match, Terms, apply_terms
 from service.usecase.detect import Detector, language_name
 from service.usecase.schemas import (
     SourceWarning,
@@ -118,10 +119,16 @@ class TranslateUseCase:
         return options
 
     async def __call__(
-        self, body: TranslateRequest, disconnect: Disconnect, *, check_source: bool = False
+        self,
+        body: TranslateRequest,
+        disconnect: Disconnect,
+        *,
+        check_source: bool = False,
+        terms: Terms | None = None,
     ) -> TranslateResponse:
         """The translations; with ``check_source``, a warning for each text clearly not in
-        ``body.source`` (the native API's; the drop-in shapes have no place for one)."""
+        ``body.source`` (the native API's; the drop-in shapes have no place for one); with
+        ``terms``, a glossary's target terms where its source terms are."""
         if self.draining():
             raise ShuttingDown("the server is shutting down")
         options = self.check_limits(body)
@@ -158,6 +165,8 @@ class TranslateUseCase:
                 alternatives=[model.tokenizer.decode(h.tokens) for h in hyps[1:]],
             )
             self.cache.put((model.identity, options, work.segmented[i].sentences[j]), done[i, j])
+        if terms is not None:  # on the model's own translations, cached or not
+            await self.use_terms(model, work, terms)
         translations = [
             joined(seg, [done[i, j] for j in range(len(seg.sentences))])
             for i, seg in enumerate(work.segmented)
@@ -181,6 +190,42 @@ class TranslateUseCase:
         return await asyncio.to_thread(
             align_words, runtime, model.tokenizer, pairs, model.max_source_tokens
         )
+
+    def check_terms(self, source: str, target: str) -> None:
+        """InvalidRequest when the model of the pair cannot put a glossary's terms in (an fp16
+        package has no aligner): said before any work, never a glossary silently ignored."""
+        model = self.repository.route(source, target)
+        if model.engine.runtime.aligner is None:
+            raise InvalidRequest(
+                f"model {model.name!r} cannot apply a glossary (its package has no aligner "
+                "graph: fp16 packages do not; export it in fp32 or int8)"
+            )
+
+    async def use_terms(self, model: LoadedModel, work: Work, terms: Terms) -> None:
+        """Each sentence that holds a source term of ``terms`` gets its target term where the
+        term went (service/usecase/glossary.py); the others are left exactly as they are."""
+
+        def found_and_aligned() -> list[tuple[tuple[int, int], list[Match], WordAlignment]]:
+            found = [
+                ((i, j), matches)
+                for i, seg in enumerate(work.segmented)
+                for j, sentence in enumerate(seg.sentences)
+                if (matches := terms.find(sentence))
+            ]
+            pairs = [(work.segmented[i].sentences[j], work.done[i, j].text) for (i, j), _ in found]
+            alignments = align_words(
+                model.engine.runtime, model.tokenizer, pairs, model.max_source_tokens
+            )
+            return [
+                (where, matches, alignment)
+                for (where, matches), alignment in zip(found, alignments, strict=True)
+                if alignment is not None
+            ]
+
+        for (i, j), matches, alignment in await asyncio.to_thread(found_and_aligned):
+            translation = work.done[i, j]
+            text = apply_terms(translation.text, matches, alignment)
+            work.done[i, j] = translation.model_copy(update={"text": text, "alternatives": []})
 
     def source_warnings(self, texts: list[str], source: str) -> list[SourceWarning]:
         """A warning for each text clearly not in ``source``: its translation is likely
