@@ -35,6 +35,12 @@ class TextsAndPair(BaseModel):
     api_key: str | None = Field(
         None, description="the API key, when not sent in a header (a header wins)"
     )
+    glossary: str | None = Field(
+        None,
+        max_length=64,
+        description="a glossary's id (made with DeepL's /v2/glossaries or /v3/glossaries): its "
+        "target terms are used wherever its source terms are",
+    )
 
     # Finite ranges for every option, checked at the edge: a value outside them (1e999, a
     # 400-digit number, length_penalty=1000, NaN) once killed or failed the scheduler for everyone.

@@ -184,3 +184,28 @@ def test_an_imported_model_aligns_words_through_its_own_tokenizer(
     assert alignment.weights.shape == (len(words(translation)), len(words(source)))
     assert (alignment.weights >= 0).all() and (alignment.weights.sum(axis=1) <= 1 + 1e-5).all()
     assert alignment.weights.sum() > 0
+
+
+def test_an_imported_model_takes_a_glossary_term_where_its_source_term_went(
+    marian_packages: dict[str, Path],
+) -> None:
+    """Issue 36: glossaries work for imported Marian models too: the term's target ids are in
+    the output (random weights: what the model wrote around it is noise)."""
+    from service.decoding.alignment import align_words
+    from service.decoding.translator import Translator
+    from service.usecase.glossary import Terms, apply_terms
+
+    translator = Translator(marian_packages["en-mul"], target="ko")
+    source = "a dog runs on the beach"
+    translation = translator.translate([source])[0]
+    terms = Terms({"dog": "강아지"})
+    matches = terms.find(source)
+    assert [(m.first, m.last) for m in matches] == [(1, 1)]
+    (alignment,) = align_words(
+        translator.runtime, translator.tokenizer, [(source, translation)], 500
+    )
+    assert translation.split() and alignment is not None  # the fixture's model writes words
+    out = apply_terms(translation, matches, alignment)
+    term_ids = translator.tokenizer.encode_target("강아지")
+    out_ids = translator.tokenizer.encode_target(out)
+    assert any(out_ids[i : i + len(term_ids)] == term_ids for i in range(len(out_ids)))

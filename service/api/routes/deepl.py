@@ -7,10 +7,18 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from service.api.body import read_body
-from service.api.deps import Authorized, DetectorDep, DisconnectDep, RepositoryDep, TranslateDep
+from service.api.deps import (
+    Authorized,
+    DetectorDep,
+    DisconnectDep,
+    GlossariesDep,
+    RepositoryDep,
+    TranslateDep,
+)
 from service.api.handlers import ERROR_RESPONSES, native_error, shaped_route
 from service.api.routes.dropin import (
     resolve_pair,
+    terms_for,
     text_field,
     translate_plain_or_markup,
 )
@@ -44,10 +52,11 @@ async def translate(
     translate: TranslateDep,
     disconnect: DisconnectDep,
     detector: DetectorDep,
+    glossaries: GlossariesDep,
 ) -> dict[str, Any]:
     """DeepL v2: ``text`` (list), ``target_lang``, optional ``source_lang``, ``tag_handling``
     (html or xml) with ``ignore_tags``, ``splitting_tags``, ``non_splitting_tags`` and
-    ``outline_detection``; other DeepL options are accepted and ignored."""
+    ``outline_detection``, ``glossary_id``; other DeepL options are accepted and ignored."""
     data = await read_body(request)
     text, target_lang = data.get("text"), text_field(data, "target_lang")
     if text is None or not target_lang:
@@ -73,7 +82,14 @@ async def translate(
         repository, source_code, target, texts, detector, translate, bool(tags)
     )
     source, target = pair.source, pair.target
-    translated = await translate_plain_or_markup(translate, disconnect, texts, source, target, tags)
+    terms = None
+    if data.get("glossary_id") is not None:
+        if source_code is None:  # DeepL's rule: a glossary is for one pair, named in full
+            raise InvalidRequest("source_lang is required if using a glossary")
+        terms = await terms_for(request, glossaries, data["glossary_id"], source, target)
+    translated = await translate_plain_or_markup(
+        translate, disconnect, texts, source, target, tags, terms
+    )
     return {
         "translations": [
             {

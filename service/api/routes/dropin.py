@@ -11,12 +11,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi import Request
 from pydantic import ValidationError
 
+from service.api.deps import Services, given_key
 from service.decoding.alignment import WordAlignment
 from service.errors import InvalidRequest, UnsupportedPair
 from service.scheduling.repository import ModelRepository
+from service.state.glossaries import Glossary, GlossaryStore, owner_of
 from service.usecase.detect import DETECT_CHARS, Detector
+from service.usecase.glossary import Terms
 from service.usecase.markup import Align, TagOptions, translate_markup
 from service.usecase.schemas import TranslateRequest
 from service.usecase.translate import Disconnect, TranslateUseCase
@@ -102,7 +106,11 @@ def native_request(texts: list[str], source: str, target: str) -> TranslateReque
 
 
 def batched(
-    translate: TranslateUseCase, disconnect: Disconnect, source: str, target: str
+    translate: TranslateUseCase,
+    disconnect: Disconnect,
+    source: str,
+    target: str,
+    terms: Terms | None = None,
 ) -> Callable[[list[str]], Awaitable[list[str]]]:
     """Strings through the use case in batches of ``max_texts``, concurrently: a document of many
     paragraphs is one request for its client."""
@@ -111,7 +119,10 @@ def batched(
     async def run(strings: list[str]) -> list[str]:
         batches = [strings[i : i + step] for i in range(0, len(strings), step)]
         results = await asyncio.gather(
-            *(translate(native_request(b, source, target), disconnect) for b in batches)
+            *(
+                translate(native_request(b, source, target), disconnect, terms=terms)
+                for b in batches
+            )
         )
         return [t.text for result in results for t in result.translations]
 
@@ -134,16 +145,44 @@ async def translate_plain_or_markup(
     source: str,
     target: str,
     tags: TagOptions | None = None,
+    terms: Terms | None = None,
 ) -> list[str]:
     """Each text translated: as plain text, or as HTML/XML whose text nodes alone change (the
-    documents keep the request's limits; their pieces may be more than ``max_texts``)."""
+    documents keep the request's limits; their pieces may be more than ``max_texts``); with
+    ``terms``, a glossary's."""
     body = native_request(texts, source, target)
+    if terms is not None:
+        translate.check_terms(source, target)
     if tags is None:
-        return [t.text for t in (await translate(body, disconnect)).translations]
+        return [t.text for t in (await translate(body, disconnect, terms=terms)).translations]
     translate.check_limits(body)
     return await translate_markup(
         texts,
         tags,
-        batched(translate, disconnect, source, target),
+        batched(translate, disconnect, source, target, terms),
         aligner(translate, source, target),
     )
+
+
+async def owner(request: Request) -> str:
+    """Who a glossary belongs to: the request's key where the server has keys, else everyone
+    alike (a server without keys accepts any key, so a key there names nobody)."""
+    services: Services = request.app.state.services
+    return owner_of(await given_key(request) if services.settings.api_keys else None)
+
+
+async def terms_for(
+    request: Request, store: GlossaryStore, glossary_id: object, source: str, target: str
+) -> Terms:
+    """The terms of the caller's glossary ``glossary_id`` for ``source``→``target`` (another
+    key's glossary is as absent as a missing one)."""
+    if not isinstance(glossary_id, str) or not glossary_id:
+        raise InvalidRequest("a glossary id must be a non-empty string")
+    glossary: Glossary = await asyncio.to_thread(store.get, await owner(request), glossary_id)
+    found = glossary.for_pair(source, target)
+    if found is None:
+        pairs = ", ".join(f"{d.source_lang}→{d.target_lang}" for d in glossary.dictionaries)
+        raise InvalidRequest(
+            f"glossary {glossary_id!r} has no dictionary for {source}→{target} (it has {pairs})"
+        )
+    return Terms(found.entries)

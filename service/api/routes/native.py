@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from service.api.deps import (
     Authorized,
     DetectorDep,
     DisconnectDep,
+    GlossariesDep,
     RepositoryDep,
     SettingsDep,
     TranslateDep,
 )
 from service.api.handlers import ERROR_RESPONSES
-from service.api.routes.dropin import resolve_pair
+from service.api.routes.dropin import resolve_pair, terms_for
 from service.errors import NotFound
 from service.scheduling.repository import LoadedModel
 from service.settings import Settings
@@ -34,15 +35,24 @@ async def translate(
     disconnect: DisconnectDep,
     repository: RepositoryDep,
     detector: DetectorDep,
+    glossaries: GlossariesDep,
+    request: Request,
 ) -> TranslateResponse:
     """Translate up to ``max_texts`` texts in one batch with every other request's. Source
     ``auto`` is detected (``detected_source``; a 400 when it cannot be told); ``warnings``
     names each text clearly not in the source."""
+    terms = None
     if body.source != "auto":
-        return await translate(body, disconnect, check_source=True)
+        if body.glossary is not None:
+            terms = await terms_for(request, glossaries, body.glossary, body.source, body.target)
+            translate.check_terms(body.source, body.target)
+        return await translate(body, disconnect, check_source=True, terms=terms)
     pair = await resolve_pair(repository, "auto", body.target, body.texts, detector, translate)
+    if body.glossary is not None:
+        terms = await terms_for(request, glossaries, body.glossary, pair.source, body.target)
+        translate.check_terms(pair.source, body.target)
     response = await translate(
-        body.model_copy(update={"source": pair.source}), disconnect, check_source=True
+        body.model_copy(update={"source": pair.source}), disconnect, check_source=True, terms=terms
     )
     return response.model_copy(update={"detected_source": pair.source})
 
