@@ -27,8 +27,8 @@ from service.scheduling.repository import LoadedModel, ModelRepository
 from service.scheduling.scheduler import Job, Scheduler
 from service.settings import Settings
 from service.usecase.cache import LRUCache
-from service.usecase.glossary import Match, Terms, apply_terms
 from service.usecase.detect import Detector, language_name
+from service.usecase.glossary import Match, Terms, apply_terms
 from service.usecase.schemas import (
     SourceWarning,
     TranslateRequest,
