@@ -415,3 +415,37 @@ def test_no_accessibility_violation(
     assert page.is_visible("#swap-reason")  # auto, nothing detected: swap says why it is off
     page.screenshot(path=str(artifacts / f"page-{scheme}-error.png"), full_page=True)
     assert run_axe(page, axe_source) == []
+
+
+def test_a_glossary_is_offered_for_its_pair_and_its_terms_are_used(
+    page, page_server: Server
+) -> None:
+    """Issue 36: where the server has glossaries for the key, the page offers them for the pair
+    they are made for, and a translation with one chosen holds its terms."""
+    made = page_server.request(
+        "POST",
+        "/v2/glossaries",
+        {
+            "name": "animals",
+            "source_lang": "en",
+            "target_lang": "de",
+            "entries": "dog\tKöter",
+            "entries_format": "tsv",
+        },
+    )
+    assert made.status == 201, made.body
+    try:
+        open_page(page, page_server)
+        page.select_option("#source", "en")
+        page.select_option("#target", "de")
+        page.wait_for_selector("#glossary-row", state="visible")
+        assert page.locator("#glossary option").all_text_contents() == ["None", "animals"]
+        page.fill("#input", "red dog")
+        without = native(page_server, ["red dog"])["translations"][0]["text"]
+        wait_for_output(page, [without])
+        page.select_option("#glossary", made.body["glossary_id"])
+        page.wait_for_function("document.querySelector('#output').textContent.includes('Köter')")
+        page.select_option("#source", "de")  # no glossary for de→en: no choice shown
+        page.wait_for_selector("#glossary-row", state="hidden")
+    finally:
+        page_server.request("DELETE", f"/v2/glossaries/{made.body['glossary_id']}")

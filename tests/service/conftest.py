@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import tempfile
 import threading
 import time
 import urllib.error
@@ -75,6 +76,8 @@ class Server:
 @contextmanager
 def running_server(repository: Path, **settings: object) -> Iterator[Server]:
     port = free_port()
+    # state that outlives a request (glossaries) in a directory of its own, never in the HOME
+    settings.setdefault("data_dir", tempfile.mkdtemp(prefix="tongyeok-data-"))
     config = Settings(model_repository=repository, port=port, threads=1, **settings)
     app = create_app(config)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))

@@ -163,6 +163,30 @@ function updatePair() {
   $("model-note").textContent = note;
 }
 
+// The glossaries of this key (DeepL's /v3/glossaries); the choice shows only those with a
+// dictionary for the chosen pair, and only where there are some.
+async function loadGlossaries() {
+  state.glossaries = [];
+  try {
+    const response = await fetch("/v3/glossaries", { headers: headers() });
+    if (response.ok) {
+      const body = await response.json();
+      state.glossaries = Array.isArray(body.glossaries) ? body.glossaries : [];
+    }
+  } catch (e) { /* a server without glossaries: no choice to show */ }
+  updateGlossaries();
+}
+
+function updateGlossaries() {
+  const source = $("source").value, target = $("target").value;
+  const select = $("glossary"), chosen = select.value;
+  const usable = (state.glossaries || []).filter((g) => source !== AUTO && (g.dictionaries || [])
+    .some((d) => d.source_lang === source && d.target_lang === target));
+  select.replaceChildren(option("", "None"), ...usable.map((g) => option(g.glossary_id, g.name)));
+  select.value = usable.some((g) => g.glossary_id === chosen) ? chosen : "";
+  $("glossary-row").hidden = usable.length === 0;
+}
+
 function swap() {
   const source = effectiveSource(), target = $("target").value;
   const translated = outputText();
@@ -170,6 +194,7 @@ function swap() {
   $("source").value = target;
   fillTargets(source);
   if (translated) $("input").value = translated;
+  updateGlossaries();
   changed(0);
 }
 
@@ -242,7 +267,9 @@ async function post(url, body, signal) {
 // asked through LibreTranslate's /translate, which does (no alternatives there).
 async function request(texts, source, target, signal) {
   if (source !== AUTO || state.nativeAuto) {
-    const response = await post("/v1/translate", { texts, source, target, beam_size: 4, nbest: 3 }, signal);
+    const payload = { texts, source, target, beam_size: 4, nbest: 3 };
+    if ($("glossary").value && source !== AUTO) payload.glossary = $("glossary").value;
+    const response = await post("/v1/translate", payload, signal);
     if (response.ok) {
       const body = await response.json();
       const detected = body.detected_source;
@@ -374,7 +401,7 @@ function resetFile() {
 // the text; a failure says why and stays until a key works.
 async function keyChanged() {
   if (key() === state.loadedKey) return false;
-  if (await loadModels()) changed(0);
+  if (await loadModels()) { await loadGlossaries(); changed(0); }
   return true;
 }
 
@@ -383,8 +410,11 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("input").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); schedule(0); }
   });
-  $("source").addEventListener("change", () => { state.detected = ""; fillTargets(); changed(0); });
-  $("target").addEventListener("change", () => { updatePair(); changed(0); });
+  $("source").addEventListener("change", () => {
+    state.detected = ""; fillTargets(); updateGlossaries(); changed(0);
+  });
+  $("target").addEventListener("change", () => { updatePair(); updateGlossaries(); changed(0); });
+  $("glossary").addEventListener("change", () => changed(0));
   $("swap").addEventListener("click", swap);
   $("copy").addEventListener("click", copy);
   $("api-key").addEventListener("change", keyChanged);
@@ -395,5 +425,5 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("file").addEventListener("change", resetFile);
   $("file-form").addEventListener("submit", translateFile);
   await loadSettings();
-  await loadModels();
+  if (await loadModels()) await loadGlossaries();
 });
