@@ -22,6 +22,7 @@ from service.api.routes import (
     admin,
     deepl,
     docs,
+    documents,
     files,
     glossaries,
     libretranslate,
@@ -91,7 +92,9 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         body_timeout=settings.body_timeout,
     )
-    routers = [m.router for m in (native, admin, libretranslate, files, deepl, ops, docs, page)]
+    routers = [
+        m.router for m in (native, admin, libretranslate, files, deepl, ops, docs, page, documents)
+    ]
     routers[5:5] = [glossaries.v2, glossaries.v3]  # DeepL's, beside its translate route
     handlers.install(app, metrics, routers)
     for router in routers:

@@ -1,0 +1,191 @@
+"""DeepL's document API: /v2/document (upload: an id and a key), /v2/document/{id} (status) and
+/v2/document/{id}/result (the translated document, once), over the formats of
+service/usecase/documents/ and the job store of its jobs.py."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from service.api.body import read_body
+from service.api.deps import (
+    Authorized,
+    DetectorDep,
+    RepositoryDep,
+    SettingsDep,
+    TranslateDep,
+    given_key,
+)
+from service.api.handlers import ERROR_RESPONSES, shaped_route
+from service.api.routes.deepl import deepl_error
+from service.api.routes.dropin import TAG, Pair, aligner, native_request, pair_for, text_field
+from service.errors import InvalidRequest
+from service.scheduling.repository import ModelRepository
+from service.usecase.detect import Detector
+from service.usecase.documents import Format, Translator, format_of
+from service.usecase.documents.jobs import JobStore, State
+from service.usecase.segment import split
+from service.usecase.translate import TranslateUseCase
+
+router = APIRouter(
+    prefix="/v2",
+    tags=["DeepL"],
+    dependencies=[Authorized],
+    responses=ERROR_RESPONSES,
+    route_class=shaped_route(deepl_error),
+)
+
+# Sentences one batch of a document sends at once: its batches go one after another, each well
+# inside the queue and the request timeout, so a long document never gets a 413 or a 504.
+BATCH_SENTENCES = 256
+ANONYMOUS = "anonymous"  # the owner of every document when the service has no keys
+
+
+async def get_owner(request: Request, settings: SettingsDep) -> str:
+    """Whose documents a request makes and may fetch: its key's (a digest, never the key), or
+    everyone's without keys; ``authorize`` has refused a missing or wrong key already."""
+    key = await given_key(request) if settings.api_keys else None
+    if key is None:
+        return ANONYMOUS
+    return "key:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+OwnerDep = Annotated[str, Depends(get_owner)]
+
+
+def store(request: Request) -> JobStore:
+    jobs: JobStore | None = getattr(request.app.state, "document_jobs", None)
+    if jobs is None:
+        jobs = request.app.state.document_jobs = JobStore()
+    return jobs
+
+
+async def never() -> None:
+    """A background job has no client to lose: its translation runs to its end or expiry."""
+    await asyncio.Event().wait()
+
+
+def in_turn(
+    translate: TranslateUseCase, source: str, target: str
+) -> Callable[[list[str]], Awaitable[list[str]]]:
+    """Strings through the use case in batches of at most ``max_texts`` strings and
+    ``BATCH_SENTENCES`` sentences, one batch after another."""
+    step = translate.settings.max_texts
+
+    async def run(strings: list[str]) -> list[str]:
+        out: list[str] = []
+        batch: list[str] = []
+        sentences = 0
+        for text in [*strings, None]:
+            count = len(split(text).sentences) if text is not None else 0
+            if batch and (
+                text is None or len(batch) >= step or sentences + count > BATCH_SENTENCES
+            ):
+                result = await translate(native_request(batch, source, target), never)
+                out.extend(t.text for t in result.translations)
+                batch, sentences = [], 0
+            if text is not None:
+                batch.append(text)
+                sentences += count
+        return out
+
+    return run
+
+
+async def document_pair(
+    repository: ModelRepository,
+    data: dict[str, Any],
+    upload: bytes,
+    fmt: Format,
+    detector: Detector,
+) -> Pair:
+    """The pair from ``source_lang``/``target_lang``; without a source, detected from a text
+    format's own text, or the one source served into the target."""
+    target_lang = text_field(data, "target_lang")
+    if not target_lang:
+        raise InvalidRequest("'target_lang' is required")
+    target = target_lang.split("-")[0].lower()
+    source_lang = text_field(data, "source_lang")
+    if source_lang:
+        return pair_for(repository, source_lang.lower(), target)
+    if not fmt.text:
+        return pair_for(repository, None, target)
+    if not detector.loaded:
+        await asyncio.to_thread(detector.load)
+    sample = TAG.sub(" ", upload[:20_000].decode("utf-8", "ignore"))
+    return pair_for(repository, None, target, [sample], detector)
+
+
+@router.post("/document")
+async def upload_document(
+    request: Request,
+    repository: RepositoryDep,
+    settings: SettingsDep,
+    translate: TranslateDep,
+    detector: DetectorDep,
+    owner: OwnerDep,
+) -> dict[str, str]:
+    """A document (multipart ``file``) with ``target_lang`` and optional ``source_lang`` and
+    ``output_format`` (only the upload's own); translated in the background. Its size is
+    bounded by max_body_bytes; the formats by service/usecase/documents/."""
+    data = await read_body(request)
+    upload = data.get("file")
+    if upload is None or isinstance(upload, str):
+        raise InvalidRequest("'file' (a multipart upload) is required")
+    suffix, fmt = format_of(upload.filename)
+    wanted = text_field(data, "output_format")
+    if wanted and f".{wanted.lower().lstrip('.')}" != suffix:
+        raise InvalidRequest(f"output_format {wanted!r}: only the upload's own format ({suffix})")
+    content = await upload.read()
+    await asyncio.to_thread(fmt.check, content)  # a 400 here, not a failed job
+    pair = await document_pair(repository, data, content, fmt, detector)
+    strings = in_turn(translate, pair.source, pair.target)
+    align = aligner(translate, pair.source, pair.target)
+
+    async def run(document: bytes) -> tuple[bytes, int]:
+        translator = Translator(strings, align)
+        return await fmt.translate(document, translator), translator.billed
+
+    job = store(request).submit(owner, content, fmt.media_type, run)
+    return {"document_id": job.id, "document_key": job.key}
+
+
+async def document_key(request: Request) -> str:
+    key = text_field(await read_body(request), "document_key")
+    if not key:
+        raise InvalidRequest("'document_key' is required")
+    return key
+
+
+@router.post("/document/{document_id}")
+async def document_status(
+    request: Request, document_id: str, settings: SettingsDep, owner: OwnerDep
+) -> dict[str, Any]:
+    """``status`` (queued, translating, done, error), ``seconds_remaining`` while not done,
+    ``billed_characters`` once done, ``error_message`` on error; answers as soon as the job
+    finishes, or after at most a second."""
+    jobs = store(request)
+    job = jobs.get(owner, document_id, await document_key(request))
+    await jobs.wait(job)
+    body: dict[str, Any] = {"document_id": job.id, "status": job.state.value}
+    if job.state in (State.QUEUED, State.TRANSLATING):
+        body["seconds_remaining"] = 1  # no estimate; DeepL's clients poll at their own pace
+    elif job.state is State.DONE:
+        body["billed_characters"] = job.billed
+    else:
+        body["error_message"] = job.error
+    return body
+
+
+@router.post("/document/{document_id}/result")
+async def document_result(
+    request: Request, document_id: str, settings: SettingsDep, owner: OwnerDep
+) -> Response:
+    """The translated document, once: the job is deleted as it is handed over."""
+    job = store(request).take(owner, document_id, await document_key(request))
+    assert job.result is not None  # done jobs hold their result
+    return Response(job.result, media_type=job.media_type)

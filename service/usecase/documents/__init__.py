@@ -1,0 +1,75 @@
+"""Whole documents translated with their formatting kept, one module per family of formats, each
+through its well-kept library: bytes in, translated bytes out through a ``Translator``
+(translator.py). ``FORMATS`` is the registry the routes dispatch on, by file suffix."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import PurePath
+
+from service.usecase.documents import office, safety, text
+from service.usecase.documents.safety import DocumentError
+from service.usecase.documents.translator import Translator
+
+Handler = Callable[[bytes, Translator], Awaitable[bytes]]
+Check = Callable[[bytes], object]  # raises DocumentError for what the handler could not read
+
+
+@dataclass(frozen=True)
+class Format:
+    media_type: str
+    translate: Handler
+    text: bool  # plain text inside (its language can be detected from the upload itself)
+    # run at upload, so that a malformed or hostile document is a 4xx there, not a failed job
+    check: Check = safety.decode_text
+
+
+OOXML = "application/vnd.openxmlformats-officedocument"
+FORMATS: dict[str, Format] = {
+    ".txt": Format("text/plain; charset=utf-8", text.translate_txt, True),
+    ".html": Format("text/html; charset=utf-8", text.translate_html, True),
+    ".htm": Format("text/html; charset=utf-8", text.translate_html, True),
+    ".srt": Format("application/x-subrip; charset=utf-8", text.translate_srt, True, text.check_srt),
+    ".vtt": Format("text/vtt; charset=utf-8", text.translate_vtt, True, text.check_vtt),
+    ".docx": Format(
+        f"{OOXML}.wordprocessingml.document", office.translate_docx, False, office.check_docx
+    ),
+    ".pptx": Format(
+        f"{OOXML}.presentationml.presentation", office.translate_pptx, False, office.check_pptx
+    ),
+    ".xlsx": Format(
+        f"{OOXML}.spreadsheetml.sheet", office.translate_xlsx, False, office.check_xlsx
+    ),
+}
+
+MAX_NAME_CHARS = 255
+
+
+def format_of(filename: str | None) -> tuple[str, Format]:
+    """The suffix and format of an uploaded file's name; 400 for a name that is a path, holds
+    control characters, or names no format served."""
+    name = filename or ""
+    if (
+        len(name) > MAX_NAME_CHARS
+        or any(c in name for c in "/\\")
+        or any(ord(c) < 32 or ord(c) == 127 for c in name)
+        or name in ("", ".", "..")
+    ):
+        raise DocumentError(
+            f"the file name must be a plain name of at most {MAX_NAME_CHARS} characters, with "
+            f"no path or control characters: {name[:80]!r}"
+        )
+    suffix = PurePath(name).suffix.lower()
+    if suffix not in FORMATS:
+        raise UnsupportedFormat(
+            f"file type {suffix or '(none)'!r} is not supported: {', '.join(sorted(FORMATS))}"
+        )
+    return suffix, FORMATS[suffix]
+
+
+class UnsupportedFormat(DocumentError):
+    status, error_type = 400, "unsupported_format"
+
+
+__all__ = ["FORMATS", "DocumentError", "Format", "Translator", "UnsupportedFormat", "format_of"]

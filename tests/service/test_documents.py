@@ -1,0 +1,253 @@
+"""Whole documents through DeepL's document API with the official client, each built here with
+its own library, translated, reopened with that library and its structure compared; and the
+hostile uploads each a clear 4xx."""
+
+from __future__ import annotations
+
+import io
+import socket
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import deepl
+import pytest
+
+from tests.service.conftest import Server, running_server
+
+SENTENCE = "two dogs play"
+TAGGED = ("red dog ", "runs", " in the park.")
+
+
+@pytest.fixture(scope="module")
+def server(toy_repository: Path) -> Iterator[Server]:
+    with running_server(toy_repository, max_body_bytes=4_000_000) as s:
+        yield s
+
+
+def plain(server: Server, text: str) -> str:
+    return server.translate([text]).body["translations"][0]["text"]
+
+
+def through_deepl(server: Server, tmp_path: Path, name: str, data: bytes) -> bytes:
+    source, output = tmp_path / name, tmp_path / f"translated-{name}"
+    source.write_bytes(data)
+    translator = deepl.Translator("any-key", server_url=server.url)
+    status = translator.translate_document_from_filepath(
+        source, output, source_lang="EN", target_lang="DE"
+    )
+    assert status.done and status.billed_characters and status.billed_characters > 0
+    return output.read_bytes()
+
+
+def docx_document() -> bytes:
+    import docx
+    from docx.oxml.ns import qn
+    from docx.oxml.parser import OxmlElement
+
+    document = docx.Document()
+    document.add_heading(SENTENCE, level=1)
+    paragraph = document.add_paragraph(TAGGED[0])
+    paragraph.add_run(TAGGED[1]).bold = True
+    paragraph.add_run(TAGGED[2]).italic = True
+    linked = document.add_paragraph("see ")
+    link = OxmlElement("w:hyperlink")
+    link.set(
+        qn("r:id"),
+        linked.part.relate_to(
+            "https://example.org/", docx.opc.constants.RELATIONSHIP_TYPE.HYPERLINK, is_external=True
+        ),
+    )
+    run = OxmlElement("w:r")
+    text = OxmlElement("w:t")
+    text.text = "the park"
+    run.append(text)
+    link.append(run)
+    linked._p.append(link)
+    table = document.add_table(rows=2, cols=2)
+    table.cell(0, 0).text = SENTENCE
+    table.cell(1, 1).text = "red dog"
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
+def test_docx_keeps_styles_runs_links_and_tables(server: Server, tmp_path: Path) -> None:
+    import docx
+
+    source = docx.Document(io.BytesIO(docx_document()))
+    result = docx.Document(io.BytesIO(through_deepl(server, tmp_path, "a.docx", docx_document())))
+    assert [p.style.name for p in result.paragraphs] == [p.style.name for p in source.paragraphs]
+    assert result.paragraphs[0].text == plain(server, SENTENCE)
+    runs = result.paragraphs[1].runs
+    assert any(r.bold for r in runs) and any(r.italic for r in runs)  # each run kept its format
+    assert "".join(r.text for r in runs).split() == plain(server, "".join(TAGGED)).split()
+    links = result.paragraphs[2]._p.findall(
+        "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}hyperlink"
+    )
+    assert len(links) == 1 and links[0].get(
+        "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
+    ) == source.paragraphs[2]._p[-1].get(
+        "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
+    )
+    table = result.tables[0]
+    assert (len(table.rows), len(table.columns)) == (2, 2)
+    assert table.cell(0, 0).text == plain(server, SENTENCE)
+    assert table.cell(1, 1).text == plain(server, "red dog")
+
+
+def test_txt_and_html(server: Server, tmp_path: Path) -> None:
+    text = f"{SENTENCE}\n\nred dog\n"
+    out = through_deepl(server, tmp_path, "a.txt", text.encode()).decode()
+    assert out == f"{plain(server, SENTENCE)}\n\n{plain(server, 'red dog')}\n"
+    page = f'<html><body><h1 class="t">{SENTENCE}</h1><p>red dog <b>runs</b></p></body></html>'
+    html = through_deepl(server, tmp_path, "a.html", page.encode()).decode()
+    assert f'<h1 class="t">{plain(server, SENTENCE)}</h1>' in html and "<b>" in html
+
+
+SRT = f"""1
+00:00:01,000 --> 00:00:02,500
+{SENTENCE}
+<i>red dog</i>
+
+2
+00:01:03,250 --> 00:01:04,000
+red dog runs
+"""
+
+
+def test_subtitles_keep_their_timings(server: Server, tmp_path: Path) -> None:
+    import pysubs2
+
+    for kind, data in (("srt", SRT), ("vtt", "WEBVTT\n\n" + SRT.replace(",", "."))):
+        source = pysubs2.SSAFile.from_string(data, format_=kind, keep_html_tags=True)
+        out = through_deepl(server, tmp_path, f"a.{kind}", data.encode()).decode()
+        result = pysubs2.SSAFile.from_string(out, format_=kind, keep_html_tags=True)
+        assert [(e.start, e.end) for e in result] == [(e.start, e.end) for e in source]
+        assert result[0].text.count("\\N") == 1  # still two lines
+        assert result[1].text == plain(server, "red dog runs")
+
+
+def test_pptx_keeps_runs_and_tables(server: Server, tmp_path: Path) -> None:
+    import pptx
+    from pptx.util import Inches
+
+    deck = pptx.Presentation()
+    slide = deck.slides.add_slide(deck.slide_layouts[5])
+    slide.shapes.title.text = SENTENCE
+    box = slide.shapes.add_textbox(Inches(1), Inches(2), Inches(4), Inches(1))
+    paragraph = box.text_frame.paragraphs[0]
+    for text, bold in zip(TAGGED, (False, True, False), strict=True):
+        run = paragraph.add_run()
+        run.text, run.font.bold = text, bold
+    table = slide.shapes.add_table(2, 2, Inches(1), Inches(4), Inches(4), Inches(1)).table
+    table.cell(0, 1).text = "red dog"
+    data = io.BytesIO()
+    deck.save(data)
+    result = pptx.Presentation(
+        io.BytesIO(through_deepl(server, tmp_path, "a.pptx", data.getvalue()))
+    )
+    shapes = result.slides[0].shapes
+    assert shapes.title.text == plain(server, SENTENCE)
+    runs = shapes[1].text_frame.paragraphs[0].runs
+    assert any(r.font.bold for r in runs)
+    assert "".join(r.text for r in runs).split() == plain(server, "".join(TAGGED)).split()
+    assert shapes[2].table.cell(0, 1).text == plain(server, "red dog")
+
+
+def test_xlsx_keeps_styles_numbers_and_merges(server: Server, tmp_path: Path) -> None:
+    import openpyxl
+    from openpyxl.styles import Font
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet["A1"], sheet["B1"], sheet["A2"] = SENTENCE, 42, "=B1*2"
+    sheet["A1"].font = Font(bold=True)
+    sheet.merge_cells("A3:B3")
+    sheet["A3"] = "red dog"
+    data = io.BytesIO()
+    book.save(data)
+    result = openpyxl.load_workbook(
+        io.BytesIO(through_deepl(server, tmp_path, "a.xlsx", data.getvalue()))
+    )
+    out = result.active
+    assert out["A1"].value == plain(server, SENTENCE) and out["A1"].font.bold
+    assert (out["B1"].value, out["A2"].value) == (42, "=B1*2")
+    assert [str(r) for r in out.merged_cells.ranges] == ["A3:B3"]
+    assert out["A3"].value == plain(server, "red dog")
+
+
+# -- hostile uploads ------------------------------------------------------------------------------
+
+
+def upload(server: Server, name: str, data: bytes, key: str = "any-key") -> deepl.DocumentHandle:
+    return deepl.Translator(key, server_url=server.url).translate_document_upload(
+        data, target_lang="DE", source_lang="EN", filename=name
+    )
+
+
+def zipped(entries: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+def test_hostile_documents_are_refused_by_name(server: Server) -> None:
+    bomb = zipped({"word/document.xml": b"\0" * 200_000_000})
+    assert len(bomb) < 400_000
+    cases = {
+        "bomb.docx": (bomb, "zip bomb"),
+        "broken.docx": (b"PK\x03\x04 not really a zip", "not a readable zip"),
+        "empty.docx": (zipped({"hello.txt": b"hi"}), "not a readable .docx"),
+        "laughs.docx": (
+            zipped(
+                {
+                    "[Content_Types].xml": b'<?xml version="1.0"?><!DOCTYPE t [<!ENTITY a "aaaa">'
+                    b'<!ENTITY b "&a;&a;&a;&a;">]><t>&b;</t>'
+                }
+            ),
+            "DTD or entities",
+        ),
+        "escape.docx": (zipped({"../../etc/passwd": b"x"}), "outside itself"),
+        "a.exe": (b"MZ", "not supported"),
+    }
+    for name, (data, message) in cases.items():
+        with pytest.raises(deepl.DeepLException, match=message):
+            upload(server, name, data)
+    for name in ("../../a.docx", "a/b.txt", "a\0.txt"):
+        with pytest.raises(deepl.DeepLException, match="plain name"):
+            upload(server, name, b"two dogs play")
+
+
+def test_a_200_mb_upload_is_413_before_it_is_read(server: Server) -> None:
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(
+            b"POST /v2/document HTTP/1.1\r\nHost: x\r\nAuthorization: DeepL-Auth-Key k\r\n"
+            b"Content-Type: multipart/form-data; boundary=x\r\n"
+            b"Content-Length: 200000000\r\n\r\n--x\r\n"
+        )
+        answer = ""
+        while (chunk := conn.recv(65536).decode()) and not answer.endswith("}"):
+            answer += chunk
+    assert answer.startswith("HTTP/1.1 413") and "max_body_bytes" in answer
+
+
+def test_one_key_has_a_bounded_number_of_documents(toy_repository: Path) -> None:
+    with running_server(toy_repository, api_keys="k1,k2") as keyed:
+        handles = [upload(keyed, "a.txt", b"two dogs play", "k1") for _ in range(16)]
+        with pytest.raises(deepl.DeepLException, match="16 documents"):
+            upload(keyed, "a.txt", b"two dogs play", "k1")
+        upload(keyed, "a.txt", b"two dogs play", "k2")  # another key is not held back
+        other = deepl.Translator("k2", server_url=keyed.url)
+        with pytest.raises(deepl.DeepLException, match="no document"):
+            other.translate_document_get_status(handles[0])  # not k2's
+        mine = deepl.Translator("k1", server_url=keyed.url)
+        status = mine.translate_document_wait_until_done(handles[0])
+        assert status.done
+        mine.translate_document_download(handles[0], io.BytesIO())
+        with pytest.raises(deepl.DeepLException, match="no document"):
+            mine.translate_document_get_status(handles[0])  # deleted once downloaded
+        upload(keyed, "a.txt", b"two dogs play", "k1")  # room again
