@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -211,13 +211,32 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
     ``config`` (default: ``TONGYEOK_CONFIG``'s; none) > defaults. A file that does not parse, or
     a key that names no setting, is refused naming the file (and the closest name)."""
     config = config or os.environ.get(f"{PREFIX}CONFIG") or None
-    if config is None:
-        return Settings(**overrides)
-    path = Path(config)
-    check_settings_file(path)
-    # The same class with a file: pydantic-settings reads ``toml_file`` from the class's config.
-    with_file = type(Settings.__name__, (Settings,), {"model_config": {"toml_file": path}})
-    return with_file(**overrides)
+    try:
+        if config is None:
+            return Settings(**overrides)
+        path = Path(config)
+        check_settings_file(path)
+        # The same class with a file: pydantic-settings reads ``toml_file`` from its config.
+        with_file = type(Settings.__name__, (Settings,), {"model_config": {"toml_file": path}})
+        return with_file(**overrides)
+    except ValidationError as exc:
+        raise ValueError(settings_errors(exc)) from None
+
+
+def settings_errors(exc: ValidationError) -> str:
+    """Pydantic's report in a person's words, one clause per setting: ``max_text_chars
+    (TONGYEOK_MAX_TEXT_CHARS): Input should be a valid integer, got 'abc'``."""
+    clauses = []
+    for error in exc.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["loc"]:
+            name = str(error["loc"][0])
+            given = error.get("input")
+            got = f", got {given!r}" if isinstance(given, str | int | float) else ""
+            clauses.append(f"{name} ({PREFIX}{name.upper()}): {message}{got}")
+        else:
+            clauses.append(message)
+    return "; ".join(clauses)
 
 
 def check_settings_file(path: Path) -> None:

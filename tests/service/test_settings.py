@@ -215,7 +215,23 @@ def test_a_settings_file_is_refused_naming_it_and_the_closest_key(
         load_settings(config)
     assert refusal in str(refused.value)
     config.write_text("port = 70000\n")  # a known key with a bad value: pydantic names it
-    with pytest.raises(ValidationError, match="port"):
+    with pytest.raises(ValueError, match=r"^port \(TONGYEOK_PORT\): .*got 70000$"):
         load_settings(config)
     with pytest.raises(ValueError, match="No such file"):
         load_settings(tmp_path / "none.toml")
+
+
+def test_a_bad_value_is_one_line_naming_the_variable_and_the_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A newcomer's ``TONGYEOK_MAX_TEXT_CHARS=abc`` was pydantic's three-line report with a link;
+    it is one line naming the variable, what is wrong and what was given."""
+    from service.settings import load_settings
+
+    monkeypatch.setenv("TONGYEOK_MAX_TEXT_CHARS", "abc")
+    with pytest.raises(ValueError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert "\n" not in message and "errors.pydantic.dev" not in message
+    assert message.startswith("max_text_chars (TONGYEOK_MAX_TEXT_CHARS): ")
+    assert message.endswith("got 'abc'")
