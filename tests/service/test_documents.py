@@ -251,3 +251,24 @@ def test_one_key_has_a_bounded_number_of_documents(toy_repository: Path) -> None
         with pytest.raises(deepl.DeepLException, match="no document"):
             mine.translate_document_get_status(handles[0])  # deleted once downloaded
         upload(keyed, "a.txt", b"two dogs play", "k1")  # room again
+
+
+def test_po_catalog_gets_its_msgstrs(server: Server, tmp_path: Path) -> None:
+    import polib
+
+    catalog = polib.POFile()
+    catalog.metadata = {"Content-Type": "text/plain; charset=UTF-8"}
+    catalog.append(polib.POEntry(msgid=SENTENCE, occurrences=[("app.py", "3")], flags=["c-format"]))
+    catalog.append(
+        polib.POEntry(msgid="red dog", msgid_plural="red dogs", msgstr_plural={0: "", 1: ""})
+    )
+    out = through_deepl(server, tmp_path, "a.po", str(catalog).encode())
+    result = polib.pofile(out.decode())
+    first, second = result[0], result[1]
+    assert (first.msgstr, first.occurrences, first.flags) == (
+        plain(server, SENTENCE),
+        [("app.py", "3")],
+        ["c-format"],
+    )
+    assert second.msgstr_plural == {0: plain(server, "red dog"), 1: plain(server, "red dogs")}
+    assert result.metadata["Content-Type"] == "text/plain; charset=UTF-8"

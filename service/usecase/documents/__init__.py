@@ -32,6 +32,9 @@ FORMATS: dict[str, Format] = {
     ".htm": Format("text/html; charset=utf-8", text.translate_html, True),
     ".srt": Format("application/x-subrip; charset=utf-8", text.translate_srt, True, text.check_srt),
     ".vtt": Format("text/vtt; charset=utf-8", text.translate_vtt, True, text.check_vtt),
+    ".po": Format(
+        "text/x-gettext-translation; charset=utf-8", text.translate_po, True, text.check_po
+    ),
     ".docx": Format(
         f"{OOXML}.wordprocessingml.document", office.translate_docx, False, office.check_docx
     ),

@@ -86,3 +86,37 @@ async def translate_srt(data: bytes, translator: Translator) -> bytes:
 
 async def translate_vtt(data: bytes, translator: Translator) -> bytes:
     return await translate_subtitles(data, translator, "vtt")
+
+
+def po_read(data: bytes) -> Any:
+    import polib
+
+    text = decode_text(data)
+    try:
+        return polib.pofile(text)
+    except Exception as exc:  # polib raises OSError and ValueError for a malformed catalog
+        problem = f"{type(exc).__name__}: {exc}"
+        raise DocumentError(f"not a readable .po catalog ({problem})") from None
+
+
+def check_po(data: bytes) -> object:
+    return po_read(data)
+
+
+async def translate_po(data: bytes, translator: Translator) -> bytes:
+    """A gettext catalog (polib): each entry's ``msgid`` translated into its ``msgstr`` (and
+    ``msgid_plural`` into every plural form); comments, flags, references and the header kept."""
+    catalog = await asyncio.to_thread(po_read, data)
+    entries = [e for e in catalog if not e.obsolete and e.msgid.strip()]
+    singular = await translator.plain([e.msgid for e in entries])
+    plural = [e for e in entries if e.msgid_plural]
+    plurals = await translator.plain([e.msgid_plural for e in plural])
+    for entry, text in zip(entries, singular, strict=True):
+        if entry.msgid_plural:
+            entry.msgstr_plural = {0: text}
+        else:
+            entry.msgstr = text
+    for entry, text in zip(plural, plurals, strict=True):
+        forms = max(2, len(entry.msgstr_plural))
+        entry.msgstr_plural = {0: entry.msgstr_plural[0], **{k: text for k in range(1, forms)}}
+    return str(catalog).encode("utf-8")
