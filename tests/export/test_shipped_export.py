@@ -86,3 +86,14 @@ def test_int8_package_stores_the_embeddings_in_int8_and_still_agrees(
     quantized = onnx_greedy(PackageRuntime(package), src, limits)
     same = sum(a == b for a, b in zip(exact, quantized, strict=True))
     assert same >= 85  # int8 rounding changes a few sentences, never most
+
+
+def test_the_shipped_package_says_what_it_is_for(shipped) -> None:
+    """Issue 33: the only model translated image captions and nothing said so. Its package
+    carries the description every listing of it shows (/v1/models, the page)."""
+    from model.config import SHIPPED_DESCRIPTION
+
+    _, _, runtime = shipped
+    assert runtime.config.description == SHIPPED_DESCRIPTION
+    assert "image captions" in SHIPPED_DESCRIPTION
+    assert "tongyeok pull Helsinki-NLP/opus-mt-en-de" in SHIPPED_DESCRIPTION

@@ -163,6 +163,7 @@ def test_per_model_health_answers_by_name(repository: Path) -> None:
         ready = server.request("GET", "/v1/models/en-de")
         assert ready.status == 200 and ready.body["ready"] is True
         assert ready.body["source"] == "en" and ready.body["target"] == "de"
+        assert ready.body["description"].startswith("trained with tongyeok train on")
         missing = server.request("GET", "/v1/models/xx-yy")
         assert missing.status == 404 and "no model named 'xx-yy'" in missing.body["error"]
 
