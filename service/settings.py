@@ -59,6 +59,17 @@ class Settings(BaseSettings):
         description="where state that must survive a restart is kept (glossaries, in SQLite); "
         "None: $XDG_DATA_HOME/tongyeok, else ~/.local/share/tongyeok",
     )
+    state_url: str | None = Field(
+        None,
+        description="where API keys, their usage and their rate limits live: redis://host:port/db "
+        "to share one quota between replicas; unset: SQLite (keys.sqlite3) in data_dir, rates "
+        "in each process",
+    )
+    state_failure: Literal["closed", "open"] = Field(
+        "closed",
+        description="when the key database cannot be reached: closed refuses keyed requests "
+        "with 503; open serves keys from api_keys unbilled (stored keys cannot be checked: 503)",
+    )
     device: Device = Field("auto", description=device_help())
     threads: int = Field(
         0,
@@ -121,7 +132,8 @@ class Settings(BaseSettings):
     )
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
-        description="accepted API keys (comma-separated, or a JSON list); empty: no auth",
+        description="API keys accepted without limits (comma-separated, or a JSON list), "
+        "besides those of tongyeok keys; neither: no auth",
     )
     metrics_token: SecretStr | None = Field(
         None, description="bearer token /metrics requires (unset: /metrics is open)"
@@ -202,6 +214,8 @@ class Settings(BaseSettings):
         data = self.model_dump()
         data["api_keys"] = ["***"] * len(self.api_keys)
         data["metrics_token"] = "***" if self.metrics_token else None
+        if self.state_url:  # a password in the URL stays out of the log
+            data["state_url"] = self.state_url.split("@")[-1]
         data["model_repository"] = str(self.model_repository)
         return data
 

@@ -32,7 +32,7 @@ ALLOWED: dict[str, set[str]] = {
 # service/'s floors, bottom first: a module may import its own floor and those below it.
 SERVICE_FLOORS: tuple[tuple[str, ...], ...] = (
     ("runtime",),
-    ("settings", "errors", "metrics"),
+    ("settings", "errors", "metrics", "logs", "state"),
     ("decoding",),
     ("scheduling",),
     ("usecase",),

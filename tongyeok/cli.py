@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from contract.version import __version__
-from tongyeok.commands import bench, export, serve, train, translate
+from tongyeok.commands import bench, export, keys, serve, train, translate
 
 DESCRIPTION = "Tongyeok (통역): train, evaluate and serve Transformer machine translation."
-GROUPS = (train, translate, export, bench, serve)
+GROUPS = (train, translate, export, bench, serve, keys)
 
 
 def build_parser() -> argparse.ArgumentParser:

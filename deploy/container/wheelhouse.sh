@@ -22,4 +22,4 @@ python3 -m pip download --quiet --dest "$DIR" --constraint "$ROOT/constraints.tx
     --only-binary=:all: "${PLATFORMS[@]}" --python-version 3.11 --implementation cp \
     fastapi uvicorn pydantic pydantic-settings python-multipart prometheus-client sentencepiece \
     numpy py3langid fastapi-offline python-docx python-pptx openpyxl pysubs2 polib defusedxml \
-    "$ORT" "setuptools>=68"
+    limits redis "$ORT" "setuptools>=68"

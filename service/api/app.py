@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from contract.package import PackageError
 from service.api import handlers
 from service.api.deps import Services
+from service.api.metering import MeteringMiddleware
 from service.api.observe import ObserveMiddleware
 from service.api.reloading import poll
 from service.api.routes import (
@@ -34,6 +35,8 @@ from service.metrics import Metrics
 from service.scheduling.repository import ModelRepository
 from service.settings import Settings
 from service.state.glossaries import GLOSSARIES_FILE, GlossaryStore
+from service.state.stores import open_store
+from service.usecase.access import Access
 from service.usecase.detect import Detector
 from service.usecase.translate import TranslateUseCase
 
@@ -61,6 +64,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> FastAPI:
         if poller is not None:
             poller.cancel()
         await asyncio.to_thread(repository.stop, settings.drain_seconds)
+        await access.close()
         log.info(json.dumps({"event": "stopped"}))
 
     app = FastAPI(
@@ -82,9 +86,13 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> FastAPI:
         settings, repository, metrics, lambda: app.state.draining, detector
     )
     glossary_store = GlossaryStore(settings.data_path / GLOSSARIES_FILE)
+    keys = open_store(settings.state_url, settings.data_path)
+    access = Access.build(settings.api_keys, keys, settings.state_url, settings.state_failure)
     app.state.services = Services(
-        settings, metrics, repository, translate, detector, glossary_store
+        settings, metrics, repository, translate, detector, glossary_store, access
     )
+
+    app.add_middleware(MeteringMiddleware)  # inside ObserveMiddleware: bills 2xx answers only
 
     app.add_middleware(
         ObserveMiddleware,

@@ -16,6 +16,7 @@ from service.metrics import Metrics
 from service.scheduling.repository import ModelRepository
 from service.settings import Settings
 from service.state.glossaries import GlossaryStore
+from service.usecase.access import ACCOUNT, Access
 from service.usecase.detect import Detector
 from service.usecase.translate import Disconnect, TranslateUseCase
 
@@ -30,6 +31,7 @@ class Services:
     translate: TranslateUseCase
     detector: Detector  # source=auto; its model loads on first use
     glossaries: GlossaryStore  # per key, in the data directory's SQLite file
+    access: Access  # the keys, their rates and quotas (usecase/access.py)
 
 
 async def get_services(request: Request) -> Services:
@@ -116,9 +118,11 @@ def check(given: str | None, accepted: list[SecretStr]) -> None:
 
 
 async def authorize(request: Request, settings: SettingsDep) -> None:
-    """Every route but liveness, readiness and metrics: a valid API key when keys are set."""
-    if settings.api_keys:
-        check(await given_key(request), settings.api_keys)
+    """Every route but liveness, readiness and metrics: a valid API key when there are keys
+    (the environment's or the key store's), within its rate and quota (usecase/access.py;
+    its account kept in ``ACCOUNT`` for the use case to charge)."""
+    access: Access = request.app.state.services.access
+    ACCOUNT.set(await access.admit(await given_key(request)))
 
 
 async def authorize_metrics(request: Request, settings: SettingsDep) -> None:
@@ -131,3 +135,10 @@ async def authorize_metrics(request: Request, settings: SettingsDep) -> None:
 Authorized = Depends(authorize)
 MetricsAuthorized = Depends(authorize_metrics)
 GlossariesDep = Annotated[GlossaryStore, Depends(get_glossaries)]
+
+
+async def get_access(services: ServicesDep) -> Access:
+    return services.access
+
+
+AccessDep = Annotated[Access, Depends(get_access)]

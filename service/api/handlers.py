@@ -68,21 +68,36 @@ def native_error(error: ServiceError) -> dict[str, str]:
     return error_body(error.message, error.error_type)
 
 
-def shaped_route(shape: ErrorShape) -> type[APIRoute]:
-    """A route class for ``APIRouter(route_class=...)``: its routes' errors take ``shape``."""
-    return type(f"{shape.__name__}_route", (APIRoute,), {"error_shape": staticmethod(shape)})
+def shaped_route(shape: ErrorShape, statuses: dict[str, int] | None = None) -> type[APIRoute]:
+    """A route class for ``APIRouter(route_class=...)``: its routes' errors take ``shape``, and
+    the status ``statuses`` gives an error type where the wire format has its own (DeepL's 456
+    for a spent quota)."""
+    return type(
+        f"{shape.__name__}_route",
+        (APIRoute,),
+        {"error_shape": staticmethod(shape), "error_statuses": statuses or {}},
+    )
 
 
-def error_shape(scope: Scope) -> ErrorShape:
-    """The shape of the route ``scope`` is for: the matched one, or (an error raised before
-    routing, such as a body too large) the shaped route its path and method match; ours
-    otherwise (a path no route has)."""
+def shaped_route_of(scope: Scope) -> object:
+    """The route ``scope`` is for: the matched one, or (an error raised before routing, such
+    as a body too large) the shaped route its path and method match; None otherwise."""
     route = scope.get("route")
     if route is None and "app" in scope:
         shaped: list[APIRoute] = getattr(scope["app"].state, "shaped_routes", [])
         route = next((r for r in shaped if r.matches(scope)[0] != Match.NONE), None)
-    shape: ErrorShape = getattr(route, "error_shape", native_error)
+    return route
+
+
+def error_shape(scope: Scope) -> ErrorShape:
+    """The shape of the route ``scope`` is for; ours for a path no shaped route has."""
+    shape: ErrorShape = getattr(shaped_route_of(scope), "error_shape", native_error)
     return shape
+
+
+def error_status(scope: Scope, error: ServiceError) -> int:
+    statuses: dict[str, int] = getattr(shaped_route_of(scope), "error_statuses", {})
+    return statuses.get(error.error_type, error.status)
 
 
 def rejection(error: ServiceError, metrics: Metrics, scope: Scope) -> JSONResponse:
@@ -90,7 +105,7 @@ def rejection(error: ServiceError, metrics: Metrics, scope: Scope) -> JSONRespon
     gone away: the scheduler counts it when it drops the job, and nobody reads the answer)."""
     if not isinstance(error, Cancelled):
         metrics.requests_rejected.labels(error.error_type).inc()
-    return JSONResponse(error_shape(scope)(error), error.status, error.headers)
+    return JSONResponse(error_shape(scope)(error), error_status(scope, error), error.headers)
 
 
 def validation_message(exc: RequestValidationError) -> str:

@@ -26,6 +26,7 @@ from service.metrics import Metrics
 from service.scheduling.repository import LoadedModel, ModelRepository
 from service.scheduling.scheduler import Job, Scheduler
 from service.settings import Settings
+from service.usecase.access import charged
 from service.usecase.cache import LRUCache
 from service.usecase.detect import Detector, language_name
 from service.usecase.glossary import Match, Terms, apply_terms
@@ -133,26 +134,28 @@ class TranslateUseCase:
             raise ShuttingDown("the server is shutting down")
         options = self.check_limits(body)
         started = time.perf_counter()
-        for attempt in range(ROUTING_ATTEMPTS):  # a reload may retire the model routed to
-            model = self.repository.route(body.source, body.target)
-            check = body.source if check_source else None
-            # keep the event loop answering (the detector's model loads in about a second)
-            if sum(len(t) for t in body.texts) > OFF_LOOP_CHARS or (
-                check and not self.detector.loaded
-            ):
-                work = await asyncio.to_thread(self.prepare, body.texts, model, options, check)
-            else:
-                work = self.prepare(body.texts, model, options, check)
-            try:
-                results = (
-                    await self.run_job(model.scheduler, work.sources, options, disconnect)
-                    if work.sources
-                    else []
-                )
-                break
-            except Retired:
-                if attempt == ROUTING_ATTEMPTS - 1:
-                    raise
+        # the key's characters, charged before any work and given back if it fails
+        async with charged(sum(len(t) for t in body.texts)):  # (usecase/access.py)
+            for attempt in range(ROUTING_ATTEMPTS):  # a reload may retire the model routed to
+                model = self.repository.route(body.source, body.target)
+                check = body.source if check_source else None
+                # keep the event loop answering (the detector's model loads in about a second)
+                if sum(len(t) for t in body.texts) > OFF_LOOP_CHARS or (
+                    check and not self.detector.loaded
+                ):
+                    work = await asyncio.to_thread(self.prepare, body.texts, model, options, check)
+                else:
+                    work = self.prepare(body.texts, model, options, check)
+                try:
+                    results = (
+                        await self.run_job(model.scheduler, work.sources, options, disconnect)
+                        if work.sources
+                        else []
+                    )
+                    break
+                except Retired:
+                    if attempt == ROUTING_ATTEMPTS - 1:
+                        raise
         self.characters += sum(len(t) for t in body.texts)  # billed once served
         done = work.done
         for (i, j), hyps in zip(work.todo, results, strict=True):

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 
 from service.api.body import read_body
 from service.api.deps import (
+    AccessDep,
     Authorized,
     DetectorDep,
     DisconnectDep,
@@ -23,6 +24,7 @@ from service.api.routes.dropin import (
     translate_plain_or_markup,
 )
 from service.errors import InvalidRequest, ServiceError
+from service.usecase.access import ACCOUNT, QuotaExceeded
 from service.usecase.detect import LANGUAGE_NAMES
 from service.usecase.markup import TagOptions
 
@@ -38,10 +40,11 @@ router = APIRouter(
     tags=["DeepL"],
     dependencies=[Authorized],
     responses=ERROR_RESPONSES,
-    route_class=shaped_route(deepl_error),
+    # DeepL's status for a spent quota: its clients raise QuotaExceededException on it
+    route_class=shaped_route(deepl_error, {QuotaExceeded.error_type: 456}),
 )
 
-# No quota here: a limit far above any count, so DeepL's clients never see it reached.
+# A key without a quota: a limit far above any count, so DeepL's clients never see it reached.
 CHARACTER_LIMIT = 10**12
 
 
@@ -124,6 +127,15 @@ async def languages(
 
 
 @router.get("/usage")
-async def usage(translate: TranslateDep) -> dict[str, int]:
-    """DeepL's usage: characters translated by this process (``get_usage()`` in its clients)."""
-    return {"character_count": translate.characters, "character_limit": CHARACTER_LIMIT}
+async def usage(translate: TranslateDep, access: AccessDep) -> dict[str, int]:
+    """DeepL's usage (``get_usage()`` in its clients): the key's characters this period and its
+    quota; without keys, the characters this process has translated."""
+    account = ACCOUNT.get()
+    if account is None:
+        return {"character_count": translate.characters, "character_limit": CHARACTER_LIMIT}
+    used = await access.usage(account)
+    limit = used.character_limit
+    return {
+        "character_count": used.characters,
+        "character_limit": CHARACTER_LIMIT if limit is None else limit,
+    }

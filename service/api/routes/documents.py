@@ -25,6 +25,7 @@ from service.api.routes.deepl import deepl_error
 from service.api.routes.dropin import TAG, Pair, aligner, native_request, pair_for, text_field
 from service.errors import InvalidRequest
 from service.scheduling.repository import ModelRepository
+from service.usecase.access import ACCOUNT, QuotaExceeded
 from service.usecase.detect import Detector
 from service.usecase.documents import Format, Translator, format_of
 from service.usecase.documents.jobs import JobStore, State
@@ -36,7 +37,7 @@ router = APIRouter(
     tags=["DeepL"],
     dependencies=[Authorized],
     responses=ERROR_RESPONSES,
-    route_class=shaped_route(deepl_error),
+    route_class=shaped_route(deepl_error, {QuotaExceeded.error_type: 456}),
 )
 
 # Sentences one batch of a document sends at once: its batches go one after another, each well
@@ -48,7 +49,7 @@ ANONYMOUS = "anonymous"  # the owner of every document when the service has no k
 async def get_owner(request: Request, settings: SettingsDep) -> str:
     """Whose documents a request makes and may fetch: its key's (a digest, never the key), or
     everyone's without keys; ``authorize`` has refused a missing or wrong key already."""
-    key = await given_key(request) if settings.api_keys else None
+    key = await given_key(request) if ACCOUNT.get() is not None else None
     if key is None:
         return ANONYMOUS
     return "key:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]

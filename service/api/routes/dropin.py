@@ -14,11 +14,12 @@ from typing import Any
 from fastapi import Request
 from pydantic import ValidationError
 
-from service.api.deps import Services, given_key
+from service.api.deps import given_key
 from service.decoding.alignment import WordAlignment
 from service.errors import InvalidRequest, UnsupportedPair
 from service.scheduling.repository import ModelRepository
 from service.state.glossaries import Glossary, GlossaryStore, owner_of
+from service.usecase.access import ACCOUNT
 from service.usecase.detect import DETECT_CHARS, Detector
 from service.usecase.glossary import Terms
 from service.usecase.markup import Align, TagOptions, translate_markup
@@ -165,10 +166,10 @@ async def translate_plain_or_markup(
 
 
 async def owner(request: Request) -> str:
-    """Who a glossary belongs to: the request's key where the server has keys, else everyone
-    alike (a server without keys accepts any key, so a key there names nobody)."""
-    services: Services = request.app.state.services
-    return owner_of(await given_key(request) if services.settings.api_keys else None)
+    """Who a glossary belongs to: the request's key where the server has keys (the
+    environment's or the key store's: ``authorize`` set its account), else everyone alike (a
+    server without keys accepts any key, so a key there names nobody)."""
+    return owner_of(await given_key(request) if ACCOUNT.get() is not None else None)
 
 
 async def terms_for(

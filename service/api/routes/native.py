@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from service.api.deps import (
+    AccessDep,
     Authorized,
     DetectorDep,
     DisconnectDep,
@@ -21,6 +23,7 @@ from service.api.routes.dropin import resolve_pair, terms_for
 from service.errors import NotFound
 from service.scheduling.repository import LoadedModel
 from service.settings import Settings
+from service.usecase.access import ACCOUNT
 from service.usecase.schemas import TranslateRequest, TranslateResponse
 
 router = APIRouter(
@@ -71,6 +74,14 @@ def describe(model: LoadedModel, settings: Settings) -> dict[str, Any]:
         "max_text_chars": settings.max_text_chars,
         "max_beam_size": settings.max_beam_size,
     }
+
+
+@router.get("/usage")
+async def usage(access: AccessDep) -> dict[str, Any]:
+    """The key's use this period: characters billed and its quota, requests and its rate
+    limit, its expiry; ``{"keys": false}`` where the service has no keys."""
+    account = ACCOUNT.get()
+    return {"keys": False} if account is None else asdict(await access.usage(account))
 
 
 @router.get("/models")

@@ -20,6 +20,9 @@ class Health(BaseModel):
 
 class Ready(BaseModel):
     ready: bool
+    # Why the key and usage database is unavailable, when it is (then not ready: a keyed
+    # request would get 503 here, state_failure=closed, while another replica may reach it).
+    state: str | None = None
 
 
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
@@ -33,9 +36,13 @@ async def healthz(repository: RepositoryDep) -> JSONResponse:
 
 @router.get("/readyz", response_model=Ready, responses={503: {"model": Ready}})
 async def readyz(request: Request) -> JSONResponse:
-    """Readiness: models loaded and not draining."""
-    ready = request.app.state.ready and not request.app.state.draining
-    return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+    """Readiness: models loaded, not draining, the key database answering."""
+    state = await request.app.state.services.access.ready()
+    ready = request.app.state.ready and not request.app.state.draining and state is None
+    body: dict[str, object] = (
+        {"ready": ready} if state is None else {"ready": ready, "state": state}
+    )
+    return JSONResponse(body, status_code=200 if ready else 503)
 
 
 class Version(BaseModel):
