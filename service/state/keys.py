@@ -180,7 +180,14 @@ class SQLiteKeyStore:
                 self._db.close()
                 self._db = None
 
+    def absent(self) -> bool:
+        """No file yet: no stored keys, nothing used; reads do not create it (a read-only data
+        directory serves a service without stored keys), the first write does."""
+        return self._db is None and not self.path.exists()
+
     async def find(self, digest: str) -> KeyRecord | None:
+        if self.absent():
+            return None
         row = await asyncio.to_thread(
             self.locked,
             "reading a key",
@@ -191,6 +198,8 @@ class SQLiteKeyStore:
         return None if row is None else KeyRecord(*row)
 
     async def any_keys(self) -> bool:
+        if self.absent():
+            return False
         return bool(
             await asyncio.to_thread(
                 self.locked,
@@ -217,6 +226,8 @@ class SQLiteKeyStore:
         await asyncio.to_thread(self.locked, "refunding", refund)
 
     async def used(self, digest: str, period: str) -> tuple[int, int]:
+        if self.absent():
+            return 0, 0
         row = await asyncio.to_thread(
             self.locked,
             "reading usage",
@@ -295,7 +306,10 @@ class SQLiteKeyStore:
         return KeyRecord(*row)
 
     async def ping(self) -> None:
-        """Reads and writes: a read-only or corrupt file fails here, not at a client's request."""
+        """Reads and writes: a read-only or corrupt file fails here, not at a client's request
+        (no file yet: nothing to check)."""
+        if self.absent():
+            return
 
         def check(db: sqlite3.Connection) -> None:
             db.execute("BEGIN IMMEDIATE")

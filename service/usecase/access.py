@@ -82,13 +82,14 @@ class Account:
         return "key:" + self.digest[:16]
 
     async def charge(self, characters: int) -> Charge | None:
-        """The charge; QuotaExceeded past the quota; None where the store is down and the
-        policy is ``open`` (served, not billed)."""
+        """The charge; QuotaExceeded past the quota; None where the store is down and either
+        the policy is ``open`` or the key has no quota to hold (an environment key: served,
+        not billed, as in a read-only container)."""
         period, end = period_of(self.record.period, time.time())
         try:
             fits = await self.store.charge(self.digest, period, characters, self.record.characters)
         except StateUnavailable:
-            if self.failure == "open":
+            if self.failure == "open" or self.record.characters is None:
                 return None
             raise
         if not fits:

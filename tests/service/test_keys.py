@@ -154,3 +154,17 @@ def test_usage_survives_a_restart(toy_repository: Path) -> None:
         assert translator.get_usage().character.count == 11
         with pytest.raises(deepl.QuotaExceededException):
             translator.translate_text("a man walks.", target_lang="DE")  # 11 + 12 > 20
+
+
+def test_a_service_without_keys_never_creates_the_key_database(toy_repository: Path) -> None:
+    data = Path(tempfile.mkdtemp(prefix="tongyeok-keys-"))
+    with running_server(toy_repository, data_dir=str(data)) as server:
+        assert server.request("GET", "/readyz").status == 200
+        assert (
+            server.translate(
+                ["a dog."],
+            ).status
+            == 200
+        )
+        assert server.request("GET", "/v1/usage").body == {"keys": False}
+    assert not (data / KEYS_FILE).exists()  # a read-only data directory serves as before
