@@ -115,6 +115,13 @@ class Settings(BaseSettings):
         "413)",
     )
     request_timeout: float = Field(30.0, gt=0, description="seconds before a request gets 504")
+    max_request_work: int = Field(
+        4096,
+        ge=1,
+        description="sentences x beam_size one request may ask for (413 beyond): the work "
+        "request_timeout covers at the measured capacity; raise it with the timeout or on "
+        "faster hardware",
+    )
     max_texts: int = Field(128, ge=1, description="texts per request")
     max_text_chars: int = Field(5000, ge=1, description="characters per text")
     max_body_bytes: int = Field(
@@ -128,7 +135,16 @@ class Settings(BaseSettings):
         20_000, ge=0, description="sentence translations kept in the LRU cache (0: off)"
     )
     cache_bytes: int = Field(
-        64 * 1024 * 1024, ge=0, description="bytes of text the translation cache may hold"
+        64 * 1024 * 1024,
+        ge=0,
+        description="bytes the translation cache may hold (its strings as Python stores them, "
+        "and each entry's objects)",
+    )
+    file_expiry_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="seconds a translated file stays downloadable from /download_file, by the "
+        "key that made it (each key's last 32)",
     )
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,

@@ -13,12 +13,13 @@ from pydantic import SecretStr
 from service.api.body import read_body
 from service.errors import Forbidden, ServiceError, Unauthorized
 from service.metrics import Metrics
+from service.scheduling.batching import ANONYMOUS
 from service.scheduling.repository import ModelRepository
 from service.settings import Settings
 from service.state.glossaries import GlossaryStore
 from service.usecase.access import ACCOUNT, Access
 from service.usecase.detect import Detector
-from service.usecase.translate import Disconnect, TranslateUseCase
+from service.usecase.translate import CLIENT, Disconnect, TranslateUseCase
 
 
 @dataclass(frozen=True)
@@ -120,9 +121,27 @@ def check(given: str | None, accepted: list[SecretStr]) -> None:
 async def authorize(request: Request, settings: SettingsDep) -> None:
     """Every route but liveness, readiness and metrics: a valid API key when there are keys
     (the environment's or the key store's), within its rate and quota (usecase/access.py;
-    its account kept in ``ACCOUNT`` for the use case to charge)."""
+    its account kept in ``ACCOUNT`` for the use case to charge). Records who the client is
+    for the scheduler's shares (``translate.CLIENT``): the key, or the client's address
+    without keys (behind a proxy, the proxy's)."""
     access: Access = request.app.state.services.access
-    ACCOUNT.set(await access.admit(await given_key(request)))
+    account = await access.admit(await given_key(request))
+    ACCOUNT.set(account)
+    if account is not None:
+        CLIENT.set(account.client)
+    else:
+        CLIENT.set(f"address:{request.client.host if request.client else 'unknown'}")
+
+
+async def get_owner(_: Annotated[None, Depends(authorize)]) -> str:
+    """Whose translated files a request makes and may fetch: its key's (``authorize``, run
+    once per request, refuses a missing or wrong one), or everyone's (``anonymous``) where the
+    service has no keys."""
+    account = ACCOUNT.get()
+    return account.client if account is not None else ANONYMOUS
+
+
+OwnerDep = Annotated[str, Depends(get_owner)]
 
 
 async def authorize_metrics(request: Request, settings: SettingsDep) -> None:

@@ -3,10 +3,16 @@
 Plain data in and out, as vLLM v1's ``schedule()`` / ``update_from_output()``: ``sweep`` drops
 what was cancelled or ran past its deadline, ``admit`` decides which sentences join (a ``Plan``),
 ``update`` turns the engine's finished sentences into answers, ``fail`` fails the requests a
-failure concerns. No thread, lock, event loop or metric here (``scheduler.py`` beside it is
-the shell that owns those and runs the engine), so tests drive it with a fake engine and hand-made
+failure concerns. No thread, lock, event loop or metric here (``scheduler.py`` beside it is the
+shell that owns those and runs the engine), so tests drive it with a fake engine and hand-made
 step outputs. It never imports onnxruntime: the engine is anything that has ``EngineLike``'s
 methods.
+
+Clients share the server (docs/decisions.md #49): sentences join by deficit round robin over
+clients (within a client, its requests take turns), each of n clients with work holds at most
+1/n of the batch's rows, and a full queue makes room for a client holding less of it by pushing
+out the newest unstarted requests of the client holding most. A drain admits whole requests,
+oldest first, so that those it can finish, finish.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import asyncio
 import enum
 import itertools
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, cast
@@ -37,6 +43,11 @@ POLICIES: tuple[Policy, ...] = ("continuous", "request", "none")
 
 # Waiting sentences that join at the next step whatever the join interval.
 JOIN_AT_ONCE = 8
+# Rows a client is credited at each of its turns (deficit round robin): one beam-8 sentence or
+# eight greedy ones; a sentence of more rows is credited its own.
+QUANTUM = 8
+# Who asks when nobody says (the API passes the key's hash, or the address without keys).
+ANONYMOUS = "anonymous"
 
 
 class EngineLike(Protocol):
@@ -94,6 +105,7 @@ class Job:
     deadline: float  # time.monotonic() seconds
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future
+    client: Hashable = ANONYMOUS  # whose share of the queue and of the batch it uses
     id: int = field(default_factory=itertools.count().__next__)
     results: list[list[Hypothesis] | None] = field(default_factory=list)
     admitted: int = 0  # sentences handed to the engine so far
@@ -136,7 +148,13 @@ class BatchState:
     """Everything the core decides over; the shell guards it with its lock."""
 
     limits: Limits
-    waiting: deque[Job] = field(default_factory=deque)
+    # Requests with sentences not yet admitted, oldest first (a dict as an ordered set).
+    waiting: dict[Job, None] = field(default_factory=dict)
+    # The same requests by client, in round-robin order: the first client's turn is now; a
+    # client's own requests take turns too.
+    turns: OrderedDict[Hashable, deque[Job]] = field(default_factory=OrderedDict)
+    deficit: dict[Hashable, int] = field(default_factory=dict)  # rows left in a client's turn
+    queued_by: dict[Hashable, int] = field(default_factory=dict)  # waiting sentences per client
     running: dict[int, Job] = field(default_factory=dict)
     queued_sentences: int = 0
     steps_since_join: int = 0
@@ -174,23 +192,67 @@ class Plan:
         return by_options
 
 
-def enqueue(state: BatchState, job: Job, now: float) -> None:
-    """Queue ``job``; QueueFull (429) when the queue cannot take all its sentences."""
+def enqueue(state: BatchState, job: Job, now: float) -> list[Answer]:
+    """Queue ``job``; QueueFull (429) when the queue cannot take all its sentences. A full queue
+    first makes room by pushing out requests of clients holding more of it (``make_room``):
+    those are returned, answered QueueFull."""
     if state.drain_at is not None:
         raise ShuttingDown("the server is shutting down")
+    answers: list[Answer] = []
     if state.queued_sentences + len(job.sources) > state.limits.max_queue:
+        for pushed in make_room(state, job):
+            unqueue(state, pushed)
+            pushed.state, pushed.finished_at = JobState.FAILED, now
+            error = QueueFull(
+                "the queue is full and this client held the most of it; retry shortly",
+                headers={"Retry-After": "1"},
+            )
+            answers.append((pushed, error))
+    job.queued_at = now
+    state.waiting[job] = None
+    if job.client not in state.turns:
+        state.turns[job.client] = deque()
+        state.deficit[job.client] = max(QUANTUM, job.rows_per_sentence)
+    state.turns[job.client].append(job)
+    state.queued_by[job.client] = state.queued_by.get(job.client, 0) + len(job.sources)
+    state.queued_sentences += len(job.sources)
+    return answers
+
+
+def make_room(state: BatchState, job: Job) -> list[Job]:
+    """The requests to push out so that ``job`` fits the queue: the newest not yet started of
+    the client holding the most waiting sentences, while it would still hold at least as many as
+    ``job``'s client then does (longest queue drop); QueueFull when that cannot make room."""
+    needed = state.queued_sentences + len(job.sources) - state.limits.max_queue
+    mine = state.queued_by.get(job.client, 0) + len(job.sources)
+    held = {c: n for c, n in state.queued_by.items() if c != job.client}
+    unstarted: dict[Hashable, list[Job]] = {}  # per client, newest first
+    for other in reversed(state.waiting):
+        if other.admitted == 0 and other.client != job.client:
+            unstarted.setdefault(other.client, []).append(other)
+    pushed: list[Job] = []
+    while needed > 0 and held:
+        longest = max(held, key=held.__getitem__)
+        candidates = unstarted.get(longest)
+        if not candidates or held[longest] - len(candidates[0].sources) < mine:
+            del held[longest]  # nothing it can give: try the next longest
+            continue
+        victim = candidates.pop(0)
+        pushed.append(victim)
+        held[longest] -= len(victim.sources)
+        needed -= len(victim.sources)
+    if needed > 0:
         raise QueueFull(
             f"queue is full ({state.queued_sentences} sentences waiting, limit "
             f"{state.limits.max_queue}); retry shortly",
             headers={"Retry-After": "1"},
         )
-    job.queued_at = now
-    state.waiting.append(job)
-    state.queued_sentences += len(job.sources)
+    return pushed
 
 
 def drain(state: BatchState, at: float) -> None:
-    """Answer what is still unfinished at ``at`` with ShuttingDown (503); refuse new jobs."""
+    """Answer what is still unfinished at ``at`` with ShuttingDown (503); refuse new jobs. From
+    now on whole requests join, oldest first (``admit``)."""
     state.drain_at = at if state.drain_at is None else min(at, state.drain_at)
 
 
@@ -218,16 +280,30 @@ def sweep(state: BatchState, now: float) -> Outcome:
 def forget(state: BatchState, job: Job) -> list[Hashable]:
     """Remove ``job`` from the queue and the batch; returns its engine sequences to drop."""
     if job in state.waiting:
-        state.waiting.remove(job)
-        state.queued_sentences -= len(job.sources) - job.admitted
+        unqueue(state, job)
     if state.running.pop(job.id, None) is not None:
         return list(job.seq_ids())
     return []
 
 
+def unqueue(state: BatchState, job: Job) -> None:
+    """Take ``job``'s sentences not yet admitted out of the queue."""
+    left = len(job.sources) - job.admitted
+    del state.waiting[job]
+    jobs = state.turns[job.client]
+    jobs.remove(job)
+    if not jobs:  # a client with nothing waiting leaves the round (its deficit too)
+        del state.turns[job.client], state.deficit[job.client]
+    state.queued_by[job.client] -= left
+    if not state.queued_by[job.client]:
+        del state.queued_by[job.client]
+    state.queued_sentences -= left
+
+
 def admit(state: BatchState, engine: EngineLike, now: float) -> Plan:
-    """Sentences to join now: round-robin over waiting requests, within the budgets of rows
-    and of reserved cache tokens (beams x (source + longest output))."""
+    """Sentences to join now, within the budgets of rows and of reserved cache tokens (beams x
+    (source + longest output)): by deficit round robin over clients, each within its share of
+    rows (``next_fair``); while draining, whole requests oldest first."""
     limits, plan = state.limits, Plan([], Outcome())
     busy = engine.active_rows
     if limits.policy != "continuous" and busy:
@@ -241,30 +317,74 @@ def admit(state: BatchState, engine: EngineLike, now: float) -> Plan:
     budget = limits.max_rows - busy
     tokens = limits.max_tokens - engine.reserved_tokens
     limit = 1 if limits.policy == "none" else len(state.waiting) + state.queued_sentences
+    draining = state.drain_at is not None
+    rows = rows_by_client(state)
+    share = limits.max_rows // max(1, len(rows.keys() | state.turns.keys()))
     while state.waiting and len(plan.joins) < limit:
-        job = state.waiting[0]
+        job = next(iter(state.waiting)) if draining else next_fair(state, rows, share)
+        if job is None:
+            break  # every waiting client holds its share of the batch
         try:
             cost = engine.tokens_for(job.sources[job.admitted], job.options)
         except Exception as exc:  # its own options or sentence: only this request fails
             log.warning("request %d refused at admission: %r", job.id, exc)
             plan.outcome.extend(fail(state, [job], InvalidRequest(f"cannot decode: {exc}"), now))
             continue
-        if (job.rows_per_sentence > budget or cost > tokens) and (plan.joins or busy):
-            break  # keeps arrival order; an oversized sentence still runs alone
-        state.waiting.popleft()
+        need = job.rows_per_sentence
+        if (need > budget or cost > tokens) and (plan.joins or busy):
+            break  # the turn stays where it is; an oversized sentence still runs alone
         plan.joins.append((job, job.admitted))
-        job.admitted += 1
-        budget -= job.rows_per_sentence
+        take(state, job, now)
+        budget -= need
         tokens -= cost
-        state.queued_sentences -= 1
-        state.running[job.id] = job
-        if job.started_at is None:
-            job.started_at, job.state = now, JobState.RUNNING
-        if job.admitted < len(job.sources):
-            state.waiting.append(job)  # its next sentence waits its turn
+        rows[job.client] = rows.get(job.client, 0) + need
+        if not draining and job.client in state.deficit:  # gone with its last sentence
+            state.deficit[job.client] -= need
     if plan.joins:
         state.steps_since_join = 0
     return plan
+
+
+def rows_by_client(state: BatchState) -> dict[Hashable, int]:
+    """Rows each client's sentences hold in the running batch."""
+    rows: dict[Hashable, int] = {}
+    for job in state.running.values():
+        held = (job.admitted - job.finished) * job.rows_per_sentence
+        rows[job.client] = rows.get(job.client, 0) + held
+    return rows
+
+
+def next_fair(state: BatchState, rows: dict[Hashable, int], share: int) -> Job | None:
+    """The request whose sentence joins next: the client whose turn it is, while its turn's
+    rows (its deficit) last, then the next client, credited ``QUANTUM`` rows for its next turn;
+    a client holding its share of the batch (but always one sentence) is passed over. None when
+    every waiting client is at its share."""
+    for _ in range(2 * len(state.turns)):  # two rounds: credit everyone, then serve
+        client, jobs = next(iter(state.turns.items()))
+        need = jobs[0].rows_per_sentence
+        if rows.get(client, 0) and rows[client] + need > share:
+            state.turns.move_to_end(client)
+            continue
+        if state.deficit[client] >= need:
+            return jobs[0]
+        state.deficit[client] += max(QUANTUM, need)
+        state.turns.move_to_end(client)
+    return None
+
+
+def take(state: BatchState, job: Job, now: float) -> None:
+    """The next sentence of ``job`` joins the batch; its request goes to the back of its
+    client's turns, or leaves the queue with its last sentence."""
+    job.admitted += 1
+    state.queued_sentences -= 1
+    state.queued_by[job.client] -= 1
+    state.running[job.id] = job
+    if job.started_at is None:
+        job.started_at, job.state = now, JobState.RUNNING
+    if job.admitted == len(job.sources):
+        unqueue(state, job)  # nothing left to take back
+    elif state.turns[job.client][0] is job:
+        state.turns[job.client].rotate(-1)
 
 
 def stepped(state: BatchState) -> None:

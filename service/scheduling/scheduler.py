@@ -1,7 +1,8 @@
 """Continuous (iteration-level) batching: the thread that runs one model's engine.
 
 Each iteration: drop what was cancelled or ran past its deadline, admit waiting sentences while
-the row budget allows (round-robin over requests, so one huge request cannot starve the others),
+the row budget allows (round-robin over clients and over each client's requests, so neither a
+flooding client nor one huge request can starve the others),
 run ONE decoder step over every active sentence, and answer every request whose sentences are all
 done. A new sentence joins at the next step after its encoder pass; a finished one leaves at once.
 
@@ -89,15 +90,17 @@ class Scheduler:
 
     def submit(self, job: Job) -> None:
         """Queue ``job``; raises QueueFull (429) when the queue cannot take all its sentences,
-        ShuttingDown (503) once draining."""
+        ShuttingDown (503) once draining. Requests of another client pushed out to make room
+        for it are answered QueueFull here."""
         with self.lock:
             if self.retired:
                 raise Retired(f"model {self.name} was unloaded by a reload")
             if self.stopping:
                 raise ShuttingDown("the server is shutting down")
-            batching.enqueue(self.state, job, self.clock())
+            pushed = batching.enqueue(self.state, job, self.clock())
             self._gauge_queue()
             self.lock.notify()
+        hand_over(pushed)
 
     def cancel(self, job: Job) -> None:
         """The client went away: forget its sentences (those running leave at the next step)."""
@@ -278,15 +281,18 @@ class Scheduler:
     def _settle(self) -> None:
         """Hand this iteration's answers to their event loops, one wake-up per loop: a wake-up
         per request costs a self-pipe write and a GIL hand-over each."""
-        if not self.answers:
-            return
-        by_loop: dict[asyncio.AbstractEventLoop, list[Answer]] = {}
-        for job, value in self.answers:
-            by_loop.setdefault(job.loop, []).append((job, value))
-        self.answers = []
-        for loop, answers in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # a closed event loop: nobody is waiting
-                loop.call_soon_threadsafe(settle_all, answers)
+        answers, self.answers = self.answers, []
+        hand_over(answers)
+
+
+def hand_over(answers: list[Answer]) -> None:
+    """Answers to their event loops, one wake-up per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Answer]] = {}
+    for job, value in answers:
+        by_loop.setdefault(job.loop, []).append((job, value))
+    for loop, some in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed event loop: nobody is waiting
+            loop.call_soon_threadsafe(settle_all, some)
 
 
 def settle_all(answers: list[Answer]) -> None:

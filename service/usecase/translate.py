@@ -7,8 +7,10 @@ limits, caching, batching and errors are decided here, once.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Awaitable, Callable, Hashable
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from contract.options import Hypothesis, SearchOptions
@@ -23,6 +25,7 @@ from service.errors import (
     SourceTooLong,
 )
 from service.metrics import Metrics
+from service.scheduling.batching import ANONYMOUS
 from service.scheduling.repository import LoadedModel, ModelRepository
 from service.scheduling.scheduler import Job, Scheduler
 from service.settings import Settings
@@ -46,6 +49,16 @@ ROUTING_ATTEMPTS = 3
 
 # Resolves when the client has gone away (the route knows how to tell).
 Disconnect = Callable[[], Awaitable[None]]
+
+# Who is asking: the API key's digest, or the client's address without keys. Set by the key
+# check every translating route runs (api/deps.py), read when the job is made: the scheduler
+# shares the queue and the batch between clients. A context variable because every route
+# reaches the use case through shapes of its own; each request runs in a task (a context) of
+# its own, and the tasks and threads it starts copy it.
+CLIENT: ContextVar[str] = ContextVar("tongyeok_client", default=ANONYMOUS)
+# What a cache entry holds besides its strings: the key's tuple, the Translation, the cache's
+# node (measured with tracemalloc, docs/decisions.md #49).
+ENTRY_BYTES = 730
 
 
 def joined(segmented: Segmented, parts: list[Translation]) -> Translation:
@@ -73,10 +86,12 @@ class Work:
 
 
 def cached_bytes(key: Hashable, value: Translation) -> int:
-    """What a cache entry holds: its sentence and its translations (plus object overhead)."""
+    """What a cache entry holds in memory: its sentence and its translations as CPython stores
+    them (one astral character makes a str take 4 bytes per character), and the objects
+    around them."""
     sentence = key[-1] if isinstance(key, tuple) else ""
     texts = [str(sentence), value.text, *value.alternatives]
-    return 200 + sum(len(t.encode("utf-8", "replace")) for t in texts)
+    return ENTRY_BYTES + sum(sys.getsizeof(t) for t in texts)
 
 
 class TranslateUseCase:
@@ -263,13 +278,7 @@ class TranslateUseCase:
         the texts clearly not in the source ``check``, when given."""
         # Every text is split into sentences; all sentences of the request go in one job.
         segmented = [split(text) for text in texts]
-        count = sum(len(seg.sentences) for seg in segmented)
-        limit = self.settings.max_queue_sentences
-        if count > limit:
-            raise PayloadTooLarge(
-                f"{count} sentences can never fit the queue (max_queue_sentences={limit}): "
-                "send fewer per request"
-            )
+        self.check_size(sum(len(seg.sentences) for seg in segmented), options)
         done: dict[tuple[int, int], Translation] = {}
         todo: list[tuple[int, int]] = []  # (text, sentence) neither cached nor translated yet
         for i, seg in enumerate(segmented):
@@ -292,6 +301,23 @@ class TranslateUseCase:
         warnings = self.source_warnings(texts, check) if check else []
         return Work(segmented, done, todo, sources, warnings)
 
+    def check_size(self, sentences: int, options: SearchOptions) -> None:
+        """PayloadTooLarge (413) for a request that can never be served: more sentences than
+        the queue holds, or more sentences x beams than ``max_request_work``, the work the
+        request timeout covers at the measured capacity (docs/decisions.md #49)."""
+        limit, work = self.settings.max_queue_sentences, self.settings.max_request_work
+        if sentences > limit:
+            raise PayloadTooLarge(
+                f"{sentences} sentences can never fit the queue (max_queue_sentences={limit}): "
+                "send fewer per request"
+            )
+        if sentences * options.beam_size > work:
+            raise PayloadTooLarge(
+                f"{sentences} sentences at beam_size={options.beam_size} are more work than "
+                f"max_request_work={work} (sentences x beams), which the request timeout "
+                "covers: send fewer per request, or a smaller beam"
+            )
+
     async def run_job(
         self,
         scheduler: Scheduler,
@@ -302,7 +328,8 @@ class TranslateUseCase:
         """The job's hypotheses; cancels it when the client goes away or the deadline passes."""
         timeout = self.settings.request_timeout
         loop = asyncio.get_running_loop()
-        job = Job(sources, options, time.monotonic() + timeout, loop, loop.create_future())
+        deadline = time.monotonic() + timeout
+        job = Job(sources, options, deadline, loop, loop.create_future(), CLIENT.get())
         scheduler.submit(job)
         disconnected = asyncio.ensure_future(disconnect())
         try:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Hashable
 
+from contract.options import SearchOptions
 from service.usecase.cache import LRUCache
+from service.usecase.schemas import Translation
+from service.usecase.translate import cached_bytes
 
 
 def text_bytes(key: Hashable, value: str) -> int:
@@ -34,3 +38,20 @@ def test_bounded_by_entries_and_off_at_zero() -> None:
     off: LRUCache[str] = LRUCache(max_entries=0)
     off.put("a", "a")
     assert off.get("a") is None
+
+
+def test_astral_texts_cannot_exceed_the_byte_budget() -> None:
+    """One astral character makes CPython store a whole str at 4 bytes per character: the
+    budget counts what Python holds (before: UTF-8 bytes, about a quarter of it)."""
+    budget = 200_000
+    cache: LRUCache[Translation] = LRUCache(10_000, budget, cached_bytes)
+    for i in range(200):
+        value = Translation(
+            text="b" * 500 + "😀", score=-1.0, tokens=9, finish_reason="eos", alternatives=["c😀"]
+        )
+        cache.put(("model", SearchOptions(), f"{i} " + "a" * 500 + "😀"), value)
+    held = sum(
+        sum(sys.getsizeof(t) for t in (key[-1], value.text, *value.alternatives))  # type: ignore[index]
+        for key, (value, _) in cache.entries.items()
+    )
+    assert 10 < len(cache) < 200 and held <= budget, (len(cache), held)

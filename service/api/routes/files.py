@@ -1,20 +1,25 @@
 """LibreTranslate's file translation: /translate_file for .txt and .html (bounded), the result
-kept briefly in memory and fetched from /download_file/NAME."""
+kept briefly in memory, by the key that made it, and fetched from /download_file/NAME with that
+key."""
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from contract.options import SearchOptions
 from service.api.body import read_body
 from service.api.deps import (
     Authorized,
     DetectorDep,
     DisconnectDep,
+    OwnerDep,
     RepositoryDep,
     SettingsDep,
     TranslateDep,
@@ -23,19 +28,61 @@ from service.api.handlers import ERROR_RESPONSES
 from service.api.routes.dropin import aligner, batched, pair_for
 from service.errors import InvalidRequest, NotFound, PayloadTooLarge
 from service.usecase.markup import TagOptions, translate_markup
+from service.usecase.segment import split
 
 router = APIRouter(tags=["LibreTranslate"], responses=ERROR_RESPONSES)
 
-KEPT_FILES = 32  # translated files waiting to be downloaded; the oldest goes first
+KEPT_FILES = 32  # translated files each owner may have waiting; its oldest goes first
 MEDIA_TYPES = {".txt": "text/plain; charset=utf-8", ".html": "text/html; charset=utf-8"}
 
 
-def kept(request: Request) -> OrderedDict[str, tuple[str, bytes]]:
-    files: OrderedDict[str, tuple[str, bytes]] | None = getattr(
-        request.app.state, "translated_files", None
-    )
+@dataclass(frozen=True)
+class KeptFile:
+    owner: str
+    media_type: str
+    content: bytes
+    expires: float  # clock seconds
+
+
+class KeptFiles:
+    """Translated files waiting to be downloaded: each owner's last ``per_owner``, each for
+    ``seconds``; one owner's uploads never push out another's."""
+
+    def __init__(
+        self,
+        seconds: float,
+        per_owner: int = KEPT_FILES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.seconds, self.per_owner, self.clock = seconds, per_owner, clock
+        self.files: dict[str, KeptFile] = {}  # oldest first: the first to expire
+
+    def put(self, owner: str, media_type: str, content: bytes, suffix: str) -> str:
+        """Keep a file; its name."""
+        self.expire()
+        name = f"{uuid.uuid4().hex}{suffix}"
+        self.files[name] = KeptFile(owner, media_type, content, self.clock() + self.seconds)
+        mine = [n for n, kept in self.files.items() if kept.owner == owner]
+        for old in mine[: len(mine) - self.per_owner]:
+            del self.files[old]
+        return name
+
+    def get(self, owner: str, name: str) -> KeptFile | None:
+        """The file ``name`` if ``owner`` made it and it has not expired."""
+        self.expire()
+        kept = self.files.get(name)
+        return kept if kept is not None and kept.owner == owner else None
+
+    def expire(self) -> None:
+        now = self.clock()
+        while self.files and next(iter(self.files.values())).expires <= now:
+            del self.files[next(iter(self.files))]
+
+
+def kept(request: Request, settings: SettingsDep) -> KeptFiles:
+    files: KeptFiles | None = getattr(request.app.state, "translated_files", None)
     if files is None:
-        files = request.app.state.translated_files = OrderedDict()
+        files = request.app.state.translated_files = KeptFiles(settings.file_expiry_seconds)
     return files
 
 
@@ -47,9 +94,11 @@ async def translate_file(
     translate: TranslateDep,
     disconnect: DisconnectDep,
     detector: DetectorDep,
+    owner: OwnerDep,
 ) -> dict[str, Any]:
     """A .txt (line by line) or .html (text nodes) file; at most max_texts × max_text_chars
-    characters, every line of a .txt at most max_text_chars."""
+    characters, every line of a .txt at most max_text_chars, its sentences within what one
+    request may ask for (413 beyond: it could never be served)."""
     data = await read_body(request)
     upload, target = data.get("file"), data.get("target")
     if upload is None or isinstance(upload, str) or not target:
@@ -79,22 +128,26 @@ async def translate_file(
                     f"line {i + 1} has {len(lines[i])} characters, more than "
                     f"max_text_chars={settings.max_text_chars}"
                 )
+        # its batches run at once: together they must fit the queue and the request timeout
+        sentences = sum(len(split(lines[i]).sentences) for i in wanted)
+        translate.check_size(sentences, SearchOptions())
         for i, line in zip(wanted, await run([lines[i] for i in wanted]), strict=True):
             lines[i] = line
         translated = "\n".join(lines)
-    name = f"{uuid.uuid4().hex}{suffix}"
-    files = kept(request)
-    files[name] = (MEDIA_TYPES[suffix], translated.encode("utf-8"))
-    while len(files) > KEPT_FILES:
-        files.popitem(last=False)
+    files = kept(request, settings)
+    name = files.put(owner, MEDIA_TYPES[suffix], translated.encode("utf-8"), suffix)
     return {"translatedFileUrl": str(request.url_for("download_file", name=name))}
 
 
-@router.get("/download_file/{name}", name="download_file")
-async def download_file(request: Request, name: str) -> Response:
-    """A translated file, by the name /translate_file answered with."""
-    found = kept(request).get(name)
+@router.get("/download_file/{name}", name="download_file", dependencies=[Authorized])
+async def download_file(
+    request: Request, name: str, settings: SettingsDep, owner: OwnerDep
+) -> Response:
+    """A translated file, by the name /translate_file answered with, for the key that made it."""
+    found = kept(request, settings).get(owner, name)
     if found is None:
-        raise NotFound(f"no translated file {name!r} (files are kept for the last {KEPT_FILES})")
-    media_type, content = found
-    return Response(content, media_type=media_type)
+        raise NotFound(
+            f"no translated file {name!r} for this key (each key's last {KEPT_FILES} are kept "
+            f"for file_expiry_seconds={settings.file_expiry_seconds:g})"
+        )
+    return Response(found.content, media_type=found.media_type)
