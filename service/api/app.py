@@ -56,6 +56,10 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> FastAPI:
         except PackageError as exc:  # nothing loadable: the server reports it, in one line
             app.state.startup_error = exc
             raise
+        # Every native request is checked for its language (warnings): the detector's model is
+        # loaded before the server is ready, not by the first request (about a second, long
+        # enough for a SIGTERM to find that request not yet queued).
+        await asyncio.to_thread(detector.load)
         app.state.ready = True
         seconds = settings.repository_poll_seconds
         poller = asyncio.create_task(poll(repository, seconds)) if seconds > 0 else None

@@ -97,7 +97,7 @@ class Detector:
 
     def __init__(self, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> None:
         self.min_confidence = min_confidence
-        self._model: Any = None  # loaded on first use (about a second), not at start-up
+        self._model: Any = None  # loaded at the server's start-up (about a second), or first use
         self._known: frozenset[str] = frozenset()  # its languages, read once with it
         self._column: dict[str, int] = {}  # each language's column in its probabilities
         self.restricted: dict[frozenset[str], Any] = {}

@@ -10,7 +10,7 @@ import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import PlainTextResponse, Response
+from fastapi.responses import Response
 
 from service.api.body import read_body
 from service.api.deps import Authorized, GlossariesDep, RepositoryDep
@@ -142,11 +142,20 @@ async def get_v2(request: Request, glossary_id: str, store: GlossariesDep) -> di
     return v2_info(await stored(store, store.get, await owner(request), glossary_id))
 
 
-@v2.get("/glossaries/{glossary_id}/entries", response_class=PlainTextResponse)
+@v2.get(
+    "/glossaries/{glossary_id}/entries",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"text/tab-separated-values": {"schema": {"type": "string"}}},
+            "description": "the entries, a source and a target term per line",
+        }
+    },
+)
 async def entries_v2(request: Request, glossary_id: str, store: GlossariesDep) -> Response:
     glossary: Glossary = await stored(store, store.get, await owner(request), glossary_id)
     text = tsv(glossary.dictionaries[0].entries if glossary.dictionaries else {})
-    return PlainTextResponse(text, media_type="text/tab-separated-values")
+    return Response(text, media_type="text/tab-separated-values")
 
 
 @v2.delete("/glossaries/{glossary_id}", status_code=204)
