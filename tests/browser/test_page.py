@@ -313,12 +313,12 @@ def test_translate_a_file(page, page_server: Server) -> None:
         "#file", files=[{"name": "notes.pdf", "mimeType": "application/pdf", "buffer": b"%PDF"}]
     )
     page.click("#file-submit")
-    wait_for_message(page, "'.pdf' is not supported: .txt or .html", "#file-message")
+    wait_for_message(page, "'.pdf' is not supported: .docx, .htm, .html", "#file-message")
     assert page.is_hidden("#file-result") and page.inner_text("#file-status") == ""
     # no file chosen
     page.set_input_files("#file", files=[])
     page.click("#file-submit")
-    wait_for_message(page, "Choose a .txt or .html file first.", "#file-message")
+    wait_for_message(page, "Choose a document first.", "#file-message")
 
 
 def test_keys_and_errors_are_explained(page, keyed_server: Server, artifacts: Path) -> None:

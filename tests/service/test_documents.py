@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import socket
+import urllib.request
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -272,3 +273,45 @@ def test_po_catalog_gets_its_msgstrs(server: Server, tmp_path: Path) -> None:
     )
     assert second.msgstr_plural == {0: plain(server, "red dog"), 1: plain(server, "red dogs")}
     assert result.metadata["Content-Type"] == "text/plain; charset=UTF-8"
+
+
+def translate_file(server: Server, name: str, content: bytes, **fields: str) -> bytes:
+    """A plain multipart upload to LibreTranslate's /translate_file, then its download."""
+    import uuid
+
+    boundary = uuid.uuid4().hex
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+        for k, v in {"source": "en", "target": "de", **fields}.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n".encode()
+        + content
+        + b"\r\n"
+    )
+    reply = server.request(
+        "POST",
+        "/translate_file",
+        raw=b"".join(parts) + f"--{boundary}--\r\n".encode(),
+        headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert reply.status == 200, reply.body
+    url = reply.body["translatedFileUrl"].removeprefix(server.url)
+    with urllib.request.urlopen(server.url + url, timeout=60) as answer:
+        return answer.read()
+
+
+def test_libretranslate_translate_file_takes_the_document_formats(server: Server) -> None:
+    """Issue 36: /translate_file took only .txt and .html (.srt, .md and .docx got 422)."""
+    import docx
+    import pysubs2
+
+    result = docx.Document(io.BytesIO(translate_file(server, "a.docx", docx_document())))
+    assert result.paragraphs[0].text == plain(server, SENTENCE)
+    assert any(r.bold for r in result.paragraphs[1].runs)
+    source = pysubs2.SSAFile.from_string(SRT, format_="srt", keep_html_tags=True)
+    out = translate_file(server, "a.srt", SRT.encode(), source="auto").decode()
+    subtitles = pysubs2.SSAFile.from_string(out, format_="srt", keep_html_tags=True)
+    assert [(e.start, e.end) for e in subtitles] == [(e.start, e.end) for e in source]
+    assert subtitles[1].text == plain(server, "red dog runs")

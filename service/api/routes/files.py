@@ -1,9 +1,11 @@
-"""LibreTranslate's file translation: /translate_file for .txt and .html (bounded), the result
+"""LibreTranslate's file translation: /translate_file for .txt and .html (bounded) and every
+document format DeepL's document API takes (service/usecase/documents/), the result
 kept briefly in memory, by the key that made it, and fetched from /download_file/NAME with that
 key."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable
@@ -25,10 +27,14 @@ from service.api.deps import (
     TranslateDep,
 )
 from service.api.handlers import ERROR_RESPONSES
-from service.api.routes.dropin import aligner, batched, pair_for
+from service.api.routes.documents import document_pair, in_turn
+from service.api.routes.dropin import aligner, batched, pair_for, text_field
 from service.errors import InvalidRequest, NotFound, PayloadTooLarge
+from service.scheduling.repository import ModelRepository
+from service.usecase.documents import FORMATS, Translator, format_of
 from service.usecase.markup import TagOptions, translate_markup
 from service.usecase.segment import split
+from service.usecase.translate import TranslateUseCase
 
 router = APIRouter(tags=["LibreTranslate"], responses=ERROR_RESPONSES)
 
@@ -105,7 +111,13 @@ async def translate_file(
         raise InvalidRequest("'file' (a multipart upload) and 'target' are required")
     suffix = PurePath(upload.filename or "").suffix.lower()
     if suffix not in MEDIA_TYPES:
-        raise InvalidRequest(f"file type {suffix or '(none)'!r} is not supported: .txt or .html")
+        if suffix not in FORMATS:
+            known = ", ".join(sorted({*MEDIA_TYPES, *FORMATS}))
+            raise InvalidRequest(f"file type {suffix or '(none)'!r} is not supported: {known}")
+        document = await translate_document(data, str(target), repository, translate)
+        files = kept(request, settings)
+        name = files.put(owner, document[0], document[1], suffix)
+        return {"translatedFileUrl": str(request.url_for("download_file", name=name))}
     try:
         text = (await upload.read()).decode("utf-8")
     except UnicodeDecodeError:
@@ -137,6 +149,28 @@ async def translate_file(
     files = kept(request, settings)
     name = files.put(owner, MEDIA_TYPES[suffix], translated.encode("utf-8"), suffix)
     return {"translatedFileUrl": str(request.url_for("download_file", name=name))}
+
+
+async def translate_document(
+    data: dict[str, Any],
+    target: str,
+    repository: ModelRepository,
+    translate: TranslateUseCase,
+) -> tuple[str, bytes]:
+    """A document of one of DeepL's formats (service/usecase/documents/), translated while the
+    client waits, as DeepL's document API does it in the background: (media type, bytes)."""
+    upload = data["file"]
+    _, fmt = format_of(upload.filename)
+    content = await upload.read()
+    await asyncio.to_thread(fmt.check, content)  # a hostile or malformed document: a 400
+    source = text_field(data, "source")
+    fields = {"target_lang": target}
+    if source and source.lower() != "auto":
+        fields["source_lang"] = source
+    pair = await document_pair(repository, fields, content, fmt, translate.detector)
+    strings = in_turn(translate, pair.source, pair.target)
+    translator = Translator(strings, aligner(translate, pair.source, pair.target))
+    return fmt.media_type, await fmt.translate(content, translator)
 
 
 @router.get("/download_file/{name}", name="download_file", dependencies=[Authorized])

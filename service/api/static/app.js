@@ -356,14 +356,15 @@ async function copy() {
   setTimeout(() => { $("copied").textContent = ""; }, 2000);
 }
 
-// A file through LibreTranslate's /translate_file (.txt line by line, .html text nodes); the
+// A file through LibreTranslate's /translate_file (.txt line by line, .html text nodes, the
+// office and subtitle formats with their formatting); the
 // answer is a link to /download_file, kept by the server for its last 32 files.
 async function translateFile(event) {
   event.preventDefault();
   const file = $("file").files[0];
   resetFile();
   if (state.blocker) { showMessage(state.blocker, "file-message"); return; }
-  if (!file) { showMessage("Choose a .txt or .html file first.", "file-message"); return; }
+  if (!file) { showMessage("Choose a document first.", "file-message"); return; }
   const target = $("target").value;
   const form = new FormData();
   form.append("file", file);
