@@ -34,8 +34,7 @@ from service.api.routes import (
 from service.metrics import Metrics
 from service.scheduling.repository import ModelRepository
 from service.settings import Settings
-from service.state.glossaries import GLOSSARIES_FILE, GlossaryStore
-from service.state.stores import open_store
+from service.state.stores import open_glossaries, open_store
 from service.usecase.access import Access
 from service.usecase.detect import Detector
 from service.usecase.translate import TranslateUseCase
@@ -69,6 +68,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> FastAPI:
             poller.cancel()
         await asyncio.to_thread(repository.stop, settings.drain_seconds)
         await access.close()
+        await asyncio.to_thread(glossary_store.close)
         log.info(json.dumps({"event": "stopped"}))
 
     app = FastAPI(
@@ -89,7 +89,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> FastAPI:
     translate = TranslateUseCase(
         settings, repository, metrics, lambda: app.state.draining, detector
     )
-    glossary_store = GlossaryStore(settings.data_path / GLOSSARIES_FILE)
+    glossary_store = open_glossaries(settings.state_url, settings.data_path)
     keys = open_store(settings.state_url, settings.data_path)
     access = Access.build(settings.api_keys, keys, settings.state_url, settings.state_failure)
     app.state.services = Services(

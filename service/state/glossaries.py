@@ -18,6 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from service.errors import InvalidRequest, NotFound
 
@@ -108,7 +109,30 @@ def parse_entries(text: str, entries_format: str) -> dict[str, str]:
     return entries
 
 
-class GlossaryStore:
+class GlossaryStore(Protocol):
+    """The glossaries of every key: SQLite here, or Redis (``redis_glossaries.py``) where the
+    settings name one (``stores.open_glossaries``). Blocking calls, run off the event loop; a
+    store that cannot be reached raises ``StateUnavailable`` (503)."""
+
+    def create(self, owner: str, name: str, dictionaries: list[Dictionary]) -> Glossary: ...
+    def get(self, owner: str, glossary_id: str) -> Glossary: ...
+    def list(self, owner: str) -> list[Glossary]: ...
+    def delete(self, owner: str, glossary_id: str) -> None: ...
+    def close(self) -> None: ...
+
+
+def checked(name: str, dictionaries: list[Dictionary]) -> str:
+    """The glossary's name, stripped, if it and its language pairs are ones DeepL would take."""
+    name = name.strip()
+    if not name or len(name) > MAX_NAME_CHARS:
+        raise GlossaryError(f"a glossary needs a name of 1 to {MAX_NAME_CHARS} characters")
+    pairs = [(d.source_lang, d.target_lang) for d in dictionaries]
+    if not pairs or len(set(pairs)) != len(pairs):
+        raise GlossaryError("one dictionary per language pair, at least one")
+    return name
+
+
+class SQLiteGlossaryStore:
     """The glossaries of every key, in ``path`` (created with its directory on first use)."""
 
     def __init__(self, path: Path) -> None:
@@ -149,12 +173,7 @@ class GlossaryStore:
         return self._db
 
     def create(self, owner: str, name: str, dictionaries: list[Dictionary]) -> Glossary:
-        name = name.strip()
-        if not name or len(name) > MAX_NAME_CHARS:
-            raise GlossaryError(f"a glossary needs a name of 1 to {MAX_NAME_CHARS} characters")
-        pairs = [(d.source_lang, d.target_lang) for d in dictionaries]
-        if not pairs or len(set(pairs)) != len(pairs):
-            raise GlossaryError("one dictionary per language pair, at least one")
+        name = checked(name, dictionaries)
         glossary = Glossary(str(uuid.uuid4()), name, time.time(), tuple(dictionaries))
         with self.lock:
             db = self.db
