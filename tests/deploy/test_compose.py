@@ -85,3 +85,19 @@ def test_gpu_override_builds_the_gpu_runtime_and_reserves_the_gpus() -> None:
     assert service["build"]["args"]["RUNTIME"] == "gpu"
     devices = service["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+
+
+def test_redis_option_points_tongyeok_at_a_persistent_redis() -> None:
+    base = load("compose.yaml")["services"]
+    assert "redis" not in base and "TONGYEOK_STATE_URL" not in base["tongyeok"]["environment"]
+    option = load("compose.redis.yaml")
+    url = option["services"]["tongyeok"]["environment"]["TONGYEOK_STATE_URL"]
+    assert url == "redis://redis:6379/0" and option["services"]["tongyeok"]["depends_on"] == [
+        "redis"
+    ]
+    redis = option["services"]["redis"]
+    assert redis["command"][0] == "redis-server" and "--appendonly" in redis["command"]
+    volume, target = redis["volumes"][0].split(":")
+    assert target == redis["command"][redis["command"].index("--dir") + 1] == "/data"
+    assert volume in option["volumes"] and redis["read_only"] is True
+    assert (DEPLOY / "container" / "build-redis.sh").stat().st_mode & 0o111

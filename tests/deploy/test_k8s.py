@@ -25,7 +25,7 @@ def build(overlay: str) -> list[dict]:
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
-@pytest.mark.parametrize("overlay", ["base", "overlays/cpu"])
+@pytest.mark.parametrize("overlay", ["base", "overlays/cpu", "overlays/cpu-redis"])
 def test_manifests_validate_strictly(overlay: str, tmp_path: Path) -> None:
     docs = build(overlay)
     rendered = tmp_path / "all.yaml"
@@ -74,3 +74,37 @@ def test_cpu_overlay_drops_the_gpu() -> None:
     assert "nvidia.com/gpu" not in container["resources"]["limits"]
     assert {"name": "TONGYEOK_DEVICE", "value": "cpu"} in container["env"]
     assert container["image"].endswith(":cpu")
+
+
+def test_redis_option_adds_one_redis_and_leaves_the_hpa_alone() -> None:
+    plain, with_redis = build("overlays/cpu"), build("overlays/cpu-redis")
+    added = {(d["kind"], d["metadata"]["name"]) for d in with_redis} - {
+        (d["kind"], d["metadata"]["name"]) for d in plain
+    }
+    assert added == {
+        ("Deployment", "tongyeok-redis"),
+        ("Service", "tongyeok-redis"),
+        ("PersistentVolumeClaim", "tongyeok-redis"),
+    }
+    hpa = [d for d in with_redis if d["kind"] == "HorizontalPodAutoscaler"]
+    assert hpa == [d for d in plain if d["kind"] == "HorizontalPodAutoscaler"]
+    assert hpa[0]["spec"]["scaleTargetRef"]["name"] == "tongyeok"
+    env = deployment("overlays/cpu-redis")["spec"]["template"]["spec"]["containers"][0]["env"]
+    url = next(e["value"] for e in env if e["name"] == "TONGYEOK_STATE_URL")
+    service = next(
+        d
+        for d in with_redis
+        if d["kind"] == "Service" and d["metadata"]["name"] == "tongyeok-redis"
+    )
+    assert url == f"redis://tongyeok-redis:{service['spec']['ports'][0]['port']}/0"
+    redis = next(
+        d for d in with_redis if d["kind"] == "Deployment" and d["metadata"]["name"] != "tongyeok"
+    )
+    assert redis["spec"]["replicas"] == 1 and redis["spec"]["strategy"]["type"] == "Recreate"
+    # the tongyeok Service selects its own pods only, not Redis's
+    tongyeok = next(
+        d for d in with_redis if d["kind"] == "Service" and d["metadata"]["name"] == "tongyeok"
+    )
+    labels = redis["spec"]["template"]["metadata"]["labels"]
+    assert not tongyeok["spec"]["selector"].items() <= labels.items()
+    assert service["spec"]["selector"].items() <= labels.items()
