@@ -72,6 +72,12 @@ class QueueFull(ServiceError):
     status, error_type = 429, "queue_full"
 
 
+class Overloaded(QueueFull):
+    """Too many requests in flight at the door, before any work (api/shed.py)."""
+
+    error_type = "overloaded"
+
+
 class DeadlineExceeded(ServiceError):
     status, error_type = 504, "deadline_exceeded"
 

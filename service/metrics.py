@@ -36,6 +36,15 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.limit_hits = Counter(
+            "tongyeok_limit_hits_total",
+            "Connections closed or refused, and requests shed, by the setting whose limit it was",
+            ["limit"],
+            registry=r,
+        )
+        self.connections_open = Gauge(
+            "tongyeok_connections_open", "Open HTTP connections (tongyeok serve)", registry=r
+        )
         self.queue_depth = Gauge(
             "tongyeok_queue_depth", "Sentences waiting to join the batch", ["model"], registry=r
         )

@@ -14,6 +14,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -166,8 +167,47 @@ class Settings(BaseSettings):
     max_inflight_requests: int = Field(
         512,
         ge=1,
-        description="requests in flight beyond which new ones get 429 before any work "
-        "(tongyeok serve only; bounds the event loop's backlog under overload)",
+        description="requests in flight on the routes that check a key, counted once the key "
+        "is admitted (any request, without keys) and the body has arrived, beyond which new ones "
+        "get 429 before any work (bounds the event loop's backlog under overload)",
+    )
+    max_unauthenticated_requests: int = Field(
+        32,
+        ge=1,
+        description="requests in flight on the routes that check no key (the page, its files, "
+        "the docs' scripts), beyond which they get 429: they never take the keyed share",
+    )
+    max_connections: int = Field(
+        4096,
+        ge=1,
+        description="open connections; beyond, the oldest one still sending its request (from "
+        "the address with the most) is closed for the new one, else the new one is (tongyeok "
+        "serve; lowered to fit the open-file limit)",
+    )
+    max_connections_per_client: int = Field(
+        512,
+        ge=0,
+        description="open connections from one client address, beyond which its new ones are "
+        "closed (tongyeok serve; 0: no limit, e.g. behind a proxy, where every client has the "
+        "proxy's address)",
+    )
+    header_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="seconds a connection may take to send a request's headers, from its "
+        "opening or its previous answer, bytes arriving or not (closed beyond; tongyeok serve)",
+    )
+    send_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="seconds an answer may wait on a client that reads none of it (closed "
+        "beyond, its request ended; tongyeok serve)",
+    )
+    public_url: str | None = Field(
+        None,
+        description="scheme and host clients reach the service at (e.g. https://mt.example.com), "
+        "for the URLs it writes (download links, redirects); unset: the address each "
+        "connection arrived at, never the client's Host header",
     )
     faults: dict[str, float] = Field(
         default_factory=dict,
@@ -223,6 +263,16 @@ class Settings(BaseSettings):
         secrets = value if isinstance(value, list) else [value]
         if any(s is not None and not s.get_secret_value().strip() for s in secrets):
             raise ValueError("an empty key or token is not allowed")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def scheme_and_host(cls, value: str | None) -> str | None:
+        """``http(s)://host[:port]``: what every URL the service writes starts with."""
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/"):
+                raise ValueError("public_url is http(s)://host[:port], e.g. https://mt.example.com")
         return value
 
     def masked(self) -> dict[str, Any]:

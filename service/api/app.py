@@ -15,7 +15,8 @@ from fastapi import FastAPI
 
 from contract.package import PackageError
 from service.api import handlers
-from service.api.deps import Services
+from service.api.deps import Services, key_checked
+from service.api.edge import PublicAddress
 from service.api.metering import MeteringMiddleware
 from service.api.observe import ObserveMiddleware
 from service.api.reloading import poll
@@ -31,6 +32,7 @@ from service.api.routes import (
     ops,
     page,
 )
+from service.api.shed import Admission, LimitsReached
 from service.metrics import Metrics
 from service.scheduling.repository import ModelRepository
 from service.settings import Settings
@@ -85,6 +87,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> FastAPI:
     app.state.startup_error = None
     app.state.repository = repository
     app.state.metrics = metrics
+    app.state.limits_reached = reached = LimitsReached(metrics)  # the door's, for /readyz
     detector = Detector()  # one model for source=auto and the native API's warnings
     translate = TranslateUseCase(
         settings, repository, metrics, lambda: app.state.draining, detector
@@ -98,16 +101,23 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> FastAPI:
 
     app.add_middleware(MeteringMiddleware)  # inside ObserveMiddleware: bills 2xx answers only
 
+    routers = [
+        m.router for m in (native, admin, libretranslate, files, deepl, ops, docs, page, documents)
+    ]
+    routers[5:5] = [glossaries.v2, glossaries.v3]  # DeepL's, beside its translate route
     app.add_middleware(
         ObserveMiddleware,
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
         body_timeout=settings.body_timeout,
+        admission=Admission(
+            settings.max_inflight_requests,
+            settings.max_unauthenticated_requests,
+            key_checked(routers),
+            reached,
+        ),
+        public=PublicAddress(settings.public_url),
     )
-    routers = [
-        m.router for m in (native, admin, libretranslate, files, deepl, ops, docs, page, documents)
-    ]
-    routers[5:5] = [glossaries.v2, glossaries.v3]  # DeepL's, beside its translate route
     handlers.install(app, metrics, routers)
     for router in routers:
         app.include_router(router)

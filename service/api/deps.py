@@ -4,13 +4,18 @@ and the API-key check, all taken from the one ``Services`` the application was b
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import APIRouter, Depends, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from pydantic import SecretStr
+from starlette.types import Scope
 
 from service.api.body import read_body
+from service.api.shed import promote
 from service.errors import Forbidden, ServiceError, Unauthorized
 from service.metrics import Metrics
 from service.scheduling.batching import ANONYMOUS
@@ -127,6 +132,7 @@ async def authorize(request: Request, settings: SettingsDep) -> None:
     access: Access = request.app.state.services.access
     account = await access.admit(await given_key(request))
     ACCOUNT.set(account)
+    promote(request.scope)  # admitted: now counted in flight, in the keyed budget (shed.py)
     if account is not None:
         CLIENT.set(account.client)
     else:
@@ -153,6 +159,37 @@ async def authorize_metrics(request: Request, settings: SettingsDep) -> None:
 
 Authorized = Depends(authorize)
 MetricsAuthorized = Depends(authorize_metrics)
+
+PATHS_KEPT = 4096  # paths whose answer ``key_checked`` remembers (clients choose paths)
+
+
+def runs(dependant: Dependant, call: Callable[..., object]) -> bool:
+    return dependant.call is call or any(runs(d, call) for d in dependant.dependencies)
+
+
+def key_checked(routers: Sequence[APIRouter]) -> Callable[[Scope], bool]:
+    """Whether a request's path is one of a route that runs ``authorize``: counted in flight
+    once the check admits it (shed.py), where the others are counted at the door."""
+    patterns = [
+        route.path_regex
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute) and runs(route.dependant, authorize)
+    ]
+    known: dict[str, bool] = {}
+
+    def checks(scope: Scope) -> bool:
+        path = scope["path"]
+        found = known.get(path)
+        if found is None:
+            found = any(pattern.match(path) for pattern in patterns)
+            if len(known) < PATHS_KEPT:
+                known[path] = found
+        return found
+
+    return checks
+
+
 GlossariesDep = Annotated[GlossaryStore, Depends(get_glossaries)]
 
 

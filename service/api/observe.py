@@ -1,9 +1,12 @@
-"""Every HTTP request measured, logged and tagged with an id; its body read here, bounded.
+"""Every HTTP request measured, logged and tagged with an id; its body read here, bounded; then
+admitted to its budget of requests in flight (shed.py).
 
 The body is read before the application sees it, counting the bytes as they arrive (a chunked
-body has no Content-Length to trust) and within ``body_timeout`` seconds: too large gets 413, too
-slow 408, both before any key check or parsing. An exception no handler mapped becomes a JSON
-500 here, so the connection is kept alive and the body shape is the one every error has.
+body has no Content-Length to trust; under ``tongyeok serve`` its chunk framing and extensions
+count too, api/connections.py) and within ``body_timeout`` seconds: too large gets 413, too
+slow 408, both before any key check or parsing. What the request says of itself (its id, Host,
+HEAD) is made safe first (edge.py). An exception no handler mapped becomes a JSON 500 here, so
+the connection is kept alive and the body shape is the one every error has.
 
 A plain ASGI middleware: Starlette's ``@app.middleware("http")`` (BaseHTTPMiddleware) streams each
 response through extra tasks and memory channels, a cost measured in docs/decisions.md #42.
@@ -15,17 +18,21 @@ import asyncio
 import json
 import logging
 import time
-import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api.connections import BODY_COST, PIECE_BYTES
+from service.api.edge import PublicAddress, request_id
 from service.api.handlers import rejection
+from service.api.shed import Admission
 from service.errors import BodyTimeout, Internal, PayloadTooLarge, ServiceError
 from service.logs import REQUEST_FIELDS
 from service.metrics import Metrics
+from service.usecase.translate import BILL, Bill
 
 log = logging.getLogger("tongyeok.api")
+LIMIT_OF = {PayloadTooLarge: "max_body_bytes", BodyTimeout: "body_timeout"}  # limits reached
 
 
 class ClientGone(Exception):
@@ -34,10 +41,17 @@ class ClientGone(Exception):
 
 class ObserveMiddleware:
     def __init__(
-        self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, body_timeout: float
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        max_body_bytes: int,
+        body_timeout: float,
+        admission: Admission,
+        public: PublicAddress,
     ) -> None:
         self.app, self.metrics = app, metrics
         self.max_body_bytes, self.body_timeout = max_body_bytes, body_timeout
+        self.admission, self.public = admission, public
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -45,9 +59,12 @@ class ObserveMiddleware:
             return
         started = time.perf_counter()
         headers = dict(scope["headers"])
-        request_id = headers.get(b"x-request-id", b"").decode("latin-1") or uuid.uuid4().hex
+        given_id = request_id(headers.get(b"x-request-id"))
+        scope = self.public.scope_for(scope)
         status = 500  # what the client gets if the app raises before answering
         answered = False
+        bill = Bill()
+        billing = BILL.set(bill)  # settled only if the request is answered 2xx
         fields = REQUEST_FIELDS.set({})  # the model, once routed, for this request's log lines
 
         async def send_with_id(message: Message) -> None:
@@ -56,16 +73,19 @@ class ObserveMiddleware:
                 status, answered = message["status"], True
                 message["headers"] = [
                     *message.get("headers", []),
-                    (b"x-request-id", request_id.encode("latin-1")),
+                    (b"x-request-id", given_id.encode("latin-1")),
                 ]
             await send(message)
 
         try:
-            replay = await self.read_body(headers, receive)
-            await self.app(scope, replay, send_with_id)
+            replay = await self.read_body(scope, headers, receive)
+            async with self.admission.slot(scope):
+                await self.app(scope, replay, send_with_id)
         except ClientGone:
             status = 499
         except ServiceError as error:  # too large or too slow: answered before the app runs
+            if isinstance(error, PayloadTooLarge | BodyTimeout):
+                self.admission.reached(LIMIT_OF[type(error)])
             await rejection(error, self.metrics, scope)(scope, receive, send_with_id)
         except Exception:
             if answered:
@@ -74,15 +94,21 @@ class ObserveMiddleware:
             bug = Internal("internal error: the request was logged with its x-request-id")
             await rejection(bug, self.metrics, scope)(scope, receive, send_with_id)
         finally:
-            self.record(scope, request_id, status, time.perf_counter() - started)
+            if 200 <= status < 300:
+                bill.settle()
+            BILL.reset(billing)
+            self.record(scope, given_id, status, time.perf_counter() - started)
             REQUEST_FIELDS.reset(fields)
 
-    async def read_body(self, headers: dict[bytes, bytes], receive: Receive) -> Receive:
+    async def read_body(
+        self, scope: Scope, headers: dict[bytes, bytes], receive: Receive
+    ) -> Receive:
         """The whole body, at most ``max_body_bytes`` as received, replayed to the app."""
         limit = self.max_body_bytes
         length = headers.get(b"content-length", b"").decode("latin-1")
         if length.isdigit() and int(length) > limit:
             raise PayloadTooLarge(f"request body of {length} bytes exceeds max_body_bytes={limit}")
+        cost = scope.get("extensions", {}).get(BODY_COST)  # the wire's count: tongyeok serve
         chunks, size = [], 0
         deadline = time.monotonic() + self.body_timeout
         while True:
@@ -98,6 +124,11 @@ class ObserveMiddleware:
             size += len(chunk)
             if size > limit:
                 raise PayloadTooLarge(f"request body exceeds max_body_bytes={limit}")
+            if cost is not None and cost.bytes > limit:
+                raise PayloadTooLarge(
+                    f"request body exceeds max_body_bytes={limit} as received (chunk framing "
+                    f"and extensions count, and each chunk at least {PIECE_BYTES} bytes)"
+                )
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break

@@ -13,8 +13,8 @@ from typing import Any
 import uvicorn
 
 from service.api.app import create_app
+from service.api.connections import Door, Limits, guarded_protocol
 from service.api.reloading import reload_now
-from service.api.shed import ShedLoad
 from service.logs import configure_logging
 from service.scheduling.repository import Reload
 from service.settings import Settings
@@ -108,10 +108,12 @@ def serve(settings: Settings, announce: str = "") -> None:
     loggers reach the root logger's handler."""
     configure_logging()
     app = create_app(settings)
+    door = Door(Limits.of(settings).within_open_files(), app.state.limits_reached)
     config = uvicorn.Config(
-        ShedLoad(app, settings.max_inflight_requests, app.state.metrics),
+        app,
         host=settings.host,
         port=settings.port,
+        http=guarded_protocol(door),  # h11's, under the connections' limits (connections.py)
         # A float: a drain under a second is still a limit (int() made 0.5 s "no limit").
         timeout_graceful_shutdown=settings.drain_seconds,  # type: ignore[arg-type]
         log_config=None,

@@ -61,6 +61,28 @@ CLIENT: ContextVar[str] = ContextVar("tongyeok_client", default=ANONYMOUS)
 ENTRY_BYTES = 730
 
 
+class Bill:
+    """The characters served to one HTTP request, billed to each use case's ``characters``
+    (DeepL's usage) only when the request is answered 2xx (``settle``, api/observe.py): a
+    request refused in part, such as a document one of whose batches fails, bills nothing."""
+
+    def __init__(self) -> None:
+        self.served: list[tuple[TranslateUseCase, int]] = []
+
+    def add(self, usecase: TranslateUseCase, characters: int) -> None:
+        self.served.append((usecase, characters))
+
+    def settle(self) -> None:
+        for usecase, characters in self.served:
+            usecase.characters += characters
+        self.served.clear()
+
+
+# The bill of the HTTP request being answered (a task's context, copied by the tasks it starts);
+# None outside one: each call bills at once.
+BILL: ContextVar[Bill | None] = ContextVar("tongyeok_bill", default=None)
+
+
 def joined(segmented: Segmented, parts: list[Translation]) -> Translation:
     """One text's translation from its sentences', with the text's own spacing."""
     if not parts:
@@ -171,7 +193,11 @@ class TranslateUseCase:
                 except Retired:
                     if attempt == ROUTING_ATTEMPTS - 1:
                         raise
-        self.characters += sum(len(t) for t in body.texts)  # billed once served
+        served, bill = sum(len(t) for t in body.texts), BILL.get()
+        if bill is None:
+            self.characters += served  # outside an HTTP request: billed once served
+        else:
+            bill.add(self, served)
         done = work.done
         for (i, j), hyps in zip(work.todo, results, strict=True):
             best = hyps[0]

@@ -23,6 +23,10 @@ class Ready(BaseModel):
     # Why the key and usage database is unavailable, when it is (then not ready: a keyed
     # request would get 503 here, state_failure=closed, while another replica may reach it).
     state: str | None = None
+    # The door's limits reached in the last seconds (api/shed.py), when any: someone is holding
+    # the door, or the service is past its capacity. Readiness stays as it was: a client that
+    # holds one replica's door must not take every replica out of the load balancer's rotation.
+    held: list[str] | None = None
 
 
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
@@ -36,12 +40,14 @@ async def healthz(repository: RepositoryDep) -> JSONResponse:
 
 @router.get("/readyz", response_model=Ready, responses={503: {"model": Ready}})
 async def readyz(request: Request) -> JSONResponse:
-    """Readiness: models loaded, not draining, the key database answering."""
+    """Readiness: models loaded, not draining, the key database answering; ``held`` names the
+    limits reached lately."""
     state = await request.app.state.services.access.ready()
     ready = request.app.state.ready and not request.app.state.draining and state is None
-    body: dict[str, object] = (
-        {"ready": ready} if state is None else {"ready": ready, "state": state}
-    )
+    held = request.app.state.limits_reached.held()
+    body: dict[str, object] = {"ready": ready, "held": held} if held else {"ready": ready}
+    if state is not None:
+        body["state"] = state
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
