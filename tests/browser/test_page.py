@@ -349,6 +349,16 @@ def test_keys_and_errors_are_explained(page, keyed_server: Server, artifacts: Pa
     keyed = keyed_server.request("POST", "/v1/translate", payload, headers={"x-api-key": KEY})
     wait_for_output(page, [keyed.body["translations"][0]["text"]])
     assert page.inner_text("#message") == ""
+    # a file: its download needs the key too, which a plain link would not send
+    page.set_input_files(
+        "#file", files=[{"name": "note.txt", "mimeType": "text/plain", "buffer": b"red dog\n"}]
+    )
+    page.click("#file-submit")
+    page.wait_for_selector("#file-result:not([hidden])")
+    with page.expect_download() as download:
+        page.click("#file-link")
+    got = Path(download.value.path()).read_text(encoding="utf-8")
+    assert got == keyed.body["translations"][0]["text"] + "\n"
     # en→de only: swap is disabled, and the page says why
     assert page.is_disabled("#swap")
     reason = "No model translates de→en, so the languages cannot be swapped."

@@ -377,9 +377,14 @@ async function translateFile(event) {
     $("file-status").textContent = "";
     if (!response.ok) { showMessage(await describeFailure(response), "file-message"); return; }
     const url = (await response.json()).translatedFileUrl;
+    // Fetched here, with the key a plain link would not send (with keys, /download_file needs it).
+    const download = await fetch(url, { headers: headers(false) });
+    if (!download.ok) { showMessage(await describeFailure(download), "file-message"); return; }
+    if (state.fileUrl) URL.revokeObjectURL(state.fileUrl);
+    state.fileUrl = URL.createObjectURL(await download.blob());
     const dot = file.name.lastIndexOf(".");
     const name = file.name.slice(0, dot) + "." + target + file.name.slice(dot);
-    $("file-link").href = url;
+    $("file-link").href = state.fileUrl;
     $("file-link").download = name;
     $("file-link").textContent = "Download " + name + " (" + languageName(target) + ")";
     $("file-result").hidden = false;
