@@ -315,3 +315,131 @@ def test_libretranslate_translate_file_takes_the_document_formats(server: Server
     subtitles = pysubs2.SSAFile.from_string(out, format_="srt", keep_html_tags=True)
     assert [(e.start, e.end) for e in subtitles] == [(e.start, e.end) for e in source]
     assert subtitles[1].text == plain(server, "red dog runs")
+
+
+# -- OpenDocument (built by hand: odfpy publishes no wheel) ---------------------------------------
+
+ODF_NS = (
+    'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+    'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" '
+    'xmlns:style="urn:oasis:names:tc:opendocument:xmlns:style:1.0" '
+    'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+    'xmlns:draw="urn:oasis:names:tc:opendocument:xmlns:drawing:1.0" '
+    'xmlns:number="urn:oasis:names:tc:opendocument:xmlns:datastyle:1.0" '
+    'xmlns:fo="urn:oasis:names:tc:opendocument:xmlns:xsl-fo-compatible:1.0" '
+    'xmlns:xlink="http://www.w3.org/1999/xlink"'
+)
+ODF_STYLES = (
+    '<office:automatic-styles><style:style style:name="T1" style:family="text">'
+    '<style:text-properties fo:font-weight="bold"/></style:style>'
+    '<number:date-style style:name="N1"><number:day/><number:text>-</number:text>'
+    "</number:date-style></office:automatic-styles>"
+)
+ODF_BODIES = {
+    "odt": '<office:text><text:h text:outline-level="1">{0}</text:h>'
+    '<text:p text:style-name="P1">{1}<text:span text:style-name="T1">{2}</text:span>{3}'
+    '<text:note text:id="n1" text:note-class="footnote"><text:note-citation>1'
+    "</text:note-citation><text:note-body><text:p>red dog</text:p></text:note-body></text:note>"
+    '</text:p><text:p>see <text:a xlink:href="https://example.org/">the park</text:a></text:p>'
+    "</office:text>",
+    "odp": '<office:presentation><draw:page draw:name="p1"><draw:frame svg:x="1cm">'
+    '<draw:text-box><text:p>{0}</text:p><text:p>{1}<text:span text:style-name="T1">{2}'
+    "</text:span>{3}</text:p></draw:text-box></draw:frame></draw:page></office:presentation>",
+    "ods": '<office:spreadsheet><table:table table:name="Sheet1"><table:table-row>'
+    '<table:table-cell office:value-type="string"><text:p>{0}</text:p></table:table-cell>'
+    '<table:table-cell office:value-type="float" office:value="42"><text:p>42</text:p>'
+    "</table:table-cell></table:table-row><table:table-row><table:table-cell "
+    'office:value-type="string"><text:p>{1}<text:span text:style-name="T1">{2}</text:span>{3}'
+    "</text:p></table:table-cell></table:table-row></table:table></office:spreadsheet>",
+}
+
+
+def odf_document(kind: str, content: str | None = None) -> bytes:
+    from service.usecase.documents.odf import MIMETYPES
+
+    mimetype = MIMETYPES[kind]
+    body = ODF_BODIES[kind].format(SENTENCE, *TAGGED)
+    ns = ODF_NS + ' xmlns:svg="urn:oasis:names:tc:opendocument:xmlns:svg-compatible:1.0"'
+    content = content or (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<office:document-content {ns} '
+        f'office:version="1.2">{ODF_STYLES}<office:body>{body}</office:body>'
+        "</office:document-content>"
+    )
+    styles = (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<office:document-styles {ns}>{ODF_STYLES}'
+        '<office:master-styles><style:master-page style:name="Standard"><style:header>'
+        f"<text:p>{SENTENCE}</text:p></style:header></style:master-page></office:master-styles>"
+        "</office:document-styles>"
+    )
+    manifest = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<manifest:manifest xmlns:manifest='
+        '"urn:oasis:names:tc:opendocument:xmlns:manifest:1.0"><manifest:file-entry '
+        f'manifest:full-path="/" manifest:media-type="{mimetype}"/></manifest:manifest>'
+    )
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("mimetype", mimetype, zipfile.ZIP_STORED)
+        archive.writestr("content.xml", content)
+        archive.writestr("styles.xml", styles)
+        archive.writestr("META-INF/manifest.xml", manifest)
+    return out.getvalue()
+
+
+def xml_shape(data: bytes) -> list[tuple[str, dict[str, str]]]:
+    """Every element's name and attributes, in document order: the structure without its text."""
+    from lxml import etree
+
+    return [(e.tag, dict(e.attrib)) for e in etree.fromstring(data).iter()]
+
+
+def xml_texts(data: bytes, tag: str) -> list[str]:
+    from lxml import etree
+
+    found = etree.fromstring(data).iter(f"{{urn:oasis:names:tc:opendocument:xmlns:text:1.0}}{tag}")
+    return ["".join(e.itertext()) for e in found]
+
+
+@pytest.mark.parametrize("kind", ["odt", "odp", "ods"])
+def test_odf_keeps_its_structure_and_spans(server: Server, tmp_path: Path, kind: str) -> None:
+    source = zipfile.ZipFile(io.BytesIO(odf_document(kind)))
+    result = zipfile.ZipFile(
+        io.BytesIO(through_deepl(server, tmp_path, f"a.{kind}", odf_document(kind)))
+    )
+    first = result.infolist()[0]
+    assert (first.filename, first.compress_type) == ("mimetype", zipfile.ZIP_STORED)
+    assert result.namelist() == source.namelist()
+    for name in ("mimetype", "META-INF/manifest.xml"):
+        assert result.read(name) == source.read(name)
+    content, before = result.read("content.xml"), source.read("content.xml")
+    assert xml_shape(content) == xml_shape(before)  # every element and attribute, in order
+    assert content.split(b"<office:body>")[0] == before.split(b"<office:body>")[0]  # styles
+    paragraphs = xml_texts(content, "p") + xml_texts(content, "h")
+    assert plain(server, SENTENCE) in paragraphs
+    spans = xml_texts(content, "span")
+    assert len(spans) == 1 and spans[0].strip()  # the bold span kept, holding words
+    whole = " ".join(plain(server, "".join(TAGGED)).split())
+    assert any(whole in " ".join(p.split()) for p in paragraphs)  # odt's holds its note too
+    assert xml_texts(result.read("styles.xml"), "p") == [plain(server, SENTENCE)]  # the header
+    if kind == "odt":
+        assert plain(server, "red dog") in paragraphs  # the footnote, translated on its own
+        assert b"<text:note-citation>1</text:note-citation>" in content
+        assert b'xlink:href="https://example.org/"' in content
+    if kind == "ods":
+        assert b'office:value="42"><text:p>42</text:p>' in content
+
+
+def test_hostile_odf_is_refused_by_name(server: Server) -> None:
+    laughs = (
+        '<?xml version="1.0"?><!DOCTYPE t [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;&a;">]>'
+        "<office:document-content>&b;</office:document-content>"
+    )
+    cases = {
+        "bomb.odt": (zipped({"mimetype": b"x", "content.xml": b"\0" * 200_000_000}), "zip bomb"),
+        "laughs.odt": (odf_document("odt", laughs), "DTD or entities"),
+        "sheet.odt": (odf_document("ods"), "not a .odt document"),
+        "empty.ods": (zipped({"hello.txt": b"hi"}), "not a readable .ods"),
+        "broken.odp": (b"PK\x03\x04 not really a zip", "not a readable zip"),
+    }
+    for name, (data, message) in cases.items():
+        with pytest.raises(deepl.DeepLException, match=message):
+            upload(server, name, data)

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from service.usecase.documents import office, safety, text
+from service.usecase.documents import odf, office, safety, text
 from service.usecase.documents.safety import DocumentError
 from service.usecase.documents.translator import Translator
 
@@ -44,6 +44,9 @@ FORMATS: dict[str, Format] = {
     ".xlsx": Format(
         f"{OOXML}.spreadsheetml.sheet", office.translate_xlsx, False, office.check_xlsx
     ),
+    ".odt": Format(odf.MIMETYPES["odt"], odf.translate_odt, False, odf.check_odt),
+    ".odp": Format(odf.MIMETYPES["odp"], odf.translate_odp, False, odf.check_odp),
+    ".ods": Format(odf.MIMETYPES["ods"], odf.translate_ods, False, odf.check_ods),
 }
 
 MAX_NAME_CHARS = 255
