@@ -428,7 +428,7 @@ def test_odf_keeps_its_structure_and_spans(server: Server, tmp_path: Path, kind:
         assert b'office:value="42"><text:p>42</text:p>' in content
 
 
-def test_hostile_odf_is_refused_by_name(server: Server) -> None:
+def test_hostile_odf_and_xliff_are_refused_by_name(server: Server) -> None:
     laughs = (
         '<?xml version="1.0"?><!DOCTYPE t [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;&a;">]>'
         "<office:document-content>&b;</office:document-content>"
@@ -439,7 +439,111 @@ def test_hostile_odf_is_refused_by_name(server: Server) -> None:
         "sheet.odt": (odf_document("ods"), "not a .odt document"),
         "empty.ods": (zipped({"hello.txt": b"hi"}), "not a readable .ods"),
         "broken.odp": (b"PK\x03\x04 not really a zip", "not a readable zip"),
+        "laughs.xlf": (laughs.replace("office:document-content", "xliff").encode(), "DTD"),
+        "other.xliff": (b'<html version="1.2"><p>hi</p></html>', "not an XLIFF file"),
+        "old.xlf": (b'<xliff version="1.1"/>', "version '1.1' is not served"),
+        "broken.xlf": (b'<xliff version="1.2"><file>', "not well-formed"),
     }
     for name, (data, message) in cases.items():
         with pytest.raises(deepl.DeepLException, match=message):
             upload(server, name, data)
+    upload(server, "odd.md", b"# [unclosed *markdown `\n\n|a|\n|-")  # any text is Markdown
+
+
+MARKDOWN = f"""---
+title: {SENTENCE}
+---
+# {SENTENCE}
+
+- {TAGGED[0]}**{TAGGED[1]}**{TAGGED[2]}
+- see [the park](https://example.org/a_b "park")
+  and *red dog*
+
+```python
+print("{SENTENCE}")
+```
+
+| a | b |
+|---|---|
+| red dog | `x = 1` |
+"""
+
+
+def test_markdown_keeps_code_links_and_lines(server: Server, tmp_path: Path) -> None:
+    out = through_deepl(server, tmp_path, "a.md", MARKDOWN.encode()).decode()
+    lines, before = out.split("\n"), MARKDOWN.split("\n")
+    assert len(lines) == len(before)
+    assert lines[:3] == before[:3]  # front matter
+    assert lines[3] == f"# {plain(server, SENTENCE)}"
+    assert lines[5].startswith("- ") and "**" in lines[5]  # the strong run kept
+    assert " ".join(lines[5][2:].replace("**", "").split()) == " ".join(
+        plain(server, "".join(TAGGED)).split()
+    )
+    assert lines[6].startswith("- ") and lines[7].startswith("  ")  # two lines still
+    assert '](https://example.org/a_b "park")' in lines[6] + lines[7]  # the URL kept
+    assert lines[9:12] == before[9:12]  # the code block, byte for byte
+    assert lines[14] == before[14] and [ln.count("|") for ln in lines[13:16]] == [3, 3, 3]
+    assert lines[15].endswith(" | `x = 1` |") and plain(server, "red dog") in lines[15]
+    again = translate_file(server, "a.markdown", MARKDOWN.encode()).decode()
+    assert again == out  # LibreTranslate's /translate_file serves it too
+
+
+XLIFF_12 = f"""<?xml version="1.0" encoding="UTF-8"?>
+<xliff version="1.2" xmlns="urn:oasis:names:tc:xliff:document:1.2">
+  <file source-language="en" target-language="de" datatype="plaintext" original="a.txt">
+    <header><note>kept</note></header>
+    <body>
+      <trans-unit id="1">
+        <source>{SENTENCE}</source>
+      </trans-unit>
+      <trans-unit id="2">
+        <source>{TAGGED[0]}<g id="b">{TAGGED[1]}</g>{TAGGED[2]}<ph id="p">%s</ph></source>
+        <target/>
+      </trans-unit>
+      <trans-unit id="3" translate="no"><source>red dog</source></trans-unit>
+    </body>
+  </file>
+</xliff>
+"""
+XLIFF_20 = f"""<?xml version="1.0" encoding="UTF-8"?>
+<xliff xmlns="urn:oasis:names:tc:xliff:document:2.0" version="2.0" srcLang="en" trgLang="de">
+  <file id="f1">
+    <unit id="1">
+      <segment>
+        <source>{TAGGED[0]}<pc id="1">{TAGGED[1]}</pc>{TAGGED[2]}<ph id="2"/></source>
+      </segment>
+    </unit>
+  </file>
+</xliff>
+"""
+
+
+def test_xliff_targets_are_filled_with_their_codes(server: Server, tmp_path: Path) -> None:
+    from lxml import etree
+
+    tagged = " ".join(plain(server, "".join(TAGGED)).split())
+    for version, data in (("1.2", XLIFF_12), ("2.0", XLIFF_20)):
+        out = through_deepl(server, tmp_path, "a.xlf", data.encode()).decode()
+        root = etree.fromstring(out.encode())
+        ns = {"x": f"urn:oasis:names:tc:xliff:document:{version}"}
+        targets = root.findall(".//x:target", ns)
+        sources = root.findall(".//x:source", ns)
+        texts = [" ".join("".join(t.itertext()).split()) for t in targets]
+        if version == "1.2":
+            assert len(sources) == 3 and len(targets) == 2  # translate="no" left alone
+            assert texts[0] == plain(server, SENTENCE)
+            assert [t.get("state") for t in targets] == ["translated", "translated"]
+            codes = [(c.tag.split("}")[1], c.get("id"), c.text) for c in targets[1]]
+            assert codes == [("g", "b", codes[0][2]), ("ph", "p", "%s")] and codes[0][2]
+            assert texts[1].replace("%s", " ").split() == tagged.split()
+            assert "<header><note>kept</note></header>" in out
+        else:
+            assert len(targets) == 1 and root.find(".//x:segment", ns).get("state") == "translated"
+            codes = [(c.tag.split("}")[1], c.get("id")) for c in targets[0]]
+            assert codes == [("pc", "1"), ("ph", "2")]
+            assert texts[0] == tagged
+        # every line but the targets' and the segment's, byte for byte
+        kept = [ln for ln in out.split("\n") if "<target" not in ln and "<segment" not in ln]
+        assert kept == [
+            ln for ln in data.split("\n") if "<target" not in ln and "<segment" not in ln
+        ]

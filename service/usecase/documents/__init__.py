@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from service.usecase.documents import odf, office, safety, text
+from service.usecase.documents import markdown, odf, office, safety, text, xliff
 from service.usecase.documents.safety import DocumentError
 from service.usecase.documents.translator import Translator
 
@@ -35,6 +35,12 @@ FORMATS: dict[str, Format] = {
     ".po": Format(
         "text/x-gettext-translation; charset=utf-8", text.translate_po, True, text.check_po
     ),
+    ".md": Format("text/markdown; charset=utf-8", markdown.translate_md, True, markdown.check_md),
+    ".markdown": Format(
+        "text/markdown; charset=utf-8", markdown.translate_md, True, markdown.check_md
+    ),
+    ".xlf": Format("application/xliff+xml", xliff.translate_xliff, True, xliff.check_xliff),
+    ".xliff": Format("application/xliff+xml", xliff.translate_xliff, True, xliff.check_xliff),
     ".docx": Format(
         f"{OOXML}.wordprocessingml.document", office.translate_docx, False, office.check_docx
     ),
