@@ -21,5 +21,5 @@ done
 python3 -m pip download --quiet --dest "$DIR" --constraint "$ROOT/constraints.txt" \
     --only-binary=:all: "${PLATFORMS[@]}" --python-version 3.11 --implementation cp \
     fastapi uvicorn pydantic pydantic-settings python-multipart prometheus-client sentencepiece \
-    numpy py3langid fastapi-offline python-docx python-pptx openpyxl pysubs2 polib defusedxml \
+    numpy py3langid fastapi-offline python-docx python-pptx openpyxl pysubs2 polib markdown-it-py defusedxml \
     limits redis "$ORT" "setuptools>=68"
