@@ -539,8 +539,8 @@ def test_xliff_targets_are_filled_with_their_codes(server: Server, tmp_path: Pat
             assert "<header><note>kept</note></header>" in out
         else:
             assert len(targets) == 1 and root.find(".//x:segment", ns).get("state") == "translated"
-            codes = [(c.tag.split("}")[1], c.get("id")) for c in targets[0]]
-            assert codes == [("pc", "1"), ("ph", "2")]
+            ids = [(c.tag.split("}")[1], c.get("id")) for c in targets[0]]
+            assert ids == [("pc", "1"), ("ph", "2")]
             assert texts[0] == tagged
         # every line but the targets' and the segment's, byte for byte
         kept = [ln for ln in out.split("\n") if "<target" not in ln and "<segment" not in ln]
