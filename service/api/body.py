@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Request
+from fastapi import HTTPException, Request
 
-from service.errors import InvalidRequest
+from service.errors import BadRequest, InvalidRequest
 
 
 async def read_body(request: Request) -> dict[str, Any]:
@@ -28,5 +28,12 @@ async def read_body(request: Request) -> dict[str, Any]:
         if not isinstance(data, dict):
             raise InvalidRequest("body must be a JSON object")
         return data
-    form = await request.form()
+    try:
+        form = await request.form()
+    except (HTTPException, RuntimeError) as exc:
+        # Starlette reports a malformed multipart body as an HTTPException the first time and,
+        # its stream then consumed, as a RuntimeError to the next reader (the key check reads
+        # the body before the route does): both are this one 400.
+        detail = exc.detail if isinstance(exc, HTTPException) else "its stream was cut"
+        raise BadRequest(f"body is not a form that can be parsed: {detail}") from None
     return {k: (vs if len(vs := form.getlist(k)) > 1 else vs[0]) for k in form}
