@@ -25,7 +25,9 @@ def settings_help() -> str:
     for name, field in Settings.model_fields.items():
         default = field.get_default(call_default_factory=True)
         text = f"{PREFIX}{name.upper()} (default {default}): {field.description}"
-        lines += textwrap.wrap(text, 78, initial_indent="  ", subsequent_indent="      ")
+        lines += textwrap.wrap(
+            text, 78, initial_indent="  ", subsequent_indent="      ", break_on_hyphens=False
+        )
     return "\n".join(lines)
 
 
