@@ -11,7 +11,7 @@ text, so a word's index is the same here and in the markup layer (``words``).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +36,19 @@ class WordAlignment:
     1, or to 0 for a target word that looked only at the end of the source)."""
 
     weights: np.ndarray  # (target words, source words)
+
+
+def strongest_run(indices: Sequence[int], weight: Callable[[int], float]) -> list[int]:
+    """Of the runs of consecutive ``indices`` (ascending, not empty), the one whose summed
+    ``weight`` is largest: where a tag or a glossary term goes, so that a word elsewhere that
+    glanced at the source does not stretch it over the words between."""
+    runs: list[list[int]] = [[indices[0]]]
+    for t in indices[1:]:
+        if t == runs[-1][-1] + 1:
+            runs[-1].append(t)
+        else:
+            runs.append([t])
+    return max(runs, key=lambda run: sum(weight(t) for t in run))
 
 
 def word_index(pieces: Sequence[str]) -> list[int]:

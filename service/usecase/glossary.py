@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from service.decoding.alignment import WordAlignment, words
+from service.decoding.alignment import WordAlignment, strongest_run, words
 
 EDGE_PUNCTUATION = ".,;:!?…()[]{}\"'«»„“”‘’¡¿。、，．！？：；「」『』"
 
@@ -82,13 +82,7 @@ def apply_terms(translation: str, matches: Sequence[Match], alignment: WordAlign
             if not free:
                 continue
             mine = [max(free, key=lambda t: mass[t])]
-        runs: list[list[int]] = [[mine[0]]]
-        for t in mine[1:]:
-            if t == runs[-1][-1] + 1:
-                runs[-1].append(t)
-            else:
-                runs.append([t])
-        best = max(runs, key=lambda run: sum(mass[t] for t in run))
+        best = strongest_run(mine, [float(m) for m in mass].__getitem__)
         taken.update(best)
         replaced.append((best[0], best[-1], match.target))
     out, last = [], 0

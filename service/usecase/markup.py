@@ -19,7 +19,7 @@ import itertools
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from service.decoding.alignment import WordAlignment, words
+from service.decoding.alignment import WordAlignment, strongest_run, words
 from service.errors import InvalidRequest
 from service.usecase.markup_scan import Token, scan
 from service.usecase.translate import OFF_LOOP_CHARS
@@ -492,15 +492,8 @@ def tags_with_words(
         mine = [t for t, k in enumerate(label) if k in inside]
         if not mine or not any(k in worded for k in inside):
             return None
-        # Of the runs of consecutive words looking at it, the one that looks at it most: a word
-        # elsewhere that glanced at it does not stretch the tag over the words between.
-        runs: list[list[int]] = [[mine[0]]]
-        for t in mine[1:]:
-            if t == runs[-1][-1] + 1:
-                runs[-1].append(t)
-            else:
-                runs.append([t])
-        best = max(runs, key=lambda run: sum(score[t][k] for t in run for k in inside))
+        on_element = [sum(row[k] for k in inside) for row in score]
+        best = strongest_run(mine, on_element.__getitem__)
         found[first_tag, last_tag] = (best[0], best[-1])
         wrapped[first_tag, last_tag] = normalize(plain(t for k in inside for t in pieces[k]))
     for (one, one_words), (two, two_words) in itertools.combinations(found.items(), 2):
