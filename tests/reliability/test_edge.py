@@ -8,11 +8,10 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import threading
 import time
 from pathlib import Path
 
-from tests.service.conftest import Server, running_server
+from tests.service.conftest import Server, liveness_while, running_server
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 
@@ -121,19 +120,10 @@ def test_liveness_stays_fast_during_a_large_request(server: Server) -> None:
     """128 texts of 5,000 characters (whitespace without a newline stalled /healthz for seconds
     in the splitter before) are split and tokenized off the event loop."""
     texts = ["a" + " " * 4990 + "b c."] * 128
-    replies: list = []
-    worker = threading.Thread(target=lambda: replies.append(server.translate(texts, beam_size=1)))
-    worker.start()
-    slowest = 0.0
-    while worker.is_alive():
-        started = time.perf_counter()
-        assert server.request("GET", "/healthz").status == 200
-        slowest = max(slowest, time.perf_counter() - started)
-        time.sleep(0.02)
-    worker.join()
+    reply, slowest = liveness_while(server, lambda: server.translate(texts, beam_size=1))
     # The toy tokenizer keeps every space as a token: the sentence is too long for the model,
     # which is found only after splitting and tokenizing all of it.
-    assert replies[0].status == 422 and "per sentence" in replies[0].body["error"]
+    assert reply.status == 422 and "per sentence" in reply.body["error"]
     assert slowest < 1.0, f"/healthz took {slowest:.2f} s during the large request"
 
 

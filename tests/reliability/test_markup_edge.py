@@ -9,13 +9,12 @@ it was sent to the model), and an XML internal subset became a translated text n
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 
 from service.usecase.markup import MAX_DEPTH
-from tests.service.conftest import Server
+from tests.service.conftest import Server, liveness_while
 
 
 def libre(server: Server, texts: list[str], **fields: object):
@@ -29,19 +28,10 @@ def libre(server: Server, texts: list[str], **fields: object):
 def test_liveness_stays_fast_while_unfinished_tags_are_parsed(server: Server) -> None:
     # 640 KB, within every documented limit; short sentences, so that the toy model takes them
     documents = [("<a Dogs. Cats run. " * 263)[:4998]] * 128
-    replies: list = []
-    worker = threading.Thread(target=lambda: replies.append(libre(server, documents)))
     started = time.perf_counter()
-    worker.start()
-    slowest = 0.0
-    while worker.is_alive():
-        began = time.perf_counter()
-        assert server.request("GET", "/healthz").status == 200
-        slowest = max(slowest, time.perf_counter() - began)
-        time.sleep(0.02)
-    worker.join()
-    assert replies[0].status == 200, replies[0].body
-    assert len(replies[0].body["translatedText"]) == 128  # "<a" opens no tag: it is text
+    reply, slowest = liveness_while(server, lambda: libre(server, documents))
+    assert reply.status == 200, reply.body
+    assert len(reply.body["translatedText"]) == 128  # "<a" opens no tag: it is text
     assert slowest < 1.0, f"/healthz took {slowest:.2f} s while the markup was parsed"
     assert time.perf_counter() - started < 20
 

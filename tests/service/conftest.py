@@ -9,7 +9,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,3 +99,19 @@ def running_server(repository: Path, **settings: object) -> Iterator[Server]:
 def server(toy_repository: Path) -> Iterator[Server]:
     with running_server(toy_repository) as s:
         yield s
+
+
+def liveness_while(server: Server, call: Callable[[], Reply]) -> tuple[Reply, float]:
+    """``call``'s reply, run in a thread while /healthz is asked every 20 ms, and the slowest
+    /healthz answer meanwhile (each must be 200): whether the event loop kept answering."""
+    replies: list[Reply] = []
+    worker = threading.Thread(target=lambda: replies.append(call()))
+    worker.start()
+    slowest = 0.0
+    while worker.is_alive():
+        started = time.perf_counter()
+        assert server.request("GET", "/healthz").status == 200
+        slowest = max(slowest, time.perf_counter() - started)
+        time.sleep(0.02)
+    worker.join()
+    return replies[0], slowest
