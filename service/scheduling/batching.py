@@ -195,8 +195,10 @@ class Plan:
 def enqueue(state: BatchState, job: Job, now: float) -> list[Answer]:
     """Queue ``job``; QueueFull (429) when the queue cannot take all its sentences. A full queue
     first makes room by pushing out requests of clients holding more of it (``make_room``):
-    those are returned, answered QueueFull."""
-    if state.drain_at is not None:
+    those are returned, answered QueueFull. While draining, a job still comes in until the
+    drain's answer deadline: the server stopped taking requests at SIGTERM, so it belongs to a
+    request accepted before (its preparation was still running) and is owed an answer."""
+    if state.drain_at is not None and now >= state.drain_at:
         raise ShuttingDown("the server is shutting down")
     answers: list[Answer] = []
     if state.queued_sentences + len(job.sources) > state.limits.max_queue:
@@ -251,8 +253,8 @@ def make_room(state: BatchState, job: Job) -> list[Job]:
 
 
 def drain(state: BatchState, at: float) -> None:
-    """Answer what is still unfinished at ``at`` with ShuttingDown (503); refuse new jobs. From
-    now on whole requests join, oldest first (``admit``)."""
+    """Answer what is still unfinished at ``at`` with ShuttingDown (503), and refuse jobs from
+    then on. From now on whole requests join, oldest first (``admit``)."""
     state.drain_at = at if state.drain_at is None else min(at, state.drain_at)
 
 

@@ -90,8 +90,8 @@ class Scheduler:
 
     def submit(self, job: Job) -> None:
         """Queue ``job``; raises QueueFull (429) when the queue cannot take all its sentences,
-        ShuttingDown (503) once draining. Requests of another client pushed out to make room
-        for it are answered QueueFull here."""
+        ShuttingDown (503) past the drain's answer deadline. Requests of another client pushed
+        out to make room for it are answered QueueFull here."""
         with self.lock:
             if self.retired:
                 raise Retired(f"model {self.name} was unloaded by a reload")
@@ -110,7 +110,8 @@ class Scheduler:
                 self.lock.notify()
 
     def drain(self, deadline: float) -> None:
-        """Refuse new jobs; answer what is unfinished at ``deadline`` (clock time) with 503."""
+        """Answer what is unfinished at ``deadline`` (clock time) with 503; jobs submitted before
+        it still come in (they belong to requests the server accepted before the signal)."""
         with self.lock:
             batching.drain(self.state, deadline)
             self.lock.notify()

@@ -244,8 +244,12 @@ def test_the_queue_limit_and_the_drain() -> None:
     engine = FakeEngine()
     run_plan(state, engine)
     batching.drain(state, at=10.0)
-    with pytest.raises(ShuttingDown):
-        batching.enqueue(state, job(1), now=1.0)
+    late = job(1)  # a request accepted before the signal, its preparation finished after it
+    batching.enqueue(state, late, now=1.0)
+    assert late in state.waiting
     assert batching.sweep(state, now=9.0).answers == []  # before the drain deadline: running on
     out = batching.sweep(state, now=10.0)
-    assert [type(e) for _, e in out.answers] == [ShuttingDown] and not state.running
+    assert {type(e) for _, e in out.answers} == {ShuttingDown} and len(out.answers) == 2
+    assert not state.running and not state.waiting
+    with pytest.raises(ShuttingDown):  # past the deadline nothing could answer it in time
+        batching.enqueue(state, job(1), now=10.0)
