@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from contract.options import Hypothesis, SearchOptions
-from service.decoding.alignment import WordAlignment, align_words
+from service.decoding.alignment import WordAlignment
 from service.errors import (
     Cancelled,
     DeadlineExceeded,
@@ -27,7 +27,7 @@ from service.errors import (
 from service.metrics import Metrics
 from service.scheduling.batching import ANONYMOUS
 from service.scheduling.repository import LoadedModel, ModelRepository
-from service.scheduling.scheduler import Job, Scheduler
+from service.scheduling.scheduler import Job, JobQueue
 from service.settings import Settings
 from service.usecase.access import charged
 from service.usecase.cache import LRUCache
@@ -104,7 +104,6 @@ class Work:
     done: dict[tuple[int, int], Translation]
     todo: list[tuple[int, int]]  # (text, sentence) to translate, in the order of ``sources``
     sources: list[list[int]]
-    warnings: list[SourceWarning]  # texts clearly not in the request's source
 
 
 def cached_bytes(key: Hashable, value: Translation) -> int:
@@ -171,28 +170,37 @@ class TranslateUseCase:
             raise ShuttingDown("the server is shutting down")
         options = self.check_limits(body)
         started = time.perf_counter()
-        # the key's characters, charged before any work and given back if it fails
-        async with charged(sum(len(t) for t in body.texts)):  # (usecase/access.py)
-            for attempt in range(ROUTING_ATTEMPTS):  # a reload may retire the model routed to
-                model = self.repository.route(body.source, body.target)
-                check = body.source if check_source else None
-                # keep the event loop answering (the detector's model loads in about a second)
-                if sum(len(t) for t in body.texts) > OFF_LOOP_CHARS or (
-                    check and not self.detector.loaded
-                ):
-                    work = await asyncio.to_thread(self.prepare, body.texts, model, options, check)
-                else:
-                    work = self.prepare(body.texts, model, options, check)
-                try:
-                    results = (
-                        await self.run_job(model.scheduler, work.sources, options, disconnect)
-                        if work.sources
-                        else []
-                    )
-                    break
-                except Retired:
-                    if attempt == ROUTING_ATTEMPTS - 1:
-                        raise
+        self.repository.route(body.source, body.target)  # an unknown pair: 400 before any work
+        # The language check runs beside the translation, in a thread: it changes only the
+        # warnings, and on the event loop it waited for the GIL behind the scheduler's thread.
+        checked = (
+            asyncio.ensure_future(asyncio.to_thread(self.source_warnings, body.texts, body.source))
+            if check_source
+            else None
+        )
+        try:
+            # the key's characters, charged before any work and given back if it fails
+            async with charged(sum(len(t) for t in body.texts)):  # (usecase/access.py)
+                for attempt in range(ROUTING_ATTEMPTS):  # a reload may retire the model
+                    model = self.repository.route(body.source, body.target)
+                    if sum(len(t) for t in body.texts) > OFF_LOOP_CHARS:  # keep the loop free
+                        work = await asyncio.to_thread(self.prepare, body.texts, model, options)
+                    else:
+                        work = self.prepare(body.texts, model, options)
+                    try:
+                        results = (
+                            await self.run_job(model.scheduler, work.sources, options, disconnect)
+                            if work.sources
+                            else []
+                        )
+                        break
+                    except Retired:
+                        if attempt == ROUTING_ATTEMPTS - 1:
+                            raise
+            warnings = await checked if checked is not None else []
+        finally:
+            if checked is not None and not checked.done():
+                checked.cancel()  # the request failed: nobody reads its warnings
         served, bill = sum(len(t) for t in body.texts), BILL.get()
         if bill is None:
             self.characters += served  # outside an HTTP request: billed once served
@@ -219,7 +227,7 @@ class TranslateUseCase:
             translations=translations,
             model=model.name,
             timings={"total_seconds": round(time.perf_counter() - started, 4)},
-            warnings=work.warnings,
+            warnings=warnings,
         )
 
     async def align(
@@ -228,18 +236,15 @@ class TranslateUseCase:
         """Where each translated word of ``pairs`` (source text, its translation) came from, by
         the model that serves the pair (None for each where it cannot tell); off the event loop."""
         model = self.repository.route(source, target)
-        runtime = model.engine.runtime
-        if runtime.aligner is None or not pairs:
+        if not model.can_align or not pairs:
             return [None] * len(pairs)
-        return await asyncio.to_thread(
-            align_words, runtime, model.tokenizer, pairs, model.max_source_tokens
-        )
+        return await asyncio.to_thread(model.align, pairs)
 
     def check_terms(self, source: str, target: str) -> None:
         """InvalidRequest when the model of the pair cannot put a glossary's terms in (an fp16
         package has no aligner): said before any work, never a glossary silently ignored."""
         model = self.repository.route(source, target)
-        if model.engine.runtime.aligner is None:
+        if not model.can_align:
             raise InvalidRequest(
                 f"model {model.name!r} cannot apply a glossary (its package has no aligner "
                 "graph: fp16 packages do not; export it in fp32 or int8)"
@@ -257,9 +262,7 @@ class TranslateUseCase:
                 if (matches := terms.find(sentence))
             ]
             pairs = [(work.segmented[i].sentences[j], work.done[i, j].text) for (i, j), _ in found]
-            alignments = align_words(
-                model.engine.runtime, model.tokenizer, pairs, model.max_source_tokens
-            )
+            alignments = model.align(pairs)
             return [
                 (where, matches, alignment)
                 for (where, matches), alignment in zip(found, alignments, strict=True)
@@ -297,11 +300,9 @@ class TranslateUseCase:
         texts: list[str],
         model: LoadedModel,
         options: SearchOptions,
-        check: str | None = None,
     ) -> Work:
         """Sentences, cache hits and token ids: the per-sentence work before scheduling, after
-        the checks that need only the count (a request that can never fit gets 413 first); and
-        the texts clearly not in the source ``check``, when given."""
+        the checks that need only the count (a request that can never fit gets 413 first)."""
         # Every text is split into sentences; all sentences of the request go in one job.
         segmented = [split(text) for text in texts]
         self.check_size(sum(len(seg.sentences) for seg in segmented), options)
@@ -324,8 +325,7 @@ class TranslateUseCase:
                     f"texts[{i}] has a sentence of {exc.tokens} tokens; the model takes at "
                     f"most {exc.limit} per sentence"
                 ) from None
-        warnings = self.source_warnings(texts, check) if check else []
-        return Work(segmented, done, todo, sources, warnings)
+        return Work(segmented, done, todo, sources)
 
     def check_size(self, sentences: int, options: SearchOptions) -> None:
         """PayloadTooLarge (413) for a request that can never be served: more sentences than
@@ -346,7 +346,7 @@ class TranslateUseCase:
 
     async def run_job(
         self,
-        scheduler: Scheduler,
+        scheduler: JobQueue,
         sources: list[list[int]],
         options: SearchOptions,
         disconnect: Disconnect,
