@@ -547,3 +547,28 @@ def test_xliff_targets_are_filled_with_their_codes(server: Server, tmp_path: Pat
         assert kept == [
             ln for ln in data.split("\n") if "<target" not in ln and "<segment" not in ln
         ]
+
+
+@pytest.mark.parametrize("version", ["1.2", "2.0"])
+def test_xliff_names_the_target_language_asked_for(
+    server: Server, tmp_path: Path, version: str
+) -> None:
+    """Decision 54 wrote no target language: a 2.0 file without ``trgLang`` came back holding
+    targets (invalid 2.0), a 1.2 ``<file>`` without ``target-language`` named none. Absent, it
+    is written (after the source language); the same language is kept as the file writes it;
+    another is a 400 naming both, before any work."""
+    from lxml import etree
+
+    data, attribute = (XLIFF_12, "target-language") if version == "1.2" else (XLIFF_20, "trgLang")
+    holder = ".//x:file" if version == "1.2" else "."
+    ns = {"x": f"urn:oasis:names:tc:xliff:document:{version}"}
+    named = f' {attribute}="de"'
+    assert named in data
+    absent = through_deepl(server, tmp_path, "a.xlf", data.replace(named, "").encode())
+    assert etree.fromstring(absent).find(holder, ns).get(attribute) == "de"
+    assert absent == through_deepl(server, tmp_path, "b.xlf", data.encode())  # byte for byte
+    region = data.replace(named, named[:-1] + '-CH"').encode()
+    region = through_deepl(server, tmp_path, "c.xliff", region)
+    assert etree.fromstring(region).find(holder, ns).get(attribute) == "de-CH"
+    with pytest.raises(deepl.DeepLException, match=f"{attribute} is 'fr', but 'DE' was asked"):
+        upload(server, "d.xlf", data.replace(named, f' {attribute}="fr"').encode())

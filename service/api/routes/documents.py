@@ -142,13 +142,14 @@ async def upload_document(
     if wanted and f".{wanted.lower().lstrip('.')}" != suffix:
         raise InvalidRequest(f"output_format {wanted!r}: only the upload's own format ({suffix})")
     content = await upload.read()
-    await asyncio.to_thread(fmt.check, content)  # a 400 here, not a failed job
+    target_lang = text_field(data, "target_lang")
+    await asyncio.to_thread(fmt.verify, content, target_lang)  # a 400 here, not a failed job
     pair = await document_pair(repository, data, content, fmt, detector)
     strings = in_turn(translate, pair.source, pair.target)
     align = aligner(translate, pair.source, pair.target)
 
     async def run(document: bytes) -> tuple[bytes, int]:
-        translator = Translator(strings, align)
+        translator = Translator(strings, align, target_lang=target_lang or pair.target)
         return await fmt.translate(document, translator), translator.billed
 
     job = store(request).submit(owner, content, fmt.media_type, run)

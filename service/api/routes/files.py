@@ -162,14 +162,15 @@ async def translate_document(
     upload = data["file"]
     _, fmt = format_of(upload.filename)
     content = await upload.read()
-    await asyncio.to_thread(fmt.check, content)  # a hostile or malformed document: a 400
+    await asyncio.to_thread(fmt.verify, content, target)  # hostile, malformed, another target
     source = text_field(data, "source")
     fields = {"target_lang": target}
     if source and source.lower() != "auto":
         fields["source_lang"] = source
     pair = await document_pair(repository, fields, content, fmt, translate.detector)
     strings = in_turn(translate, pair.source, pair.target)
-    translator = Translator(strings, aligner(translate, pair.source, pair.target))
+    align = aligner(translate, pair.source, pair.target)
+    translator = Translator(strings, align, target_lang=target)
     return fmt.media_type, await fmt.translate(content, translator)
 
 

@@ -14,6 +14,7 @@ from service.usecase.documents.translator import Translator
 
 Handler = Callable[[bytes, Translator], Awaitable[bytes]]
 Check = Callable[[bytes], object]  # raises DocumentError for what the handler could not read
+TargetCheck = Callable[[bytes, str], object]  # ``Check``, and the language asked for agrees
 
 
 @dataclass(frozen=True)
@@ -23,9 +24,20 @@ class Format:
     text: bool  # plain text inside (its language can be detected from the upload itself)
     # run at upload, so that a malformed or hostile document is a 4xx there, not a failed job
     check: Check = safety.decode_text
+    # a format that names its target language: its check with the language asked for
+    check_target: TargetCheck | None = None
+
+    def verify(self, data: bytes, target_lang: str | None) -> None:
+        """The upload's check at upload: a 400 for a malformed or hostile document, or for one
+        that names another target language than ``target_lang`` (when given)."""
+        if self.check_target is not None and target_lang:
+            self.check_target(data, target_lang)
+        else:
+            self.check(data)
 
 
 OOXML = "application/vnd.openxmlformats-officedocument"
+XLIFF = "application/xliff+xml"
 FORMATS: dict[str, Format] = {
     ".txt": Format("text/plain; charset=utf-8", text.translate_txt, True),
     ".html": Format("text/html; charset=utf-8", text.translate_html, True),
@@ -39,8 +51,8 @@ FORMATS: dict[str, Format] = {
     ".markdown": Format(
         "text/markdown; charset=utf-8", markdown.translate_md, True, markdown.check_md
     ),
-    ".xlf": Format("application/xliff+xml", xliff.translate_xliff, True, xliff.check_xliff),
-    ".xliff": Format("application/xliff+xml", xliff.translate_xliff, True, xliff.check_xliff),
+    ".xlf": Format(XLIFF, xliff.translate_xliff, True, xliff.check_xliff, xliff.check_target),
+    ".xliff": Format(XLIFF, xliff.translate_xliff, True, xliff.check_xliff, xliff.check_target),
     ".docx": Format(
         f"{OOXML}.wordprocessingml.document", office.translate_docx, False, office.check_docx
     ),

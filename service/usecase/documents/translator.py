@@ -16,11 +16,14 @@ Strings = Callable[[list[str]], Awaitable[list[str]]]
 @dataclass
 class Translator:
     """``plain`` for strings, ``markup`` for HTML/XML strings; both count what they send and
-    refuse a document past ``max_characters`` before any of it is translated."""
+    refuse a document past ``max_characters`` before any of it is translated. ``target_lang``
+    is the language asked for, as the client wrote it (``DE``, ``en-US``), for a format that
+    names its target language in the file (XLIFF)."""
 
     strings: Strings
     align: Align | None = None
     max_characters: int = MAX_CHARACTERS
+    target_lang: str = field(kw_only=True)
     billed: int = field(default=0, init=False)
 
     async def plain(self, texts: list[str]) -> list[str]:

@@ -4,7 +4,9 @@ filled if empty), inline codes (1.2 ``g``, ``x``, ``bx``/``ex``, ``ph``, ``bpt``
 2.0 ``pc``, ``ph``, ``sc``/``ec``, ``mrk``) placed by the model's alignment, the native code
 inside ``ph``/``bpt``/``ept``/``it`` never translated. The new target is marked as translators'
 tools expect: 1.2 ``<target state="translated">``, 2.0 ``<segment state="translated">``. A unit
-with ``translate="no"`` or a target that already holds text is left as it is."""
+with ``translate="no"`` or a target that already holds text is left as it is. The language asked
+for is written where the file has none (1.2 ``<file target-language>``, 2.0 ``<xliff trgLang>``);
+a file that names another language is refused (docs/decisions.md #54)."""
 
 from __future__ import annotations
 
@@ -21,7 +23,17 @@ UNITS = ("trans-unit", "segment")  # what holds a source and its target, 1.2 and
 STRUCTURE = TagOptions(mode="xml", outline_detection=False)
 CODES = ("ph", "bpt", "ept", "it")  # 1.2's inline codes holding native code, not text
 HERE = "\0"  # never in XML text
-STATE = re.compile(r"""\sstate\s*=\s*("[^"]*"|'[^']*')""")
+
+
+def attribute_pattern(name: str) -> re.Pattern[str]:
+    """An attribute ``name`` with its quoted value, and the space before it, in a start tag."""
+    return re.compile(rf"""\s{re.escape(name)}\s*=\s*("[^"]*"|'[^']*')""")
+
+
+STATE = attribute_pattern("state")
+# Where each version names its languages: the element, its target's and its source's attribute.
+LANGUAGES = {1: ("file", "target-language", "source-language"), 2: ("xliff", "trgLang", "srcLang")}
+TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")  # a BCP 47 language tag, loosely
 
 
 def local(name: str) -> str:
@@ -36,7 +48,25 @@ class Unit:
     edits: list[tuple[int, int, str]]  # (start, end, text): HERE is where the translation goes
 
 
-def read(data: bytes) -> tuple[str, list[Unit]]:
+@dataclass
+class Holder:
+    """An element that names the target language (1.2's ``file``, 2.0's ``xliff``)."""
+
+    start: int  # its start tag's offset in the text
+    tag: str  # the start tag as written
+    attribute: str  # target-language or trgLang
+    source: str  # source-language or srcLang: the target's attribute goes after it
+    language: str  # what it names now ("" for none)
+
+
+@dataclass
+class Xliff:
+    text: str
+    units: list[Unit]
+    holders: list[Holder]
+
+
+def read(data: bytes) -> Xliff:
     check_xml("the XLIFF file", data)
     text = decode_text(data, "the XLIFF file")
     try:
@@ -49,11 +79,67 @@ def read(data: bytes) -> tuple[str, list[Unit]]:
     version = str(root.attrs.get("version") or "")
     if not (version == "1.2" or version.startswith("2.")):
         raise DocumentError(f"XLIFF version {version[:20]!r} is not served (1.2 and 2.x are)")
-    return text, units(tokens, 1 if version == "1.2" else 2)
+    number = 1 if version == "1.2" else 2
+    return Xliff(text, units(tokens, number), holders(tokens, number))
 
 
 def check_xliff(data: bytes) -> object:
     return read(data)
+
+
+def check_target(data: bytes, target_lang: str) -> object:
+    """``check_xliff``, and a 400 naming both languages when the file names a target language
+    other than ``target_lang``."""
+    found = read(data)
+    language_edits(found.holders, target_lang)
+    return found
+
+
+def holders(tokens: list[Token], version: int) -> list[Holder]:
+    element, attribute, source = LANGUAGES[version]
+    offset, found = 0, []
+    for token in tokens:
+        if token.kind in ("start", "empty") and local(token.name) == element:
+            language = (token.attrs.get(attribute) or "").strip()
+            found.append(Holder(offset, token.raw, attribute, source, language))
+        offset += len(token.raw)
+    return found
+
+
+def language_tag(lang: str) -> str:
+    """A requested language as BCP 47 writes it (DeepL's ``EN-US`` is ``en-US``, ``ZH-HANS`` is
+    ``zh-Hans``); a 400 for what is no language tag (it goes into an attribute)."""
+    if not TAG.fullmatch(lang):
+        raise DocumentError(f"the target language {lang[:40]!r} is not a language tag")
+    first, *rest = lang.split("-")
+    cased = [s.upper() if len(s) == 2 else s.title() if len(s) == 4 else s.lower() for s in rest]
+    return "-".join([first.lower(), *cased])
+
+
+def language_edits(found: list[Holder], target_lang: str) -> list[tuple[int, int, str]]:
+    """Edits naming ``target_lang`` where the file names no target language; where it names
+    the same language (its region or script may differ: the model translates a language) it
+    is kept as written; another language is a 400 naming both."""
+    wanted = language_tag(target_lang)
+    edits = []
+    for holder in found:
+        if holder.language:
+            if holder.language.split("-")[0].lower() != wanted.split("-")[0]:
+                raise DocumentError(
+                    f"the XLIFF file's {holder.attribute} is {holder.language[:40]!r}, but "
+                    f"{target_lang!r} was asked for: ask for its language, or change the file"
+                )
+            continue
+        tag, named = holder.tag, f' {holder.attribute}="{wanted}"'
+        empty = attribute_pattern(holder.attribute).search(tag)
+        if empty:  # present but empty: filled in place
+            made = tag[: empty.start()] + named + tag[empty.end() :]
+        else:  # after the source language if the tag names it, else before the tag's end
+            after = attribute_pattern(holder.source).search(tag)
+            at = after.end() if after else len(tag.rstrip("/>").rstrip())
+            made = tag[:at] + named + tag[at:]
+        edits.append((holder.start, holder.start + len(tag), made))
+    return edits
 
 
 def units(tokens: list[Token], version: int) -> list[Unit]:
@@ -124,7 +210,9 @@ def with_state(tag: str) -> str:
 
 
 async def translate_xliff(data: bytes, translator: Translator) -> bytes:
-    text, found = await asyncio.to_thread(read, data)
+    xliff = await asyncio.to_thread(read, data)
+    text, found = xliff.text, xliff.units
+    languages = language_edits(xliff.holders, translator.target_lang)
     prefixes = {u.prefix for u in found} or {""}
     options = TagOptions(
         mode="xml",
@@ -136,11 +224,14 @@ async def translate_xliff(data: bytes, translator: Translator) -> bytes:
     except MarkupError as exc:
         raise DocumentError(f"not a readable XLIFF file ({exc})") from None
     edits = sorted(
-        (
-            (start, end, made.replace(HERE, target))
-            for u, target in zip(found, translated, strict=True)
-            for start, end, made in u.edits
-        ),
+        [
+            *(
+                (start, end, made.replace(HERE, target))
+                for u, target in zip(found, translated, strict=True)
+                for start, end, made in u.edits
+            ),
+            *languages,
+        ],
         key=lambda e: (e[0], e[1]),
         reverse=True,
     )
