@@ -27,7 +27,7 @@ from service.errors import (
 from service.metrics import Metrics
 from service.scheduling.batching import ANONYMOUS
 from service.scheduling.repository import LoadedModel, ModelRepository
-from service.scheduling.scheduler import Job, JobQueue
+from service.scheduling.scheduler import Job, Scheduler
 from service.settings import Settings
 from service.usecase.access import charged
 from service.usecase.cache import LRUCache
@@ -346,7 +346,7 @@ class TranslateUseCase:
 
     async def run_job(
         self,
-        scheduler: JobQueue,
+        scheduler: Scheduler,
         sources: list[list[int]],
         options: SearchOptions,
         disconnect: Disconnect,
