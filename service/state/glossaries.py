@@ -2,9 +2,11 @@
 
 One file under the data directory (``Settings.data_dir``), in WAL mode so that readers never wait
 for a writer; a glossary and its entries are written in one transaction, so a crash leaves it
-whole or absent. Only a hash of the key that owns a glossary is stored. Entries are parsed and
-bounded here, by DeepL's rules: TSV or CSV, no empty side, no control characters, one target per
-source term, limits on their count and size and on glossaries per key.
+whole or absent. A file that cannot be opened, read or written (a read-only or full disk, a
+corrupt file) is ``StateUnavailable``, a 503, as for the keys; no file yet is no glossaries.
+Only a hash of the key that owns a glossary is stored. Entries are parsed and bounded here, by
+DeepL's rules: TSV or CSV, no empty side, no control characters, one target per source term,
+limits on their count and size and on glossaries per key.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import csv
 import hashlib
 import io
 import sqlite3
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -21,8 +22,8 @@ from pathlib import Path
 from typing import Protocol
 
 from service.errors import InvalidRequest, NotFound
+from service.state.sqlite import SQLiteFile
 
-SCHEMA_VERSION = 1
 MAX_GLOSSARIES = 100  # per key
 MAX_ENTRIES = 10_000  # per dictionary
 MAX_ENTRY_BYTES = 1024  # per side, UTF-8, as DeepL
@@ -132,51 +133,32 @@ def checked(name: str, dictionaries: list[Dictionary]) -> str:
     return name
 
 
+MIGRATIONS = {
+    1: """
+    CREATE TABLE glossary (
+        id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL, created REAL NOT NULL);
+    CREATE INDEX glossary_owner ON glossary(owner);
+    CREATE TABLE entry (
+        glossary TEXT NOT NULL REFERENCES glossary(id) ON DELETE CASCADE,
+        source_lang TEXT NOT NULL, target_lang TEXT NOT NULL,
+        source TEXT NOT NULL, target TEXT NOT NULL,
+        PRIMARY KEY (glossary, source_lang, target_lang, source));
+    """,
+}
+
+
 class SQLiteGlossaryStore:
-    """The glossaries of every key, in ``path`` (created with its directory on first use)."""
+    """The glossaries of every key, in ``path`` (created with its directory on first write)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.lock = threading.Lock()  # one connection, used by one thread at a time
-        self._db: sqlite3.Connection | None = None
-
-    @property
-    def db(self) -> sqlite3.Connection:
-        if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA foreign_keys=ON")
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"{self.path}: written by a newer version (schema {version} > {SCHEMA_VERSION})"
-                )
-            if version < 1:
-                db.executescript(
-                    """
-                    BEGIN;
-                    CREATE TABLE glossary (
-                        id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL,
-                        created REAL NOT NULL);
-                    CREATE INDEX glossary_owner ON glossary(owner);
-                    CREATE TABLE entry (
-                        glossary TEXT NOT NULL REFERENCES glossary(id) ON DELETE CASCADE,
-                        source_lang TEXT NOT NULL, target_lang TEXT NOT NULL,
-                        source TEXT NOT NULL, target TEXT NOT NULL,
-                        PRIMARY KEY (glossary, source_lang, target_lang, source));
-                    PRAGMA user_version = 1;
-                    COMMIT;
-                    """
-                )
-            self._db = db
-        return self._db
+        self.file = SQLiteFile(path, "glossary database", MIGRATIONS, ("foreign_keys=ON",))
 
     def create(self, owner: str, name: str, dictionaries: list[Dictionary]) -> Glossary:
         name = checked(name, dictionaries)
         glossary = Glossary(str(uuid.uuid4()), name, time.time(), tuple(dictionaries))
-        with self.lock:
-            db = self.db
+
+        def create(db: sqlite3.Connection) -> None:
             db.execute("BEGIN IMMEDIATE")
             try:
                 count = db.execute(
@@ -198,24 +180,35 @@ class SQLiteGlossaryStore:
                 )
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
+
+        self.file.locked("adding a glossary", create)
         return glossary
 
     def get(self, owner: str, glossary_id: str) -> Glossary:
         """The glossary, if ``owner`` has it (another key's is as absent as a missing one)."""
-        with self.lock:
-            row = self.db.execute(
+
+        def read(db: sqlite3.Connection) -> tuple[tuple[str, float] | None, list[tuple[str, ...]]]:
+            row = db.execute(
                 "SELECT name, created FROM glossary WHERE id = ? AND owner = ?",
                 (glossary_id, owner),
             ).fetchone()
             if row is None:
-                raise NotFound(f"no glossary {glossary_id!r}")
-            rows = self.db.execute(
+                return None, []
+            rows = db.execute(
                 "SELECT source_lang, target_lang, source, target FROM entry WHERE glossary = ? "
                 "ORDER BY source_lang, target_lang, rowid",
                 (glossary_id,),
             ).fetchall()
+            return row, rows
+
+        row, rows = (
+            (None, []) if self.file.absent() else self.file.locked("reading a glossary", read)
+        )
+        if row is None:
+            raise NotFound(f"no glossary {glossary_id!r}")
         by_pair: dict[tuple[str, str], dict[str, str]] = {}
         for source_lang, target_lang, source, target in rows:
             by_pair.setdefault((source_lang, target_lang), {})[source] = target
@@ -223,25 +216,34 @@ class SQLiteGlossaryStore:
         return Glossary(glossary_id, row[0], row[1], dictionaries)
 
     def list(self, owner: str) -> list[Glossary]:
-        with self.lock:
-            ids = [
+        if self.file.absent():
+            return []
+        ids = self.file.locked(
+            "listing glossaries",
+            lambda db: [
                 r[0]
-                for r in self.db.execute(
+                for r in db.execute(
                     "SELECT id FROM glossary WHERE owner = ? ORDER BY created", (owner,)
                 )
-            ]
+            ],
+        )
         return [self.get(owner, glossary_id) for glossary_id in ids]
 
     def delete(self, owner: str, glossary_id: str) -> None:
-        with self.lock:
-            deleted = self.db.execute(
-                "DELETE FROM glossary WHERE id = ? AND owner = ?", (glossary_id, owner)
-            ).rowcount
+        deleted = (
+            0
+            if self.file.absent()
+            else self.file.locked(
+                "deleting a glossary",
+                lambda db: (
+                    db.execute(
+                        "DELETE FROM glossary WHERE id = ? AND owner = ?", (glossary_id, owner)
+                    ).rowcount
+                ),
+            )
+        )
         if not deleted:
             raise NotFound(f"no glossary {glossary_id!r}")
 
     def close(self) -> None:
-        with self.lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+        self.file.forget()

@@ -17,31 +17,20 @@ import asyncio
 import hashlib
 import secrets
 import sqlite3
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal, Protocol, TypeVar
+from typing import Literal, Protocol
 
 from service.errors import ServiceError
+from service.state.sqlite import SQLiteFile
+from service.state.sqlite import StateUnavailable as StateUnavailable  # where callers import it
 
 KEYS_FILE = "keys.sqlite3"  # in the data directory, beside the glossaries
-SCHEMA_VERSION = 1
 Period = Literal["month", "day"]
 PERIODS: tuple[Period, ...] = ("month", "day")
-T = TypeVar("T")
 KEY_PREFIX = "ty-"  # a generated key's first characters, so that a leaked one is recognised
-
-
-class StateUnavailable(ServiceError):
-    """The key and usage database cannot be reached, read or written."""
-
-    status, error_type = 503, "state_unavailable"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, {"Retry-After": "5"})
 
 
 class KeyError_(ServiceError):
@@ -132,58 +121,15 @@ COLUMNS = "name, digest, characters, per_minute, period, expires, created, revok
 
 
 class SQLiteKeyStore:
-    """One SQLite file, WAL, used from a worker thread (``BEGIN IMMEDIATE`` may wait for another
-    process's write, up to ``BUSY_MS``; the event loop never does)."""
-
-    BUSY_MS = 2000  # longer than any write takes; past it the store is called unavailable
+    """One SQLite file (``SQLiteFile``: WAL, migrations, failures as StateUnavailable), used
+    from a worker thread (``BEGIN IMMEDIATE`` may wait for another process's write, up to its
+    busy timeout; the event loop never does)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.lock = threading.Lock()
-        self._db: sqlite3.Connection | None = None
-
-    @property
-    def db(self) -> sqlite3.Connection:
-        if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(
-                self.path,
-                check_same_thread=False,
-                isolation_level=None,
-                timeout=self.BUSY_MS / 1000,
-            )
-            try:
-                db.execute("PRAGMA journal_mode=WAL")
-                migrate(db, self.path)
-            except BaseException:
-                db.close()
-                raise
-            self._db = db
-        return self._db
-
-    def locked(self, what: str, fn: Callable[..., T], *args: object) -> T:
-        """``fn(db, *args)`` under the lock; sqlite3's errors as StateUnavailable."""
-        try:
-            with self.lock:
-                return fn(self.db, *args)
-        except sqlite3.Error as exc:
-            self._forget()
-            raise StateUnavailable(f"key database {self.path}: {what}: {exc}") from None
-        except OSError as exc:
-            raise StateUnavailable(f"key database {self.path}: {what}: {exc}") from None
-
-    def _forget(self) -> None:
-        """Drop the connection after an error, so the next call opens the file afresh (a
-        database repaired or made writable again is used without a restart)."""
-        with self.lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-
-    def absent(self) -> bool:
-        """No file yet: no stored keys, nothing used; reads do not create it (a read-only data
-        directory serves a service without stored keys), the first write does."""
-        return self._db is None and not self.path.exists()
+        self.file = SQLiteFile(path, "key database", MIGRATIONS)
+        self.locked = self.file.locked
+        self.absent = self.file.absent
 
     async def find(self, digest: str) -> KeyRecord | None:
         if self.absent():
@@ -306,19 +252,10 @@ class SQLiteKeyStore:
         return KeyRecord(*row)
 
     async def ping(self) -> None:
-        """Reads and writes: a read-only or corrupt file fails here, not at a client's request
-        (no file yet: nothing to check)."""
-        if self.absent():
-            return
-
-        def check(db: sqlite3.Connection) -> None:
-            db.execute("BEGIN IMMEDIATE")
-            db.execute("ROLLBACK")
-
-        await asyncio.to_thread(self.locked, "checking", check)
+        await asyncio.to_thread(self.file.ping)
 
     async def close(self) -> None:
-        self._forget()
+        self.file.forget()
 
 
 def charge_sql(
@@ -358,16 +295,3 @@ MIGRATIONS = {
         requests INTEGER NOT NULL, PRIMARY KEY (digest, period));
     """,
 }
-
-
-def migrate(db: sqlite3.Connection, path: Path) -> None:
-    """Brings the schema to ``SCHEMA_VERSION``, one versioned step per transaction."""
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise sqlite3.DatabaseError(
-            f"{path}: written by a newer version (schema {version} > {SCHEMA_VERSION})"
-        )
-    for step in range(version + 1, SCHEMA_VERSION + 1):
-        db.executescript(
-            f"BEGIN IMMEDIATE; {MIGRATIONS[step]} PRAGMA user_version = {step}; COMMIT;"
-        )

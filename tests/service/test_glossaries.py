@@ -174,3 +174,25 @@ def test_a_million_entries_are_refused_by_their_size_before_they_are_read() -> N
     with pytest.raises(GlossaryError, match="larger than"):
         parse_entries("a\tb\n" * 1_000_000, "tsv")
     assert time.perf_counter() - started < 0.5
+
+
+def test_a_glossary_file_that_cannot_be_read_is_state_unavailable_and_none_is_no_glossaries(
+    tmp_path: Path,
+) -> None:
+    from service.errors import NotFound
+    from service.state.glossaries import GLOSSARIES_FILE, Dictionary, SQLiteGlossaryStore
+    from service.state.keys import StateUnavailable
+
+    absent = SQLiteGlossaryStore(tmp_path / "none" / GLOSSARIES_FILE)
+    assert absent.list("owner") == []
+    with pytest.raises(NotFound):
+        absent.get("owner", "some-id")
+    assert not (tmp_path / "none").exists()  # reads never create it
+    (tmp_path / GLOSSARIES_FILE).write_bytes(b"this is not a database" * 100)
+    corrupt = SQLiteGlossaryStore(tmp_path / GLOSSARIES_FILE)
+    for call in (
+        lambda: corrupt.list("owner"),
+        lambda: corrupt.create("owner", "g", [Dictionary("en", "de", {"dog": "Hund"})]),
+    ):
+        with pytest.raises(StateUnavailable, match=f"glossary database .*{GLOSSARIES_FILE}"):
+            call()
