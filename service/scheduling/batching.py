@@ -46,6 +46,10 @@ JOIN_AT_ONCE = 8
 # Rows a client is credited at each of its turns (deficit round robin): one beam-8 sentence or
 # eight greedy ones; a sentence of more rows is credited its own.
 QUANTUM = 8
+# A client that sent a request this recently still counts as sharing the server (``client_rows``):
+# a client sending one request after another has no work between them, and without it the
+# flooder's batch would grow back in each gap and hold the next request's steps.
+RECENT_SECONDS = 1.0
 # Who asks when nobody says (the API passes the key's hash, or the address without keys).
 ANONYMOUS = "anonymous"
 
@@ -137,6 +141,10 @@ class Limits:
     max_tokens: int = 1 << 30  # cache positions reserved by the running batch
     policy: Policy = "continuous"
     join_interval: int = 1
+    # While another client has work (or had, RECENT_SECONDS ago), one client's sentences hold at
+    # most this many rows; None: a fair share of max_rows. Where a step's time grows with its
+    # rows (a CPU), this is what bounds another client's latency during a flood.
+    client_rows: int | None = None
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -159,6 +167,7 @@ class BatchState:
     queued_sentences: int = 0
     steps_since_join: int = 0
     drain_at: float | None = None  # past it, what is left is answered ShuttingDown
+    seen: dict[Hashable, float] = field(default_factory=dict)  # last request per client
 
 
 @dataclass
@@ -211,6 +220,8 @@ def enqueue(state: BatchState, job: Job, now: float) -> list[Answer]:
             )
             answers.append((pushed, error))
     job.queued_at = now
+    if state.limits.client_rows:
+        state.seen[job.client] = now
     state.waiting[job] = None
     if job.client not in state.turns:
         state.turns[job.client] = deque()
@@ -321,7 +332,7 @@ def admit(state: BatchState, engine: EngineLike, now: float) -> Plan:
     limit = 1 if limits.policy == "none" else len(state.waiting) + state.queued_sentences
     draining = state.drain_at is not None
     rows = rows_by_client(state)
-    share = limits.max_rows // max(1, len(rows.keys() | state.turns.keys()))
+    share = fair_share(state, rows.keys() | state.turns.keys(), now)
     while state.waiting and len(plan.joins) < limit:
         job = next(iter(state.waiting)) if draining else next_fair(state, rows, share)
         if job is None:
@@ -345,6 +356,17 @@ def admit(state: BatchState, engine: EngineLike, now: float) -> Plan:
     if plan.joins:
         state.steps_since_join = 0
     return plan
+
+
+def fair_share(state: BatchState, busy: set[Hashable], now: float) -> int:
+    """The rows one client may hold: an equal part of the batch among the ``busy`` clients,
+    and at most ``client_rows`` when another client is busy or was recently."""
+    share = state.limits.max_rows // max(1, len(busy))
+    if state.limits.client_rows:
+        state.seen = {c: t for c, t in state.seen.items() if now - t <= RECENT_SECONDS}
+        if len(busy | state.seen.keys()) > 1:
+            share = min(share, state.limits.client_rows)
+    return share
 
 
 def rows_by_client(state: BatchState) -> dict[Hashable, int]:

@@ -33,15 +33,15 @@ class Batch:
     """The core's loop by hand: each step admits what may join, then every sentence that has
     run ``length`` steps finishes."""
 
-    def __init__(self, state: BatchState, length: int) -> None:
-        self.state, self.engine, self.length = state, FakeEngine(), length
+    def __init__(self, state: BatchState, length: int, tick: float = 1.0) -> None:
+        self.state, self.engine, self.length, self.tick = state, FakeEngine(), length, tick
         self.age: dict[Hashable, int] = {}  # steps each running sentence has taken
         self.answered: list[tuple[Job, object]] = []
         self.now = 0.0
 
     def step(self) -> list[tuple[Job, int]]:
         """One step; the sentences that joined at it."""
-        self.now += 1.0
+        self.now += self.tick
         self.answered += batching.sweep(self.state, self.now).answers
         plan = batching.admit(self.state, self.engine, self.now)
         self.answered += plan.outcome.answers
@@ -83,6 +83,36 @@ def test_a_light_client_joins_at_once_and_keeps_its_share_while_another_floods()
         batch.step()
         assert batch.rows_of("flood") <= 4
     assert sum(j.state is JobState.DONE for j in flood) < 48  # it did not wait for the flood
+
+
+def test_client_rows_bound_a_flood_while_another_client_is_or_was_just_busy() -> None:
+    """With ``client_rows`` (where a step's time grows with its rows), a flooding client holds
+    at most that many rows while another client has work, and in the gaps between that
+    client's requests too (RECENT_SECONDS); alone again for longer, it takes the whole batch."""
+    flood = [job(1, "flood") for _ in range(400)]
+    batch = Batch(queued(Limits(max_rows=64, client_rows=8), *flood), length=4, tick=0.01)
+    batch.step()
+    assert batch.rows_of("flood") == 64  # alone: the whole batch
+    batching.enqueue(batch.state, job(1, "light"), now=batch.now)
+    for _ in range(10):  # the flood's 64 rows finish and it is held to 8
+        batch.step()
+    assert batch.rows_of("flood") == 8 and batch.rows_of("light") == 0  # light answered
+    batch.now += 0.5  # the light client answered, its next request not yet sent: still held
+    batch.step()
+    assert batch.rows_of("flood") <= 8
+    batch.now += batching.RECENT_SECONDS  # quiet for longer: the flood has the batch again
+    for _ in range(2):
+        batch.step()
+    assert batch.rows_of("flood") == 64
+
+
+def test_without_client_rows_the_share_is_half_the_batch() -> None:
+    """The default (no ``client_rows``): two busy clients get half of max_rows each."""
+    batch = Batch(queued(Limits(max_rows=64), *[job(1, "flood") for _ in range(400)]), length=4)
+    batching.enqueue(batch.state, job(400, "other"), now=batch.now)
+    for _ in range(6):
+        batch.step()
+    assert batch.rows_of("flood") == 32 and batch.rows_of("other") == 32
 
 
 def test_two_flooding_clients_get_equal_rows_whatever_their_beams() -> None:
