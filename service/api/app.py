@@ -36,9 +36,10 @@ from service.api.shed import Admission, LimitsReached
 from service.metrics import Metrics
 from service.scheduling.repository import ModelRepository
 from service.settings import Settings
-from service.state.stores import open_glossaries, open_store
+from service.state.stores import open_documents, open_glossaries, open_store
 from service.usecase.access import Access
 from service.usecase.detect import Detector
+from service.usecase.documents.jobs import JobStore
 from service.usecase.translate import TranslateUseCase
 
 log = logging.getLogger("tongyeok.api")
@@ -68,6 +69,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> FastAPI:
         app.state.ready = False
         if poller is not None:
             poller.cancel()
+        await document_jobs.close()  # this process's unfinished jobs read as errors at once
         await asyncio.to_thread(repository.stop, settings.drain_seconds)
         await access.close()
         await asyncio.to_thread(glossary_store.close)
@@ -95,6 +97,10 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> FastAPI:
     glossary_store = open_glossaries(settings.state_url, settings.data_path)
     keys = open_store(settings.state_url, settings.data_path)
     access = Access.build(settings.api_keys, keys, settings.state_url, settings.state_failure)
+    # records and results in the same store, translated here (routes/documents.py)
+    app.state.document_jobs = document_jobs = JobStore(
+        open_documents(settings.state_url, settings.data_path)
+    )
     app.state.services = Services(
         settings, metrics, repository, translate, detector, glossary_store, access
     )

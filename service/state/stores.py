@@ -1,10 +1,12 @@
 """The stores the settings name: Redis for ``redis://`` (shared by replicas), else SQLite files
-under the data directory. The one place that chooses, for the keys and for the glossaries."""
+under the data directory. The one place that chooses, for the keys, the glossaries and the
+document jobs, so that all three are always in the same place."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from service.state.documents import DOCUMENTS_FILE, DocumentStore, SQLiteDocumentStore
 from service.state.glossaries import GLOSSARIES_FILE, GlossaryStore, SQLiteGlossaryStore
 from service.state.keys import KEYS_FILE, KeyStore, SQLiteKeyStore
 
@@ -29,3 +31,12 @@ def open_glossaries(url: str | None, data_path: Path) -> GlossaryStore:
 
         return RedisGlossaryStore(str(url))
     return SQLiteGlossaryStore(data_path / GLOSSARIES_FILE)
+
+
+def open_documents(url: str | None, data_path: Path) -> DocumentStore:
+    """The document jobs where the keys are: Redis for ``redis://...``, else SQLite beside them."""
+    if is_redis(url):
+        from service.state.redis_documents import RedisDocumentStore
+
+        return RedisDocumentStore(str(url))
+    return SQLiteDocumentStore(data_path / DOCUMENTS_FILE)

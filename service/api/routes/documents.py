@@ -1,6 +1,7 @@
 """DeepL's document API: /v2/document (upload: an id and a key), /v2/document/{id} (status) and
 /v2/document/{id}/result (the translated document, once), over the formats of
-service/usecase/documents/ and the job store of its jobs.py."""
+service/usecase/documents/ and the job store of its jobs.py (records and results in the state
+store: any replica answers a status or a download)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from service.scheduling.repository import ModelRepository
 from service.usecase.access import ACCOUNT, QuotaExceeded
 from service.usecase.detect import Detector
 from service.usecase.documents import Format, Translator, format_of
-from service.usecase.documents.jobs import JobStore, State
+from service.usecase.documents.jobs import JobStore, Progress, State
 from service.usecase.segment import split
 from service.usecase.translate import TranslateUseCase
 
@@ -59,9 +60,7 @@ OwnerDep = Annotated[str, Depends(get_owner)]
 
 
 def store(request: Request) -> JobStore:
-    jobs: JobStore | None = getattr(request.app.state, "document_jobs", None)
-    if jobs is None:
-        jobs = request.app.state.document_jobs = JobStore()
+    jobs: JobStore = request.app.state.document_jobs  # built with the app, in its state store
     return jobs
 
 
@@ -71,23 +70,27 @@ async def never() -> None:
 
 
 def in_turn(
-    translate: TranslateUseCase, source: str, target: str
+    translate: TranslateUseCase, source: str, target: str, progress: Progress | None = None
 ) -> Callable[[list[str]], Awaitable[list[str]]]:
     """Strings through the use case in batches of at most ``max_texts`` strings and
-    ``BATCH_SENTENCES`` sentences, one batch after another."""
+    ``BATCH_SENTENCES`` sentences, one batch after another; their sentences counted in
+    ``progress`` as they are planned and as each batch is done."""
     step = translate.settings.max_texts
+    progress = progress or Progress()
 
     async def run(strings: list[str]) -> list[str]:
+        counts = [len(split(text).sentences) for text in strings]
+        progress.total += sum(counts)
         out: list[str] = []
         batch: list[str] = []
         sentences = 0
-        for text in [*strings, None]:
-            count = len(split(text).sentences) if text is not None else 0
+        for text, count in [*zip(strings, counts, strict=True), (None, 0)]:
             if batch and (
                 text is None or len(batch) >= step or sentences + count > BATCH_SENTENCES
             ):
                 result = await translate(native_request(batch, source, target), never)
                 out.extend(t.text for t in result.translations)
+                progress.done += sentences
                 batch, sentences = [], 0
             if text is not None:
                 batch.append(text)
@@ -145,14 +148,15 @@ async def upload_document(
     target_lang = text_field(data, "target_lang")
     await asyncio.to_thread(fmt.verify, content, target_lang)  # a 400 here, not a failed job
     pair = await document_pair(repository, data, content, fmt, detector)
-    strings = in_turn(translate, pair.source, pair.target)
     align = aligner(translate, pair.source, pair.target)
 
-    async def run(document: bytes) -> tuple[bytes, int]:
+    async def run(document: bytes, progress: Progress) -> tuple[bytes, int]:
+        strings = in_turn(translate, pair.source, pair.target, progress)
         translator = Translator(strings, align, target_lang=target_lang or pair.target)
         return await fmt.translate(document, translator), translator.billed
 
-    job = store(request).submit(owner, content, fmt.media_type, run)
+    name = upload.filename or ""
+    job = await store(request).submit(owner, content, fmt.media_type, name, run)
     return {"document_id": job.id, "document_key": job.key}
 
 
@@ -167,19 +171,18 @@ async def document_key(request: Request) -> str:
 async def document_status(
     request: Request, document_id: str, settings: SettingsDep, owner: OwnerDep
 ) -> dict[str, Any]:
-    """``status`` (queued, translating, done, error), ``seconds_remaining`` while not done,
-    ``billed_characters`` once done, ``error_message`` on error; answers as soon as the job
-    finishes, or after at most a second."""
-    jobs = store(request)
-    job = jobs.get(owner, document_id, await document_key(request))
-    await jobs.wait(job)
-    body: dict[str, Any] = {"document_id": job.id, "status": job.state.value}
-    if job.state in (State.QUEUED, State.TRANSLATING):
-        body["seconds_remaining"] = 1  # no estimate; DeepL's clients poll at their own pace
-    elif job.state is State.DONE:
-        body["billed_characters"] = job.billed
-    else:
-        body["error_message"] = job.error
+    """``status`` (queued, translating, done, error); ``seconds_remaining`` while translating,
+    once its first sentences give a rate (as DeepL: only while translating, and DeepL's clients
+    poll at their own pace anyway); ``billed_characters`` once done, ``error_message`` on
+    error. Answers as soon as the job finishes, or after at most a second."""
+    status = await store(request).status(owner, document_id, await document_key(request))
+    body: dict[str, Any] = {"document_id": status.id, "status": status.state.value}
+    if status.seconds_remaining is not None:
+        body["seconds_remaining"] = status.seconds_remaining
+    if status.state is State.DONE:
+        body["billed_characters"] = status.billed
+    elif status.state is State.ERROR:
+        body["error_message"] = status.error
     return body
 
 
@@ -187,7 +190,7 @@ async def document_status(
 async def document_result(
     request: Request, document_id: str, settings: SettingsDep, owner: OwnerDep
 ) -> Response:
-    """The translated document, once: the job is deleted as it is handed over."""
-    job = store(request).take(owner, document_id, await document_key(request))
-    assert job.result is not None  # done jobs hold their result
-    return Response(job.result, media_type=job.media_type)
+    """The translated document, once: the job is deleted as it is handed over (a second
+    download, here or on another replica, is a 404)."""
+    result, media_type = await store(request).take(owner, document_id, await document_key(request))
+    return Response(result, media_type=media_type)

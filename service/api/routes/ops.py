@@ -20,8 +20,9 @@ class Health(BaseModel):
 
 class Ready(BaseModel):
     ready: bool
-    # Why the key and usage database is unavailable, when it is (then not ready: a keyed
-    # request would get 503 here, state_failure=closed, while another replica may reach it).
+    # Why the state store (keys and usage, document jobs) is unavailable, when it is (then not
+    # ready: a keyed request would get 503 here, state_failure=closed, while another replica
+    # may reach it).
     state: str | None = None
     # The door's limits reached in the last seconds (api/shed.py), when any: someone is holding
     # the door, or the service is past its capacity. Readiness stays as it was: a client that
@@ -40,9 +41,12 @@ async def healthz(repository: RepositoryDep) -> JSONResponse:
 
 @router.get("/readyz", response_model=Ready, responses={503: {"model": Ready}})
 async def readyz(request: Request) -> JSONResponse:
-    """Readiness: models loaded, not draining, the key database answering; ``held`` names the
-    limits reached lately."""
-    state = await request.app.state.services.access.ready()
+    """Readiness: models loaded, not draining, the state store answering (the keys' database,
+    then the document jobs'); ``held`` names the limits reached lately."""
+    state = (
+        await request.app.state.services.access.ready()
+        or await request.app.state.document_jobs.ready()
+    )
     ready = request.app.state.ready and not request.app.state.draining and state is None
     held = request.app.state.limits_reached.held()
     body: dict[str, object] = {"ready": ready, "held": held} if held else {"ready": ready}
