@@ -57,14 +57,16 @@ class Settings(BaseSettings):
     )
     data_dir: Path | None = Field(
         None,
-        description="where state that must survive a restart is kept (glossaries, in SQLite); "
-        "None: $XDG_DATA_HOME/tongyeok, else ~/.local/share/tongyeok",
+        description="where state that must survive a restart is kept when state_url is unset "
+        "(API keys and usage, glossaries, document jobs: SQLite files); None: "
+        "$XDG_DATA_HOME/tongyeok, else ~/.local/share/tongyeok",
     )
     state_url: str | None = Field(
         None,
-        description="where API keys, their usage and their rate limits live: redis://host:port/db "
-        "to share one quota between replicas; unset: SQLite (keys.sqlite3) in data_dir, rates "
-        "in each process",
+        description="where the shared state lives (API keys, their usage and rate limits, "
+        "glossaries, document jobs and their results): redis://host:port/db to share it between "
+        "replicas, none needing session affinity; unset: SQLite files in data_dir (keys.sqlite3, "
+        "glossaries.sqlite3, documents.sqlite3), rates in each process",
     )
     state_failure: Literal["closed", "open"] = Field(
         "closed",
