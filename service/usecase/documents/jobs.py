@@ -187,10 +187,8 @@ class JobStore:
         except asyncio.CancelledError:
             await self.fail(job_id, job.reason)
             raise
-        except StateUnavailable as exc:  # its record cannot be written: it reads as LOST later
-            log.warning("document %s: %s", job_id, exc.message)
-        except ServiceError as exc:
-            await self.fail(job_id, str(exc))
+        except ServiceError as exc:  # the state store down too: ``fail`` logs it, and the
+            await self.fail(job_id, str(exc))  # job reads as LOST once its beat is old
         except Exception:  # a library's bug on some document: that job fails, never the server
             log.exception("document %s failed", job_id)
             await self.fail(job_id, "internal error while translating the document")
