@@ -95,6 +95,13 @@ class EngineFailure(ServiceError):
     status, error_type = 500, "engine_failure"
 
 
+class EngineUnavailable(ServiceError):
+    """The engine process an HTTP worker sends its jobs to has stopped (``workers`` > 1): its
+    waiting requests are answered with this, not left to hang, until it is restarted."""
+
+    status, error_type = 503, "engine_unavailable"
+
+
 class Cancelled(ServiceError):
     """The client went away; nobody reads the answer, but the metric counts it."""
 

@@ -1,4 +1,10 @@
-"""Every Prometheus metric of the service, defined once, on a registry passed in (tests isolate)."""
+"""Every Prometheus metric of the service, defined once, on a registry passed in (tests isolate).
+
+With ``workers`` > 1 every process writes its values to files in ``PROMETHEUS_MULTIPROC_DIR``
+(prometheus_client's multiprocess mode, chosen by that variable when prometheus_client is first
+imported: the supervisor sets it before starting any process), and /metrics of any worker
+serves ``exposed``: every process's values, summed (a gauge by its ``multiprocess_mode``).
+"""
 
 from __future__ import annotations
 
@@ -20,7 +26,9 @@ ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, multiprocess_dir: str | None = None
+    ) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.request_duration = Histogram(
@@ -43,13 +51,24 @@ class Metrics:
             registry=r,
         )
         self.connections_open = Gauge(
-            "tongyeok_connections_open", "Open HTTP connections (tongyeok serve)", registry=r
+            "tongyeok_connections_open",
+            "Open HTTP connections (tongyeok serve)",
+            registry=r,
+            multiprocess_mode="livesum",  # each worker's, while it lives
         )
         self.queue_depth = Gauge(
-            "tongyeok_queue_depth", "Sentences waiting to join the batch", ["model"], registry=r
+            "tongyeok_queue_depth",
+            "Sentences waiting to join the batch",
+            ["model"],
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.active_rows = Gauge(
-            "tongyeok_active_rows", "Decoder rows in the running batch", ["model"], registry=r
+            "tongyeok_active_rows",
+            "Decoder rows in the running batch",
+            ["model"],
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.batch_rows = Histogram(
             "tongyeok_batch_rows",
@@ -89,6 +108,7 @@ class Metrics:
             "Seconds to load and warm a model",
             ["model"],
             registry=r,
+            multiprocess_mode="livemax",  # the engine process's, while it lives
         )
         self.build = Info("tongyeok_build", "Version of the running service", registry=r)
         self.build.info({"version": __version__})
@@ -96,3 +116,15 @@ class Metrics:
         # series, on this registry as on the default one, for memory and leak alerts.
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
+        # What /metrics serves: this registry, or every process's values from their files
+        # (the process_* series are per process, so they are left out there).
+        self.exposed = r if multiprocess_dir is None else self.aggregated(multiprocess_dir)
+
+    def aggregated(self, directory: str) -> CollectorRegistry:
+        from prometheus_client import multiprocess  # only where several processes serve
+
+        exposed = CollectorRegistry()
+        multiprocess.MultiProcessCollector(exposed, path=directory)
+        exposed.register(self.build)  # an Info is per process: the same in every one
+        PlatformCollector(registry=exposed)
+        return exposed

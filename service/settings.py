@@ -52,6 +52,14 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="address to listen on")
     port: int = Field(8000, ge=0, le=65535, description="port to listen on")
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="HTTP worker processes (1: one process does everything; more: that many "
+        "workers parse, tokenize and detokenize in front of one engine process that decodes, "
+        "restarted when they die)",
+    )
     model_repository: Path = Field(
         Path("models"), description="directory of model packages, one per language pair"
     )

@@ -45,10 +45,13 @@ from service.usecase.translate import TranslateUseCase
 log = logging.getLogger("tongyeok.api")
 
 
-def create_app(settings: Settings, metrics: Metrics | None = None) -> FastAPI:
-    """The application for ``settings``; models load (and warm up) in its lifespan."""
+def create_app(
+    settings: Settings, metrics: Metrics | None = None, repository: ModelRepository | None = None
+) -> FastAPI:
+    """The application for ``settings``; models load (and warm up) in its lifespan, in this
+    process, or in the engine process that ``repository`` (an HTTP worker's) sends jobs to."""
     metrics = metrics or Metrics()
-    repository = ModelRepository(settings, metrics)
+    repository = repository or ModelRepository(settings, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

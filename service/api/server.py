@@ -108,18 +108,7 @@ def serve(settings: Settings, announce: str = "") -> None:
     loggers reach the root logger's handler."""
     configure_logging()
     app = create_app(settings)
-    door = Door(Limits.of(settings).within_open_files(), app.state.limits_reached)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        http=guarded_protocol(door),  # h11's, under the connections' limits (connections.py)
-        # A float: a drain under a second is still a limit (int() made 0.5 s "no limit").
-        timeout_graceful_shutdown=settings.drain_seconds,  # type: ignore[arg-type]
-        log_config=None,
-        log_level="warning",
-        access_log=False,  # ObserveMiddleware writes each request's line, with its id and model
-    )
+    config = server_config(settings, app)
     # A repository with nothing loadable is the user's error, said in one line by the caller:
     # uvicorn's traceback of the failed lifespan would bury it (57 lines for one corrupt file).
     uvicorn_errors = logging.getLogger("uvicorn.error")
@@ -134,6 +123,22 @@ def serve(settings: Settings, announce: str = "") -> None:
         uvicorn_errors.removeFilter(quiet)
     if app.state.startup_error is not None:
         raise app.state.startup_error
+
+
+def server_config(settings: Settings, app: Any) -> uvicorn.Config:
+    """uvicorn's configuration for ``app``: one process's, or each HTTP worker's."""
+    door = Door(Limits.of(settings).within_open_files(), app.state.limits_reached)
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        http=guarded_protocol(door),  # h11's, under the connections' limits (connections.py)
+        # A float: a drain under a second is still a limit (int() made 0.5 s "no limit").
+        timeout_graceful_shutdown=settings.drain_seconds,  # type: ignore[arg-type]
+        log_config=None,
+        log_level="warning",
+        access_log=False,  # ObserveMiddleware writes each request's line, with its id and model
+    )
 
 
 class StartupFailureFilter(logging.Filter):

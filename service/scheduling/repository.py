@@ -14,12 +14,14 @@ import os
 import re
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from contract.options import SearchOptions
 from contract.package import MANIFEST, PackageError, load_package_config
 from contract.tokenizers import TextTokenizer, for_target, load_tokenizer
+from service.decoding.alignment import WordAlignment, align_words
 from service.decoding.engine import Engine, check_source
 from service.errors import UnsupportedPair
 from service.logs import note
@@ -27,7 +29,7 @@ from service.metrics import Metrics
 from service.runtime.providers import resolve
 from service.runtime.sessions import PackageRuntime, RuntimeOptions
 from service.scheduling.batching import EngineLike
-from service.scheduling.scheduler import Scheduler
+from service.scheduling.scheduler import JobQueue, Scheduler
 from service.settings import Settings
 
 log = logging.getLogger("tongyeok.models")
@@ -46,8 +48,8 @@ class LoadedModel:
     source: str
     target: str
     tokenizer: TextTokenizer  # bound to ``target``
-    engine: Engine
-    scheduler: Scheduler
+    engine: Engine | None  # None in an HTTP worker: the engine process holds it (remote.py)
+    scheduler: JobQueue
     max_source_tokens: int
     load_seconds: float
     description: str = ""  # what the model is for: its training data and domain
@@ -61,6 +63,18 @@ class LoadedModel:
     def check_source(self, src_ids: list[int]) -> None:
         """Raises ``SourceTooLong`` (a ValueError) for a sentence longer than the model takes."""
         check_source(src_ids, self.max_source_tokens)
+
+    @property
+    def can_align(self) -> bool:
+        """Whether the package has an aligner graph (fp16 packages do not)."""
+        return self.engine is not None and self.engine.runtime.aligner is not None
+
+    def align(self, pairs: Sequence[tuple[str, str]]) -> list[WordAlignment | None]:
+        """Where each word of each (source, translation) pair came from (alignment.py), None
+        where it cannot be told; blocks for the aligner's run: call it off the event loop."""
+        if self.engine is None or not self.can_align:
+            return [None] * len(pairs)
+        return align_words(self.engine.runtime, self.tokenizer, pairs, self.max_source_tokens)
 
 
 def runtime_options(settings: Settings) -> RuntimeOptions:
@@ -384,6 +398,6 @@ class ModelRepository:
         for scheduler in self.schedulers():
             scheduler.stop(timeout)
 
-    def schedulers(self) -> list[Scheduler]:
+    def schedulers(self) -> list[JobQueue]:
         """Each scheduler once, though several pairs of one package share it."""
         return list({id(m.scheduler): m.scheduler for m in self.models.values()}.values())

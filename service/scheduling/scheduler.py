@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 from contract.options import SearchOptions
 from service.errors import EngineFailure, Retired, ShuttingDown
@@ -45,13 +45,34 @@ from service.scheduling.batching import (
     Policy,
 )
 
-__all__ = ["JOIN_AT_ONCE", "POLICIES", "Job", "JobState", "Scheduler"]
+__all__ = ["JOIN_AT_ONCE", "POLICIES", "Job", "JobQueue", "JobState", "Scheduler"]
 
 log = logging.getLogger("tongyeok.scheduler")
 
 # An encoder pass's result for one options group: its sentences, and what the engine's
 # ``encode`` returned for them, or the exception it raised.
 Encoding = tuple[SearchOptions, list[tuple[Job, int]], Any]
+
+
+class JobQueue(Protocol):
+    """What the use case and the repository ask of a model's queue: a ``Scheduler`` in this
+    process, or, in an HTTP worker, the handle on the engine process's (``remote.py``)."""
+
+    def submit(self, job: Job) -> None: ...
+
+    def cancel(self, job: Job) -> None: ...
+
+    def drain(self, deadline: float) -> None: ...
+
+    def stop(self, timeout: float | None = None) -> None: ...
+
+    def retire(self, timeout: float) -> None: ...
+
+    @property
+    def idle(self) -> bool: ...
+
+    @property
+    def alive(self) -> bool: ...
 
 
 class Scheduler:

@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from contract.options import Hypothesis, SearchOptions
-from service.decoding.alignment import WordAlignment, align_words
+from service.decoding.alignment import WordAlignment
 from service.errors import (
     Cancelled,
     DeadlineExceeded,
@@ -27,7 +27,7 @@ from service.errors import (
 from service.metrics import Metrics
 from service.scheduling.batching import ANONYMOUS
 from service.scheduling.repository import LoadedModel, ModelRepository
-from service.scheduling.scheduler import Job, Scheduler
+from service.scheduling.scheduler import Job, JobQueue
 from service.settings import Settings
 from service.usecase.access import charged
 from service.usecase.cache import LRUCache
@@ -236,18 +236,15 @@ class TranslateUseCase:
         """Where each translated word of ``pairs`` (source text, its translation) came from, by
         the model that serves the pair (None for each where it cannot tell); off the event loop."""
         model = self.repository.route(source, target)
-        runtime = model.engine.runtime
-        if runtime.aligner is None or not pairs:
+        if not model.can_align or not pairs:
             return [None] * len(pairs)
-        return await asyncio.to_thread(
-            align_words, runtime, model.tokenizer, pairs, model.max_source_tokens
-        )
+        return await asyncio.to_thread(model.align, pairs)
 
     def check_terms(self, source: str, target: str) -> None:
         """InvalidRequest when the model of the pair cannot put a glossary's terms in (an fp16
         package has no aligner): said before any work, never a glossary silently ignored."""
         model = self.repository.route(source, target)
-        if model.engine.runtime.aligner is None:
+        if not model.can_align:
             raise InvalidRequest(
                 f"model {model.name!r} cannot apply a glossary (its package has no aligner "
                 "graph: fp16 packages do not; export it in fp32 or int8)"
@@ -265,9 +262,7 @@ class TranslateUseCase:
                 if (matches := terms.find(sentence))
             ]
             pairs = [(work.segmented[i].sentences[j], work.done[i, j].text) for (i, j), _ in found]
-            alignments = align_words(
-                model.engine.runtime, model.tokenizer, pairs, model.max_source_tokens
-            )
+            alignments = model.align(pairs)
             return [
                 (where, matches, alignment)
                 for (where, matches), alignment in zip(found, alignments, strict=True)
@@ -351,7 +346,7 @@ class TranslateUseCase:
 
     async def run_job(
         self,
-        scheduler: Scheduler,
+        scheduler: JobQueue,
         sources: list[list[int]],
         options: SearchOptions,
         disconnect: Disconnect,

@@ -172,7 +172,13 @@ def run_serve(args: argparse.Namespace) -> int:
     check_repository(settings.model_repository)  # PackageError: one line, exit status 1
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     base = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}"
-    serve(settings, announce=f"Tongyeok: translation page {base}/ · API docs {base}/docs")
+    announce = f"Tongyeok: translation page {base}/ · API docs {base}/docs"
+    if settings.workers > 1:
+        from service.api.supervisor import supervise  # never loaded by one process
+
+        supervise(settings, announce)
+    else:
+        serve(settings, announce)
     return 0
 
 

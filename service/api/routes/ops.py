@@ -81,4 +81,4 @@ async def version() -> Version:
 )
 async def metrics(services: ServicesDep) -> Response:
     """Every metric, in Prometheus' text format."""
-    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(services.metrics.exposed), media_type=CONTENT_TYPE_LATEST)
