@@ -97,6 +97,14 @@ class Settings(BaseSettings):
     max_batch_rows: int = Field(
         256, ge=1, description="decoder rows per step (a beam-4 sentence takes 4)"
     )
+    max_client_rows: int | None = Field(
+        None,
+        ge=1,
+        description="while another client has work (or sent a request within the last second), "
+        "one client's sentences hold at most this many decoder rows; unset: an equal share of "
+        "max_batch_rows. On a CPU a step's time grows with its rows: this bounds the others' "
+        "latency during one client's flood, at the cost of that client's throughput",
+    )
     max_batch_tokens: int = Field(
         65536,
         ge=1,

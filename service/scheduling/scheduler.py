@@ -87,6 +87,7 @@ class Scheduler:
         policy: Policy = "continuous",
         join_interval: int = 1,
         overlap_encoder: bool = True,
+        client_rows: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name, self.engine, self.metrics, self.clock = name, engine, metrics, clock
@@ -97,7 +98,9 @@ class Scheduler:
             ThreadPoolExecutor(1, thread_name_prefix=f"encoder-{name}") if overlap_encoder else None
         )
         self.encoding: Future[list[Encoding]] | None = None  # at most one pass in flight
-        self.state = BatchState(Limits(max_rows, max_queue, max_tokens, policy, join_interval))
+        self.state = BatchState(
+            Limits(max_rows, max_queue, max_tokens, policy, join_interval, client_rows)
+        )
         self.answers: list[Answer] = []  # resolved this iteration, not yet handed over
         self.lock = threading.Condition()
         self.stopping = False
