@@ -101,9 +101,10 @@ class Settings(BaseSettings):
         None,
         ge=1,
         description="while another client has work (or sent a request within the last second), "
-        "one client's sentences hold at most this many decoder rows; unset: an equal share of "
-        "max_batch_rows. On a CPU a step's time grows with its rows: this bounds the others' "
-        "latency during one client's flood, at the cost of that client's throughput",
+        "one client's sentences hold at most this many decoder rows; unset: the device's (16 on "
+        "a CPU, where a step's time grows with its rows; on CUDA an equal share of "
+        "max_batch_rows). It bounds the others' latency during one client's flood; set it to "
+        "max_batch_rows for no bound",
     )
     max_batch_tokens: int = Field(
         65536,

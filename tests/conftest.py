@@ -101,6 +101,17 @@ def toy_repository(toy_checkpoint: Path, tmp_path_factory: pytest.TempPathFactor
 
 
 @pytest.fixture(scope="session")
+def shipped_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model repository holding the shipped model's package as served by default (int8),
+    exported once for every test that needs real translations."""
+    from export.onnx_export import export_package
+
+    repository = tmp_path_factory.mktemp("shipped-repository")
+    export_package(None, repository / "en-de", "int8")
+    return repository
+
+
+@pytest.fixture(scope="session")
 def multi30k() -> Path:
     """The Multi30k data beside the repository (../shared/data/multi30k) or $TONGYEOK_DATA."""
     path = Path(os.environ.get("TONGYEOK_DATA", REPO.parent / "shared" / "data" / "multi30k"))

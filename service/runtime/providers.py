@@ -70,6 +70,10 @@ class Profile:
     cache_reason: str = ""  # why, for the message refusing another
     # The precision ``tongyeok translate`` exports a checkpoint in for it.
     precision: str = "fp32"
+    # While another client is busy, one client's rows at most (the scheduler's client_rows):
+    # where a step's time grows with its rows, as on a CPU, a flood's batch sets every other
+    # client's latency (docs/decisions.md #56); None: an equal share of the batch.
+    client_rows: int | None = None
     preload: Callable[[], None] | None = None  # what must be loaded before its first session
     present: Callable[[], bool] = always  # whether ``auto`` may pick it on this machine
 
@@ -84,6 +88,7 @@ CPU = Profile(
     label="CPU",
     provider=CPU_PROVIDER,
     precision="int8",  # faster than fp32 on a CPU, for little BLEU (README, "Quality")
+    client_rows=16,
 )
 CUDA = Profile(
     name="cuda",

@@ -338,7 +338,7 @@ class ModelRepository:
             policy=self.settings.batching,
             join_interval=self.settings.join_interval,
             overlap_encoder=self.settings.overlap_encoder,
-            client_rows=self.settings.max_client_rows,
+            client_rows=self.settings.max_client_rows or runtime.profile.client_rows,
         )
         scheduler.start()
         seconds = time.perf_counter() - started

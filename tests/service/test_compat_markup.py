@@ -137,13 +137,9 @@ def test_detect_settings_and_page(server: Server) -> None:
 
 
 @pytest.fixture(scope="module")
-def shipped_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def shipped_server(shipped_repository: Path) -> Iterator[Server]:
     """The shipped model (int8, as served by default): a real translation to align tags in."""
-    from export.onnx_export import export_package
-
-    repository = tmp_path_factory.mktemp("shipped-repository")
-    export_package(None, repository / "en-de", "int8")
-    with running_server(repository) as server:
+    with running_server(shipped_repository) as server:
         yield server
 
 

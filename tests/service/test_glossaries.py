@@ -19,15 +19,6 @@ SENTENCE = "A dog runs on the beach."
 
 
 @pytest.fixture(scope="module")
-def shipped_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from export.onnx_export import export_package
-
-    repository = tmp_path_factory.mktemp("glossary-repository")
-    export_package(None, repository / "en-de", "int8")
-    return repository
-
-
-@pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("data")
 

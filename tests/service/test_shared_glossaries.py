@@ -14,14 +14,14 @@ from service.errors import NotFound
 from service.state.glossaries import MAX_GLOSSARIES, Dictionary, GlossaryError
 from service.state.keys import StateUnavailable
 from service.state.redis_glossaries import RedisGlossaryStore
-from tests.service.test_glossaries import SENTENCE, shipped_repository  # noqa: F401
+from tests.service.test_glossaries import SENTENCE
 from tests.service.test_quotas import Redis, redis_server, serve_process, wait_ready  # noqa: F401
 
 PAIR = [Dictionary("en", "de", {"dog": "Köter"})]
 
 
 def test_a_glossary_made_on_one_replica_is_listed_and_used_on_the_other(
-    shipped_repository: Path,  # noqa: F811
+    shipped_repository: Path,
     redis_server: Redis,  # noqa: F811
 ) -> None:
     servers = [serve_process(shipped_repository, redis_server.url) for _ in range(2)]
