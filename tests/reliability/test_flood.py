@@ -81,7 +81,7 @@ def light_median(server: Server, count: int) -> float:
 
 
 def test_a_light_client_keeps_its_latency_while_another_floods(shipped_repository: Path) -> None:
-    with serving(shipped_repository, quiet=True, cache_entries="0", threads="2") as (_, server, _):
+    with serving(shipped_repository, cache_entries="0", threads="2") as (_, server, _):
         light_median(server, 5)  # warm
         before = light_median(server, 21)
         flood = subprocess.Popen(

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -96,42 +93,6 @@ def running_server(repository: Path, **settings: object) -> Iterator[Server]:
     finally:
         server.should_exit = True
         thread.join(30)
-
-
-@contextmanager
-def serving(
-    repository: Path, quiet: bool = False, **settings: str
-) -> Iterator[tuple[subprocess.Popen, Server, list]]:
-    """``tongyeok serve`` in its own process; yields it, a client, and (after exit) its output
-    (``quiet``: none kept, for a server that logs more than a pipe holds)."""
-    port = free_port()
-    env = {**os.environ, "TONGYEOK_PORT": str(port), "TONGYEOK_THREADS": "1"}
-    env.update({f"TONGYEOK_{k.upper()}": v for k, v in settings.items()})
-    tongyeok = str(Path(sys.executable).parent / "tongyeok")
-    proc = subprocess.Popen(
-        [tongyeok, "serve", "--model-repository", str(repository)],
-        env=env,
-        stdout=subprocess.DEVNULL if quiet else subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    server, output = Server(f"http://127.0.0.1:{port}", None), []
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if server.request("GET", "/readyz").status == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "server did not start"
-            time.sleep(0.1)
-        yield proc, server, output
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        output.append(proc.stdout.read() if proc.stdout else "")
-        proc.wait(30)
 
 
 @pytest.fixture(scope="module")
