@@ -53,6 +53,12 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", help="address to listen on (TONGYEOK_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (TONGYEOK_PORT, default 8000)")
     p.add_argument(
+        "--workers",
+        type=int,
+        help="HTTP worker processes in front of one engine process (TONGYEOK_WORKERS, default "
+        "1: one process does everything)",
+    )
+    p.add_argument(
         "--model-repository",
         help="directory of model packages (TONGYEOK_MODEL_REPOSITORY, default models; when "
         "neither is given and models is absent: the shipped model)",
@@ -152,6 +158,7 @@ def run_serve(args: argparse.Namespace) -> int:
         for k, v in {
             "host": args.host,
             "port": args.port,
+            "workers": args.workers,
             "model_repository": args.model_repository,
         }.items()
         if v
