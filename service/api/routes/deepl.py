@@ -35,14 +35,20 @@ def deepl_error(error: ServiceError) -> dict[str, str]:
     return {**body, "message": body["error"]}
 
 
-router = APIRouter(
-    prefix="/v2",
-    tags=["DeepL"],
-    dependencies=[Authorized],
-    responses=ERROR_RESPONSES,
-    # DeepL's status for a spent quota: its clients raise QuotaExceededException on it
-    route_class=shaped_route(deepl_error, {QuotaExceeded.error_type: 456}),
-)
+
+def deepl_router(prefix: str = "/v2") -> APIRouter:
+    """A router of DeepL's API: the key check every route runs, and errors in DeepL's shape,
+    a spent quota as its 456 (its clients raise QuotaExceededException on it)."""
+    return APIRouter(
+        prefix=prefix,
+        tags=["DeepL"],
+        dependencies=[Authorized],
+        responses=ERROR_RESPONSES,
+        route_class=shaped_route(deepl_error, {QuotaExceeded.error_type: 456}),
+    )
+
+
+router = deepl_router()
 
 # A key without a quota: a limit far above any count, so DeepL's clients never see it reached.
 CHARACTER_LIMIT = 10**12

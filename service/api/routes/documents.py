@@ -10,36 +10,28 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import Depends, Request, Response
 
 from service.api.body import read_body
 from service.api.deps import (
-    Authorized,
     DetectorDep,
     RepositoryDep,
     SettingsDep,
     TranslateDep,
     given_key,
 )
-from service.api.handlers import ERROR_RESPONSES, shaped_route
-from service.api.routes.deepl import deepl_error
+from service.api.routes.deepl import deepl_router
 from service.api.routes.dropin import TAG, Pair, aligner, native_request, pair_for, text_field
 from service.errors import InvalidRequest
 from service.scheduling.repository import ModelRepository
-from service.usecase.access import ACCOUNT, QuotaExceeded
+from service.usecase.access import ACCOUNT
 from service.usecase.detect import Detector
 from service.usecase.documents import Format, Translator, format_of
 from service.usecase.documents.jobs import JobStore, Progress, State
 from service.usecase.segment import split
 from service.usecase.translate import TranslateUseCase
 
-router = APIRouter(
-    prefix="/v2",
-    tags=["DeepL"],
-    dependencies=[Authorized],
-    responses=ERROR_RESPONSES,
-    route_class=shaped_route(deepl_error, {QuotaExceeded.error_type: 456}),
-)
+router = deepl_router()
 
 # Sentences one batch of a document sends at once: its batches go one after another, each well
 # inside the queue and the request timeout, so a long document never gets a 413 or a 504.

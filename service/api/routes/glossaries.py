@@ -9,13 +9,12 @@ import asyncio
 import datetime
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import Response
 
 from service.api.body import read_body
-from service.api.deps import Authorized, GlossariesDep, RepositoryDep
-from service.api.handlers import ERROR_RESPONSES, shaped_route
-from service.api.routes.deepl import deepl_error
+from service.api.deps import GlossariesDep, RepositoryDep
+from service.api.routes.deepl import deepl_router
 from service.api.routes.dropin import owner, text_field
 from service.errors import NotFound
 from service.scheduling.repository import ModelRepository
@@ -27,20 +26,8 @@ from service.state.glossaries import (
     parse_entries,
 )
 
-v2 = APIRouter(
-    prefix="/v2",
-    tags=["DeepL"],
-    dependencies=[Authorized],
-    responses=ERROR_RESPONSES,
-    route_class=shaped_route(deepl_error),
-)
-v3 = APIRouter(
-    prefix="/v3",
-    tags=["DeepL"],
-    dependencies=[Authorized],
-    responses=ERROR_RESPONSES,
-    route_class=shaped_route(deepl_error),
-)
+v2 = deepl_router("/v2")
+v3 = deepl_router("/v3")
 
 
 def timestamp(seconds: float) -> str:
