@@ -58,6 +58,7 @@ def capacity(
     pair: tuple[str, str] = ("en", "de"),
     host: str = "127.0.0.1",
     max_rate: float = 100_000.0,
+    key: str | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[float, list[Trial]]:
     """MLPerf's server scenario: one sentence per request, Poisson arrivals. Double the rate until
@@ -68,7 +69,7 @@ def capacity(
     def meets(rate: float) -> bool:
         samples, duration = loadgen(
             port, sentences, seconds, beam, pair, "--mode", "open", "--rate", str(rate),
-            "--host", host, "--seed", str(len(trials)),
+            "--host", host, "--seed", str(len(trials)), *(("--key", key) if key else ()),
         )  # fmt: skip
         trial = Trial(rate, duration, samples)
         trials.append(trial)

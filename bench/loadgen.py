@@ -29,18 +29,21 @@ from collections.abc import Sequence
 class Connection:
     """One keep-alive HTTP/1.1 connection on loopback."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str | None
+    ) -> None:
         self.reader, self.writer = reader, writer
+        self.auth = f"Authorization: Bearer {key}\r\n" if key else ""
 
     @classmethod
-    async def open(cls, host: str, port: int) -> Connection:
+    async def open(cls, host: str, port: int, key: str | None = None) -> Connection:
         reader, writer = await asyncio.open_connection(host, port)
-        return cls(reader, writer)
+        return cls(reader, writer, key)
 
     async def post(self, path: str, body: bytes) -> int:
         head = (
             f"POST {path} HTTP/1.1\r\nHost: loadgen\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
+            f"{self.auth}Content-Length: {len(body)}\r\n\r\n"
         )
         self.writer.write(head.encode() + body)
         status = int((await self.reader.readline()).split()[1])
@@ -81,13 +84,14 @@ async def closed_loop(
     beam: int,
     seed: int = 0,
     host: str = "127.0.0.1",
+    key: str | None = None,
 ) -> list[Sample]:
     samples: list[Sample] = []
     stop_at = time.perf_counter() + seconds
 
     async def client(index: int) -> None:
         rng = random.Random(seed * 1000 + index)
-        conn = await Connection.open(host, port)
+        conn = await Connection.open(host, port, key)
         try:
             while time.perf_counter() < stop_at:
                 text = rng.choice(sentences)
@@ -110,6 +114,7 @@ async def open_loop(
     beam: int,
     seed: int = 0,
     host: str = "127.0.0.1",
+    key: str | None = None,
 ) -> list[Sample]:
     rng = random.Random(seed)
     idle: list[Connection] = []
@@ -121,7 +126,7 @@ async def open_loop(
         status = 0
         for _attempt in range(2):
             try:
-                conn = conn or await Connection.open(host, port)
+                conn = conn or await Connection.open(host, port, key)
                 status = await conn.post("/v1/translate", body)
                 break
             except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
@@ -160,16 +165,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--beam-size", type=int, default=1)
     p.add_argument("--pair", nargs=2, default=["en", "de"], metavar=("SOURCE", "TARGET"))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--key", help="API key sent with every request (a server with keys)")
     args = p.parse_args(argv)
     with open(args.sentences) as f:
         sentences = json.load(f)
     pair = (args.pair[0], args.pair[1])
     started = time.perf_counter()
     if args.mode == "closed":
-        shape = (args.clients, args.seconds, pair, args.beam_size, args.seed, args.host)
+        shape = (args.clients, args.seconds, pair, args.beam_size, args.seed, args.host, args.key)
         run = closed_loop(args.port, sentences, *shape)
     else:
-        shape = (args.rate, args.seconds, pair, args.beam_size, args.seed, args.host)
+        shape = (args.rate, args.seconds, pair, args.beam_size, args.seed, args.host, args.key)
         run = open_loop(args.port, sentences, *shape)
     samples = asyncio.run(run)
     json.dump({"samples": samples, "duration": time.perf_counter() - started}, sys.stdout)

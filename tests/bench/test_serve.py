@@ -84,3 +84,21 @@ def test_capacity_search_doubles_then_bisects(toy_repository: Path) -> None:
     assert all(t.failures == 0 and t.samples for t in trials)
     table = capacity_markdown(best, trials, 5.0, 0.97, "test machine", "toy model")
     assert f"**Result: {best:.1f} requests/s**" in table
+
+
+def test_capacity_sends_the_key_a_server_with_keys_needs(toy_repository: Path) -> None:
+    """``--key``: the quota overhead is measured with quotas on; without the key every request
+    of the same trial is a 401, which the search counts as failures."""
+    port = free_port()
+    proc = start_server(toy_repository, "continuous", 1, port, {"TONGYEOK_API_KEYS": "bench-key"})
+    try:
+        one_trial = {"bound": 5.0, "seconds": 1.0, "refine": 0, "start_rate": 10, "max_rate": 10}
+        _, keyed = capacity(
+            port, toy_sentences(), **one_trial, key="bench-key", log=lambda _: None
+        )
+        _, keyless = capacity(port, toy_sentences(), **one_trial, log=lambda _: None)
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    assert keyed[0].samples and keyed[0].failures == 0
+    assert keyless[0].samples and {s.status for s in keyless[0].samples} == {401}

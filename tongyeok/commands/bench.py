@@ -247,6 +247,7 @@ def add_capacity(which: argparse._SubParsersAction) -> None:
     c.add_argument("--refine", type=int, default=4, help="bisection steps (default 4)")
     add_shared(c, "--threads")
     c.add_argument("--beam", type=int, default=1, help="beam size of every request (default 1)")
+    c.add_argument("--key", help="with --url: the API key every request sends (quotas on)")
     c.add_argument(
         "--peer",
         choices=["ct2"],
@@ -288,6 +289,7 @@ def run_bench_capacity(args: argparse.Namespace) -> int:
             args.refine,
             beam=args.beam,
             host=host,
+            key=args.key,
         )
 
     if args.peer:
