@@ -1,9 +1,13 @@
-"""A real uvicorn server on loopback, serving the toy model from a real model repository."""
+"""A real uvicorn server on loopback, serving the toy model from a real model repository: in
+this process (``running_server``) or as ``tongyeok serve`` in its own (``serving``)."""
 
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -93,6 +97,46 @@ def running_server(repository: Path, **settings: object) -> Iterator[Server]:
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+@contextmanager
+def serving(repository: Path, **settings: str) -> Iterator[tuple[subprocess.Popen, Server, list]]:
+    """``tongyeok serve`` in its own process; yields it, a client, and (after exit) its output.
+    The output is read as it comes: unread, the pipe fills after ~240 request lines (64 KiB)
+    and the server blocks on its next log line, event loop and all."""
+    port = free_port()
+    settings.setdefault("data_dir", tempfile.mkdtemp(prefix="tongyeok-data-"))
+    env = {**os.environ, "TONGYEOK_PORT": str(port), "TONGYEOK_THREADS": "1"}
+    env.update({f"TONGYEOK_{k.upper()}": v for k, v in settings.items()})
+    tongyeok = str(Path(sys.executable).parent / "tongyeok")
+    proc = subprocess.Popen(
+        [tongyeok, "serve", "--model-repository", str(repository)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
+    reader.start()
+    server, output = Server(f"http://127.0.0.1:{port}", None), []
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if server.request("GET", "/readyz").status == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "server did not start"
+            time.sleep(0.1)
+        yield proc, server, output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(30)
+        reader.join(30)
+        output.append("".join(lines))
 
 
 @pytest.fixture(scope="module")

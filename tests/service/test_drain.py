@@ -3,52 +3,17 @@ cannot is answered with a JSON 503 before the drain ends, the scheduler is joine
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 from tests.conftest import copy_pairs
-from tests.service.conftest import Reply, Server, free_port
-
-
-@contextmanager
-def serving(repository: Path, **settings: str) -> Iterator[tuple[subprocess.Popen, Server, list]]:
-    """``tongyeok serve`` in its own process; yields it, a client, and (after exit) its output."""
-    port = free_port()
-    env = {**os.environ, "TONGYEOK_PORT": str(port), "TONGYEOK_THREADS": "1"}
-    env.update({f"TONGYEOK_{k.upper()}": v for k, v in settings.items()})
-    tongyeok = str(Path(sys.executable).parent / "tongyeok")
-    proc = subprocess.Popen(
-        [tongyeok, "serve", "--model-repository", str(repository)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    server, output = Server(f"http://127.0.0.1:{port}", None), []
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if server.request("GET", "/readyz").status == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "server did not start"
-            time.sleep(0.1)
-        yield proc, server, output
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        output.append(proc.stdout.read() if proc.stdout else "")
+from tests.service.conftest import Reply, serving
 
 
 def slow_texts(seed: int) -> list[str]:

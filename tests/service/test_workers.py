@@ -30,8 +30,8 @@ from service.scheduling.channel import Submit
 from service.scheduling.remote import EngineClient
 from service.scheduling.scheduler import Job
 from tests.conftest import copy_pairs
-from tests.service.conftest import Server
-from tests.service.test_drain import in_background, serving, slow_texts
+from tests.service.conftest import Server, serving
+from tests.service.test_drain import in_background, slow_texts
 
 # -- the channel, without processes ----------------------------------------------------------------
 
@@ -253,6 +253,7 @@ def test_killed_engine_and_worker_are_restarted_and_sigterm_drains_all(
         time.sleep(1.0)
         psutil.Process(engine).kill()
         killed = time.monotonic()
+        wait_for(lambda: server.request("GET", "/readyz").status == 503, 5, "/readyz false")
         for thread, _ in waiting:
             thread.join(30)
         answered = time.monotonic() - killed
@@ -260,10 +261,11 @@ def test_killed_engine_and_worker_are_restarted_and_sigterm_drains_all(
         assert [r.status for r in replies] == [503, 503], replies
         assert {r.body["error_type"] for r in replies} == {"engine_unavailable"}
         assert answered < 5, f"waiting requests answered {answered:.1f} s after the kill"
-        wait_for(lambda: server.request("GET", "/readyz").status == 503, 5, "/readyz false")
         wait_for(lambda: server.request("GET", "/readyz").status == 200, 60, "/readyz true")
         assert processes(proc.pid, port)[0] not in (None, engine)
-        assert server.translate(["A dog."]).status == 200
+        # Each worker takes the new engine's table at its next ping: soon, both answer.
+        wait_for(lambda: server.translate(["A dog."]).status == 200, 5, "a translation")
+        assert [server.translate(["A dog."]).status for _ in range(4)] == [200] * 4
 
         # A worker dies: the other keeps answering, and it is replaced.
         psutil.Process(workers[0]).kill()
