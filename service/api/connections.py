@@ -7,6 +7,9 @@ where, and the bytes of a chunked body that are not payload. ``GuardedProtocol``
 - a header timeout: ``header_timeout`` seconds from a connection's opening (or its previous
   answer) to the end of a request's headers, never extended by a byte arriving (a header byte
   every 4 s outlived every timer uvicorn has, and a silent connection was never closed);
+- an idle connection closed by uvicorn's keep-alive timer only when no request waits unread in
+  its socket, and then in stages: FIN at once, what still comes read and dropped (a request sent
+  as the timer ran, while the loop was busy, was answered with a reset: docs/decisions.md #51);
 - a send timeout: an answer whose transport stays full (nobody reads it) for ``send_timeout``
   seconds is dropped, so its handler ends instead of waiting on the transport forever;
 - a cap on connections and one per client address: past ``max_connections`` the oldest
@@ -28,6 +31,8 @@ import asyncio
 import json
 import logging
 import resource
+import select
+import socket
 from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
@@ -45,6 +50,7 @@ log = logging.getLogger("tongyeok.api")
 BODY_COST = "tongyeok.body_cost"  # the scope's ``extensions`` key of a request's ``BodyCost``
 PIECE_BYTES = 256  # what each piece of body costs at least: h11 takes ~9 µs per chunk
 FILE_RESERVE = 128  # descriptors kept from connections: model files, logs, pipes, threads
+LINGER_SECONDS = 2.0  # an idle connection closed on our side waits this long for the client's close
 
 
 @dataclass(frozen=True)
@@ -210,6 +216,7 @@ class GuardedProtocol(H11Protocol):
         self.counted = False
         self.header_timer: asyncio.TimerHandle | None = None
         self.send_timer: asyncio.TimerHandle | None = None
+        self.lingering = False  # closed on our side, reading until the client closes its own
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -228,6 +235,8 @@ class GuardedProtocol(H11Protocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return  # sent before our FIN arrived: dropped, the client sees the connection closed
         if not self.over_body_limit():
             super().data_received(data)
         if self.over_body_limit() and self.cycle is not None:
@@ -288,8 +297,41 @@ class GuardedProtocol(H11Protocol):
     def timeout_keep_alive_handler(self) -> None:
         if self.transport.get_write_buffer_size():
             self.close()  # an answer nobody read: close() would wait for it forever
-        else:
-            super().timeout_keep_alive_handler()
+        elif self.bytes_waiting():
+            # A request came while the loop was busy: its bytes wait in the socket, unread, and
+            # closing now would answer them with a reset (the client had seen the connection
+            # open, sent on it, and lost the request). It is read next; data_received cancels
+            # this timer.
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+        elif not self.transport.is_closing():
+            self.linger()
+
+    def linger(self) -> None:
+        """Close an idle connection in stages (RFC 9112 section 9.6): our FIN at once, in this
+        callback (``transport.close()`` closes the socket only after the loop's other work, and
+        a request arriving meanwhile was answered with a reset), so that a client looks before
+        it reuses the connection and sees it closed; what still comes, sent before our FIN
+        reached the client, is read and dropped until the client closes its side or
+        ``LINGER_SECONDS`` pass. The socket is closed with nothing unread: no reset."""
+        self.conn.send(h11.ConnectionClosed())
+        self.lingering = True
+        try:
+            self.transport.get_extra_info("socket").shutdown(socket.SHUT_WR)
+        except OSError:
+            self.transport.close()
+            return
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+    def bytes_waiting(self) -> bool:
+        """Whether the socket holds bytes (or the client's close) this protocol has not read."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is None or self.transport.is_closing():
+            return False
+        poll = select.poll()
+        poll.register(sock.fileno(), select.POLLIN)
+        return bool(poll.poll(0))
 
     def close(self) -> None:
         """Closed now: what is left unsent is dropped (a client that never reads would keep a
