@@ -25,6 +25,13 @@ from contract.options import Hypothesis, SearchOptions
 from service import errors
 from service.errors import EngineFailure, ServiceError
 
+# A worker pings the engine this often; a side silent for SILENCE_SECONDS counts as dead (the
+# worker answers its waiting requests 503; the engine drops the dead worker's jobs). Each loop
+# answers a ping between two messages; decoders run in other threads (ONNX Runtime releases
+# the GIL), so a live engine is never silent that long.
+PING_SECONDS = 0.25
+SILENCE_SECONDS = 2.0
+
 PING, PONG, SUBMIT, CANCEL = b"ping", b"pong", b"submit", b"cancel"
 DONE, FAILED, CALL, REPLY = b"done", b"failed", b"call", b"reply"
 

@@ -22,7 +22,7 @@ import zmq.asyncio
 
 from service.errors import Retired, ServiceError
 from service.scheduling import channel
-from service.scheduling.channel import Submit
+from service.scheduling.channel import SILENCE_SECONDS, Submit
 from service.scheduling.repository import LoadedModel, ModelRepository
 from service.scheduling.scheduler import Job, JobQueue
 
@@ -68,6 +68,7 @@ class EngineServer:
         # Which engine answers: a worker that sees it change knows its jobs in the old one are lost.
         self.incarnation = f"{os.getpid()}-{time.time_ns()}"
         self.jobs: dict[tuple[bytes, int], tuple[Job, JobQueue]] = {}
+        self.heard: dict[bytes, float] = {}  # each worker's last message (time.monotonic())
         self.calls: set[asyncio.Future[None]] = set()  # held until done (weak refs otherwise)
         self.context = zmq.asyncio.Context()
         self.socket = self.context.socket(zmq.ROUTER)
@@ -92,9 +93,11 @@ class EngineServer:
 
     async def serve(self) -> None:
         """Answer workers until cancelled; then let what is queued go out (a second at most)."""
+        sweeping = asyncio.create_task(self.sweep())
         try:
             while True:
                 worker, kind, body = await self.socket.recv_multipart()
+                self.heard[worker] = time.monotonic()
                 handler = self.handlers.get(kind)
                 if handler is None:
                     log.error("unknown message kind %r from a worker", kind)
@@ -104,8 +107,28 @@ class EngineServer:
                 except Exception:  # a malformed message fails itself, never the engine
                     log.exception("message %r from a worker failed", kind)
         finally:
+            sweeping.cancel()
             self.socket.close(linger=1000)
             self.context.term()
+
+    async def sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SILENCE_SECONDS / 2)
+            self.forget_silent(time.monotonic())
+
+    def forget_silent(self, now: float) -> None:
+        """Cancel the jobs of workers silent for SILENCE_SECONDS (killed: nobody will read
+        their answers), so that the batch does not decode them to their deadlines."""
+        silent = {w for w, heard in self.heard.items() if now - heard > SILENCE_SECONDS}
+        if not silent:
+            return
+        for worker in silent:
+            del self.heard[worker]
+        gone = [key for key in self.jobs if key[0] in silent]
+        for key in gone:
+            job, queue = self.jobs.pop(key)
+            queue.cancel(job)
+        log.warning("%d worker(s) went silent: %d of their jobs cancelled", len(silent), len(gone))
 
     def send(self, worker: bytes, kind: bytes, body: bytes) -> None:
         # A ROUTER never blocks: a worker that went away just misses its answer.

@@ -30,18 +30,13 @@ from service.decoding.alignment import WordAlignment
 from service.errors import EngineUnavailable, ServiceError
 from service.metrics import Metrics
 from service.scheduling import channel
-from service.scheduling.channel import Submit
+from service.scheduling.channel import PING_SECONDS, SILENCE_SECONDS, Submit
 from service.scheduling.repository import LoadedModel, ModelRepository, Reload
 from service.scheduling.scheduler import Job
 from service.settings import Settings
 
 log = logging.getLogger("tongyeok.remote")
 
-# A worker pings the engine this often; silent for SILENCE_SECONDS, the engine counts as dead:
-# its waiting requests get 503 and /readyz turns false. The engine's loop answers a ping
-# between two messages; its decoder runs in other threads (ONNX Runtime releases the GIL).
-PING_SECONDS = 0.25
-SILENCE_SECONDS = 2.0
 # A table, an alignment or a reload that takes longer than this is the engine's failure.
 CALL_SECONDS = 120.0
 

@@ -120,6 +120,34 @@ def test_a_cancelled_job_is_forgotten_and_told_to_the_engine() -> None:
     asyncio.run(scenario())
 
 
+def test_the_engine_cancels_the_jobs_of_a_worker_gone_silent() -> None:
+    """A SIGKILLed worker's jobs would otherwise be decoded to their deadlines for nobody."""
+    from service.scheduling.engine_server import EngineServer
+
+    cancelled: list[Job] = []
+
+    class Queue:
+        def cancel(self, job: Job) -> None:
+            cancelled.append(job)
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        server = EngineServer(None, "ipc://unused")  # type: ignore[arg-type]
+        try:
+            dead, alive = job(loop), job(loop)
+            server.jobs = {(b"dead", 1): (dead, Queue()), (b"alive", 1): (alive, Queue())}
+            server.heard = {b"dead": 10.0, b"alive": 11.0}
+            server.forget_silent(10.0 + channel.SILENCE_SECONDS - 0.1)  # both heard lately
+            assert not cancelled
+            server.forget_silent(10.0 + channel.SILENCE_SECONDS + 0.1)
+            assert cancelled == [dead] and list(server.jobs) == [(b"alive", 1)]
+            assert list(server.heard) == [b"alive"]
+        finally:
+            server.close()
+
+    asyncio.run(scenario())
+
+
 def test_the_shared_listening_socket_says_it_is_tcp() -> None:
     """Else asyncio leaves Nagle's algorithm on for its connections: 40 ms on every request
     (measured: p50 45 ms for a cache hit through two workers, 5 ms through one process)."""
