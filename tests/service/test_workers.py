@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -316,3 +317,35 @@ def test_killed_engine_and_worker_are_restarted_and_sigterm_drains_all(
         assert not left, left
     assert '"event": "died", "process": "engine"' in output[0]
     assert '"event": "died", "process": "worker"' in output[0]
+
+
+def test_a_reload_happens_in_the_engine_and_every_worker_follows_it(
+    toy_repository: Path, tmp_path: Path
+) -> None:
+    from tests.service.test_reload import package_as, pairs
+
+    repository = tmp_path / "repository"
+    repository.mkdir()
+    shutil.copytree(toy_repository / "en-de", repository / "en-de")
+    settings = {"workers": "2", "repository_poll_seconds": "0"}
+    with serving(repository, **settings) as (proc, server, _):
+        port = port_of(server)
+        wait_for(lambda: len(processes(proc.pid, port)[1]) == 2, 60, "two workers")
+        _, workers = processes(proc.pid, port)
+        package_as(repository / "en-de", repository / "fr-de", "fr")
+        proc.send_signal(signal.SIGHUP)  # passed to the engine process, which reloads
+        for worker in workers:
+            with alone(worker, workers):
+                wait_for(lambda: ("fr", "de") in pairs(server), 10, "fr→de in each worker")
+                reply = server.request(
+                    "POST", "/v1/translate", {"texts": ["A dog."], "source": "fr", "target": "de"}
+                )
+                assert reply.status == 200 and reply.body["model"] == "fr-de", reply
+
+        shutil.rmtree(repository / "fr-de")
+        with alone(workers[0], workers):  # asked through one worker ...
+            reply = server.request("POST", "/v1/admin/reload")
+        assert reply.status == 200, reply.body
+        assert reply.body["removed"] == ["fr-de"] and reply.body["models"] == ["en-de"]
+        with alone(workers[1], workers):  # ... followed by the other at its next ping
+            wait_for(lambda: pairs(server) == {("en", "de")}, 5, "fr→de gone in the other")
