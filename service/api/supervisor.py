@@ -50,6 +50,8 @@ QUICK_DEATH_SECONDS = 5.0
 RESTART_PAUSE_SECONDS = 1.0
 # After the drain, what the processes get to exit before they are killed.
 EXIT_MARGIN_SECONDS = 5.0
+# The supervisor's directory (the engine's socket, the metrics' files): tongyeok-serve-PID-...
+HOME_PREFIX = "tongyeok-serve-"
 
 
 def event(name: str, **fields: Any) -> None:
@@ -182,7 +184,8 @@ class Supervisor:
     def __init__(self, settings: Settings, announce: str) -> None:
         self.settings, self.announce = settings, announce
         self.spawn = multiprocessing.get_context("spawn")  # no forked copies of loaded state
-        self.home = Path(tempfile.mkdtemp(prefix="tongyeok-serve-"))
+        remove_stale_homes()
+        self.home = Path(tempfile.mkdtemp(prefix=f"{HOME_PREFIX}{os.getpid()}-"))
         self.metrics_dir = self.home / "metrics"
         self.metrics_dir.mkdir()
         self.address = f"ipc://{self.home / 'engine.ipc'}"
@@ -307,6 +310,25 @@ class Supervisor:
         """SIGHUP: the engine process reloads the repository (the workers follow its table)."""
         if self.engine is not None and self.engine.pid is not None:
             os.kill(self.engine.pid, signal.SIGHUP)
+
+
+def remove_stale_homes() -> None:
+    """Remove the directories of supervisors that no longer run: one killed (SIGKILL, OOM)
+    could not remove its own."""
+    for home in Path(tempfile.gettempdir()).glob(f"{HOME_PREFIX}*-*"):
+        pid = home.name[len(HOME_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not running(int(pid)) and home.is_dir():
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def supervise(settings: Settings, announce: str = "") -> None:

@@ -10,10 +10,12 @@ server first.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +27,7 @@ import psutil
 import pytest
 
 from contract.options import Hypothesis, SearchOptions
+from service.api.supervisor import HOME_PREFIX, remove_stale_homes
 from service.errors import EngineUnavailable, QueueFull, Retired
 from service.scheduling import channel
 from service.scheduling.channel import Submit
@@ -216,6 +219,8 @@ def two_workers(toy_repository: Path) -> Iterator[tuple[subprocess.Popen, Server
     with serving(toy_repository, workers="2", cache_entries="0") as (proc, server, _):
         wait_for(lambda: len(processes(proc.pid, port_of(server))[1]) == 2, 60, "two workers")
         yield proc, server
+        proc.send_signal(signal.SIGTERM)  # not serving()'s SIGKILL: the supervisor cleans up
+        proc.wait(60)
 
 
 def test_each_worker_translates_exactly_as_one_process_does(
@@ -349,3 +354,22 @@ def test_a_reload_happens_in_the_engine_and_every_worker_follows_it(
         assert reply.body["removed"] == ["fr-de"] and reply.body["models"] == ["en-de"]
         with alone(workers[1], workers):  # ... followed by the other at its next ping
             wait_for(lambda: pairs(server) == {("en", "de")}, 5, "fr→de gone in the other")
+        home = next(Path(tempfile.gettempdir()).glob(f"{HOME_PREFIX}{proc.pid}-*"))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    assert not home.exists()  # its directory, metrics' files and socket removed
+
+
+def test_a_killed_supervisors_directory_is_removed_by_the_next(tmp_path: Path) -> None:
+    """SIGKILL leaves the supervisor no time to remove its directory; the next one does."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = Path(tempfile.gettempdir()) / f"{HOME_PREFIX}{dead.pid}-test"
+    live = Path(tempfile.gettempdir()) / f"{HOME_PREFIX}{os.getpid()}-test"
+    for home in (stale, live):
+        (home / "metrics").mkdir(parents=True, exist_ok=True)
+    try:
+        remove_stale_homes()
+        assert not stale.exists() and live.exists()
+    finally:
+        shutil.rmtree(live, ignore_errors=True)
