@@ -39,7 +39,7 @@ RUN set -eu; \
  && pip wheel --no-cache-dir $offline -c constraints.txt --wheel-dir /wheels \
         fastapi uvicorn pydantic pydantic-settings python-multipart prometheus-client \
         sentencepiece numpy py3langid fastapi-offline python-docx python-pptx openpyxl \
-        pysubs2 polib markdown-it-py defusedxml limits redis $ort
+        pysubs2 polib markdown-it-py defusedxml limits redis pyzmq msgpack $ort
 
 # --- stage 2: the runtime (the wheel set is closed, so --no-deps installs exactly it) ---------------
 FROM ${PYTHON_IMAGE}
