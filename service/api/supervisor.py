@@ -241,7 +241,8 @@ class Supervisor:
                 reason = f"the engine process exited with status {process.exitcode}"
             if reason is not None:
                 process.join(5)
-                raise PackageError(reason)
+                if self.stopping_at is None:  # else a SIGTERM during the load ended it: no error
+                    raise PackageError(reason)
         receiving.close()
         return process
 
