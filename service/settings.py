@@ -81,6 +81,14 @@ class Settings(BaseSettings):
         description="when the key database cannot be reached: closed refuses keyed requests "
         "with 503; open serves keys from api_keys unbilled (stored keys cannot be checked: 503)",
     )
+    max_wrong_keys_per_minute: int = Field(
+        30,
+        ge=0,
+        description="wrong API keys one client address may send a minute; beyond, every request "
+        "with a key from it is a 429 until the minute has passed, so keys cannot be guessed "
+        "(shared through state_url's Redis; 0: no limit, e.g. behind a proxy, where every client "
+        "has the proxy's address)",
+    )
     device: Device = Field("auto", description=device_help())
     threads: int = Field(
         0,

@@ -99,7 +99,13 @@ def create_app(
     )
     glossary_store = open_glossaries(settings.state_url, settings.data_path)
     keys = open_store(settings.state_url, settings.data_path)
-    access = Access.build(settings.api_keys, keys, settings.state_url, settings.state_failure)
+    access = Access.build(
+        settings.api_keys,
+        keys,
+        settings.state_url,
+        settings.state_failure,
+        settings.max_wrong_keys_per_minute,
+    )
     # records and results in the same store, translated here (routes/documents.py)
     app.state.document_jobs = document_jobs = JobStore(
         open_documents(settings.state_url, settings.data_path)

@@ -130,13 +130,14 @@ async def authorize(request: Request, settings: SettingsDep) -> None:
     for the scheduler's shares (``translate.CLIENT``): the key, or the client's address
     without keys (behind a proxy, the proxy's)."""
     access: Access = request.app.state.services.access
-    account = await access.admit(await given_key(request))
+    address = request.client.host if request.client else ""
+    account = await access.admit(await given_key(request), address)
     ACCOUNT.set(account)
     promote(request.scope)  # admitted: now counted in flight, in the keyed budget (shed.py)
     if account is not None:
         CLIENT.set(account.client)
     else:
-        CLIENT.set(f"address:{request.client.host if request.client else 'unknown'}")
+        CLIENT.set(f"address:{address or 'unknown'}")
 
 
 async def get_owner(_: Annotated[None, Depends(authorize)]) -> str:

@@ -162,15 +162,23 @@ class Access:
         store: KeyStore,
         rates: Storage,
         failure: Failure = "closed",
+        wrong_per_minute: int = 0,
     ) -> None:
         self.static = [s.get_secret_value().encode() for s in static]
         self.store, self.failure = store, failure
         self.rates = rates
         self.limiter = MovingWindowRateLimiter(rates)
+        # wrong keys an address may send a minute (none: unlimited)
+        self.wrong = RateLimitItemPerMinute(wrong_per_minute) if wrong_per_minute else None
 
     @classmethod
     def build(
-        cls, static: list[SecretStr], store: KeyStore, url: str | None, failure: Failure
+        cls,
+        static: list[SecretStr],
+        store: KeyStore,
+        url: str | None,
+        failure: Failure,
+        wrong_per_minute: int = 0,
     ) -> Access:
         """Rates in the same Redis as the store (``url``), else in this process's memory."""
         rates: Storage = (
@@ -178,16 +186,23 @@ class Access:
             if url is not None and url.startswith(("redis://", "rediss://"))
             else MemoryStorage()
         )
-        return cls(static, store, rates, failure)
+        return cls(static, store, rates, failure, wrong_per_minute)
 
-    async def admit(self, given: str | None) -> Account | None:
+    async def admit(self, given: str | None, address: str = "") -> Account | None:
         """The request's account; None where the service has no keys at all (anyone may
         ask). Unauthorized (401) without a key, Forbidden (403) for a wrong, revoked or expired
-        one, RateLimited (429), QuotaExceeded, StateUnavailable (503)."""
+        one, RateLimited (429) past the key's rate or the wrong keys ``address`` may send,
+        QuotaExceeded, StateUnavailable (503)."""
         if given is None:
             if self.static or await self.store.any_keys():
                 raise Unauthorized("missing API key (Authorization: Bearer KEY)")
             return None
+        await self.check_guessing(address)
+        return await self.account(given, address)
+
+    async def account(self, given: str, address: str) -> Account | None:
+        """``admit`` for a key that was given; a key that is none of ours counts against
+        ``address`` (a revoked or expired one is not a guess)."""
         offered = given.encode("utf-8", "surrogatepass")
         digest = digest_of(given)
         # every environment key compared, in constant time, before the store is asked
@@ -198,8 +213,10 @@ class Access:
         if record is None or not record.active(now):
             if record is None and not self.static and not await self.store.any_keys():
                 return None  # no keys at all: a key is accepted and ignored, as before
-            reason = "expired" if record is not None and record.revoked is None else "invalid"
-            raise Forbidden(f"{reason} API key")
+            if record is None:
+                await self.count_wrong(address)
+                raise Forbidden("invalid API key")
+            raise Forbidden(f"{'expired' if record.revoked is None else 'revoked'} API key")
         await self.check_rate(record)
         if record.characters is not None:
             period, end = period_of(record.period, now)
@@ -207,6 +224,31 @@ class Access:
             if characters >= record.characters:
                 raise quota_exceeded(record, end)
         return Account(self.store, record, self.failure)
+
+    async def check_guessing(self, address: str) -> None:
+        """RateLimited while ``address`` has sent its wrong keys for the minute: every key it
+        sends is refused unchecked, the right one too (else its answer would tell a guess that
+        hit). Behind a proxy every client shares it: the setting's 0 turns this off."""
+        if self.wrong is None or not address:
+            return
+        try:
+            if await self.limiter.test(self.wrong, "wrong-key", address):
+                return
+            stats = await self.limiter.get_window_stats(self.wrong, "wrong-key", address)
+        except StorageError:
+            return  # the key check itself reports the store (StateUnavailable)
+        wait = max(1, math.ceil(stats.reset_time - time.time()))
+        raise RateLimited(
+            f"more than {self.wrong.amount} wrong API keys a minute from this address; retry "
+            f"in {wait} s with the right one",
+            {"Retry-After": str(wait)},
+        )
+
+    async def count_wrong(self, address: str) -> None:
+        if self.wrong is None or not address:
+            return
+        with contextlib.suppress(StorageError):
+            await self.limiter.hit(self.wrong, "wrong-key", address)
 
     async def check_rate(self, record: KeyRecord) -> None:
         if record.per_minute is None:

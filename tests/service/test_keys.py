@@ -5,9 +5,12 @@ survive a restart (SQLite)."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import tempfile
+import threading
 import time
 import urllib.error
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import deepl
@@ -168,3 +171,72 @@ def test_a_service_without_keys_never_creates_the_key_database(toy_repository: P
         )
         assert server.request("GET", "/v1/usage").body == {"keys": False}
     assert not (data / KEYS_FILE).exists()  # a read-only data directory serves as before
+
+
+def test_key_guessing_is_limited_per_address_and_odd_keys_are_403s(toy_repository: Path) -> None:
+    """Wrong keys from one address: 403 each up to the limit, then 429 with Retry-After for
+    every key it sends, the right one too (its answer would tell a hit); another address is not
+    held back. Huge keys and keys with odd bytes are a plain 403, never a 500."""
+    data = Path(tempfile.mkdtemp(prefix="tongyeok-keys-"))
+    right = add_key(data, "right")
+    settings = {"data_dir": str(data), "max_wrong_keys_per_minute": 5}
+    with running_server(toy_repository, **settings) as server:
+        odd = ["x" * 30_000, "k\u00ff\u00e9y", "tab\tkey", "\U0001f511"]
+        for key in odd:  # header values are latin-1 on the wire; the emoji goes in the body
+            body = {"texts": ["a dog."], "source": "en", "target": "de", "api_key": key}
+            reply = server.request("POST", "/v1/translate", body)
+            assert reply.status == 403 and reply.body["error_type"] == "forbidden", reply
+        assert server.request("GET", "/v1/usage", headers=bearer("guess-5")).status == 403
+        held = server.request("GET", "/v1/usage", headers=bearer("guess-6"))
+        assert held.status == 429 and int(held.headers["retry-after"]) >= 1, held
+        assert "wrong API keys" in held.body["error"]
+        assert server.request("GET", "/v1/usage", headers=bearer(right)).status == 429
+        port = int(server.url.rsplit(":", 1)[1])
+        elsewhere = http.client.HTTPConnection("127.0.0.1", port, source_address=("127.0.0.2", 0))
+        elsewhere.request("GET", "/v1/usage", headers=bearer(right))  # from another address
+        assert elsewhere.getresponse().status == 200
+        elsewhere.close()
+    with running_server(toy_repository, data_dir=str(data)) as server:  # the default: 30
+        for i in range(30):
+            assert server.request("GET", "/v1/usage", headers=bearer(f"g{i}")).status == 403
+        assert server.request("GET", "/v1/usage", headers=bearer("g30")).status == 429
+
+
+def test_a_key_revoked_during_traffic_is_refused_from_then_on_and_nothing_fails(
+    toy_repository: Path,
+) -> None:
+    """16 clients translate with one key while it is revoked (as ``tongyeok keys revoke`` does,
+    through the store): every answer is a 200 or a 403, none a 5xx, every request answered; once
+    the revocation returns, the key is refused; another key never noticed."""
+    data = Path(tempfile.mkdtemp(prefix="tongyeok-keys-"))
+    doomed, other = add_key(data, "doomed"), add_key(data, "other")
+    with running_server(toy_repository, data_dir=str(data)) as server:
+        revoked = threading.Event()
+        after: list[int] = []
+
+        def client(key: str) -> list[int]:
+            statuses = []
+            for _ in range(12):
+                was_revoked = revoked.is_set()
+                status = server.request(
+                    "POST",
+                    "/v1/translate",
+                    {"texts": ["a dog runs."], "source": "en", "target": "de"},
+                    bearer(key),
+                ).status
+                statuses.append(status)
+                if was_revoked and key == doomed:
+                    after.append(status)
+            return statuses
+
+        with ThreadPoolExecutor(17) as pool:
+            doomed_runs = [pool.submit(client, doomed) for _ in range(16)]
+            other_run = pool.submit(client, other)
+            time.sleep(0.3)
+            store = SQLiteKeyStore(data / KEYS_FILE)
+            asyncio.run(store.revoke("doomed"))
+            revoked.set()
+            statuses = [s for run in doomed_runs for s in run.result()]
+        assert len(statuses) == 16 * 12 and set(statuses) <= {200, 403}, statuses
+        assert 403 in statuses and after and set(after) == {403}, after
+        assert other_run.result() == [200] * 12
