@@ -38,7 +38,7 @@ RUN set -eu; \
     pip wheel --no-cache-dir $offline --no-deps --wheel-dir /wheels . \
  && pip wheel --no-cache-dir $offline -c constraints.txt --wheel-dir /wheels \
         fastapi uvicorn pydantic pydantic-settings python-multipart prometheus-client \
-        sentencepiece numpy py3langid fastapi-offline python-docx python-pptx openpyxl \
+        sentencepiece numpy py3langid fastapi-offline python-docx python-pptx \
         pysubs2 polib markdown-it-py defusedxml limits redis pyzmq msgpack $ort
 
 # --- stage 2: the runtime (the wheel set is closed, so --no-deps installs exactly it) ---------------

@@ -21,7 +21,7 @@ done
 python3 -m pip download --quiet --dest "$DIR" --constraint "$ROOT/constraints.txt" \
     --only-binary=:all: "${PLATFORMS[@]}" --python-version 3.11 --implementation cp \
     fastapi uvicorn pydantic pydantic-settings python-multipart prometheus-client sentencepiece \
-    numpy py3langid fastapi-offline python-docx python-pptx openpyxl pysubs2 polib markdown-it-py defusedxml \
+    numpy py3langid fastapi-offline python-docx python-pptx pysubs2 polib markdown-it-py defusedxml \
     limits redis pyzmq msgpack "$ORT" "setuptools>=68"
 # redis needs async-timeout on Python < 3.11.3 (bookworm's is 3.11.2); pip, told only "3.11",
 # does not see it, so it is asked for by name.

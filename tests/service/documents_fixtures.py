@@ -8,6 +8,7 @@ import io
 import urllib.request
 import uuid
 import zipfile
+from collections.abc import Callable
 
 from tests.service.conftest import Server
 
@@ -70,18 +71,153 @@ def pptx_document() -> bytes:
 
 
 def xlsx_document() -> bytes:
+    """A workbook with a chart with a title, an image, a comment, a rich-text cell with a bold run
+    (openpyxl's load flattened it), a text box and a custom XML part (its save drops them);
+    beside a shared string used by two cells, an inline string, a number, a number stored as
+    text and a formula. openpyxl writes every string inline and models no text box, so
+    ``as_excel_writes`` moves the strings but one to a shared string table, as Excel keeps
+    them, and adds the last two."""
     import openpyxl
+    from openpyxl.cell.rich_text import CellRichText, TextBlock
+    from openpyxl.cell.text import InlineFont
+    from openpyxl.chart import BarChart, Reference
+    from openpyxl.comments import Comment
+    from openpyxl.drawing.image import Image
     from openpyxl.styles import Font
+    from PIL import Image as Picture
 
     book = openpyxl.Workbook()
     sheet = book.active
     sheet["A1"], sheet["B1"], sheet["A2"] = SENTENCE, 42, "=B1*2"
     sheet["A1"].font = Font(bold=True)
+    sheet["A1"].comment = Comment("red dog", "me")
     sheet.merge_cells("A3:B3")
     sheet["A3"] = "red dog"
+    sheet["A4"] = CellRichText(TAGGED[0], TextBlock(InlineFont(b=True), TAGGED[1]), TAGGED[2])
+    sheet["C1"] = sheet["C2"] = "dogs play"
+    sheet["D1"], sheet["E1"] = "12345", "red dog runs"
+    chart = BarChart()
+    chart.title = SENTENCE
+    chart.add_data(Reference(sheet, min_col=2, min_row=1, max_row=1))
+    sheet.add_chart(chart, "G2")
+    png = io.BytesIO()
+    Picture.new("RGB", (2, 2), "red").save(png, "PNG")
+    sheet.add_image(Image(png), "G20")
     data = io.BytesIO()
     book.save(data)
-    return data.getvalue()
+    return as_excel_writes(data.getvalue(), inline={"E1"})
+
+
+XLSX_TRANSLATED = frozenset(
+    {"xl/sharedStrings.xml", "xl/worksheets/sheet1.xml", "xl/comments/comment1.xml"}
+    | {"xl/charts/chart1.xml", "xl/drawings/drawing1.xml"}
+)  # the parts of ``xlsx_document`` with text; every other one must come back byte for byte
+SST_HEAD = b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\r\n'
+
+
+A = 'xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main"'
+TEXT_BOX = (
+    "<oneCellAnchor><from><col>1</col><colOff>0</colOff><row>30</row><rowOff>0</rowOff></from>"
+    '<ext cx="900000" cy="300000"/><sp macro="" textlink=""><nvSpPr><cNvPr id="3" name="Box"/>'
+    f'<cNvSpPr txBox="1"/></nvSpPr><spPr><a:prstGeom {A} prst="rect"><a:avLst/></a:prstGeom>'
+    f"</spPr><txBody><a:bodyPr {A}/><a:p {A}><a:r><a:t>red dog</a:t></a:r></a:p></txBody></sp>"
+    "<clientData/></oneCellAnchor></wsDr>"
+)
+CUSTOM_XML = b'<?xml version="1.0" encoding="UTF-8"?><b:Sources xmlns:b="urn:x-tongyeok"/>'
+
+
+def as_excel_writes(data: bytes, inline: set[str]) -> bytes:
+    """The workbook with its sheet's inline strings (but those of the ``inline`` cells) moved to
+    ``xl/sharedStrings.xml``, one item per distinct string, with Excel's declaration; a text box
+    in its drawing and a custom XML part, which openpyxl's save drops."""
+    import re
+
+    source = zipfile.ZipFile(io.BytesIO(data))
+    items: dict[str, int] = {}
+
+    def shared(match: re.Match[str]) -> str:
+        if match[1] in inline:
+            return match[0]
+        index = items.setdefault(match[3], len(items))
+        return f'<c r="{match[1]}"{match[2]} t="s"><v>{index}</v></c>'
+
+    sheet = re.sub(
+        r'<c r="([A-Z]+\d+)"([^>]*?) t="inlineStr"><is>(.*?)</is></c>',
+        shared,
+        source.read("xl/worksheets/sheet1.xml").decode(),
+    )
+    ns = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+    table = f'<sst xmlns="{ns}" uniqueCount="{len(items)}">' + "".join(
+        f"<si>{item}</si>" for item in items
+    )
+    parts = {
+        "xl/worksheets/sheet1.xml": sheet.encode(),
+        "[Content_Types].xml": source.read("[Content_Types].xml").replace(
+            b"</Types>",
+            b'<Override PartName="/xl/sharedStrings.xml" ContentType="application/vnd.'
+            b'openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/></Types>',
+        ),
+        "xl/_rels/workbook.xml.rels": source.read("xl/_rels/workbook.xml.rels").replace(
+            b"</Relationships>",
+            b'<Relationship Id="rIdStrings" Type="http://schemas.openxmlformats.org/'
+            b'officeDocument/2006/relationships/sharedStrings" Target="sharedStrings.xml"/>'
+            b'<Relationship Id="rIdCustom" Type="http://schemas.openxmlformats.org/'
+            b'officeDocument/2006/relationships/customXml" Target="../customXml/item1.xml"/>'
+            b"</Relationships>",
+        ),
+        "xl/drawings/drawing1.xml": source.read("xl/drawings/drawing1.xml").replace(
+            b"</wsDr>", TEXT_BOX.encode()
+        ),
+    }
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in source.namelist():
+            archive.writestr(name, parts.get(name) or source.read(name))
+            if name == "xl/workbook.xml":
+                archive.writestr("xl/sharedStrings.xml", SST_HEAD + table.encode() + b"</sst>")
+        archive.writestr("customXml/item1.xml", CUSTOM_XML)
+    return out.getvalue()
+
+
+def check_workbook(out: bytes, plain: Callable[[str], str]) -> None:
+    """``xlsx_document`` translated: every part but those with text byte for byte (the image,
+    the custom XML, styles, theme), the chart there with its title translated, the text box
+    translated, the strings
+    translated (a shared one once for both its cells, the inline one too), the bold run holding
+    words, the comment translated, the formula, the number and the number as text kept."""
+    import openpyxl
+    from openpyxl.cell.rich_text import CellRichText, TextBlock
+
+    source, result = zipfile.ZipFile(io.BytesIO(xlsx_document())), zipfile.ZipFile(io.BytesIO(out))
+    assert result.namelist() == source.namelist()
+    assert [m.compress_type for m in result.infolist()] == [
+        m.compress_type for m in source.infolist()
+    ]
+    for name in set(source.namelist()) - XLSX_TRANSLATED:
+        assert result.read(name) == source.read(name), name
+    assert {"xl/media/image1.png", "customXml/item1.xml"} <= set(result.namelist())
+    assert result.read("xl/sharedStrings.xml").startswith(SST_HEAD)
+    chart = result.read("xl/charts/chart1.xml")
+    assert xml_shape(chart) == xml_shape(source.read("xl/charts/chart1.xml"))
+    assert plain(SENTENCE) in chart.decode()
+    drawing = result.read("xl/drawings/drawing1.xml")
+    assert xml_shape(drawing) == xml_shape(source.read("xl/drawings/drawing1.xml"))
+    assert f"<a:t>{plain('red dog')}</a:t>" in drawing.decode()  # the text box
+    book = openpyxl.load_workbook(io.BytesIO(out), rich_text=True)
+    sheet = book.active
+    assert (len(sheet._charts), len(sheet._images)) == (1, 1)
+    assert str(sheet["A1"].value) == plain(SENTENCE) and sheet["A1"].font.bold
+    assert sheet["A1"].comment.text == plain("red dog")
+    assert (sheet["B1"].value, sheet["A2"].value, sheet["D1"].value) == (42, "=B1*2", "12345")
+    assert [str(r) for r in sheet.merged_cells.ranges] == ["A3:B3"]
+    assert str(sheet["A3"].value) == plain("red dog")
+    assert str(sheet["C1"].value) == str(sheet["C2"].value) == plain("dogs play")
+    assert str(sheet["E1"].value) == plain("red dog runs")  # the inline string
+    rich = sheet["A4"].value
+    assert isinstance(rich, CellRichText)
+    bold = [b for b in rich if isinstance(b, TextBlock) and b.font.b]
+    assert len(bold) == 1 and bold[0].text.strip()
+    assert str(rich).split() == plain("".join(TAGGED)).split()
 
 
 def po_document() -> bytes:

@@ -8,6 +8,7 @@ import io
 import socket
 import zipfile
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import deepl
@@ -24,6 +25,7 @@ from tests.service.documents_fixtures import (
     VTT,
     XLIFF_12,
     XLIFF_20,
+    check_workbook,
     docx_document,
     odf_document,
     po_document,
@@ -113,17 +115,48 @@ def test_pptx_keeps_runs_and_tables(server: Server, tmp_path: Path) -> None:
     assert shapes[2].table.cell(0, 1).text == plain(server, "red dog")
 
 
-def test_xlsx_keeps_styles_numbers_and_merges(server: Server, tmp_path: Path) -> None:
-    import openpyxl
-
-    result = openpyxl.load_workbook(
-        io.BytesIO(through_deepl(server, tmp_path, "a.xlsx", xlsx_document()))
+def test_xlsx_comes_back_with_every_part_it_had(server: Server, tmp_path: Path) -> None:
+    """Issue 36: openpyxl's save dropped charts and images and flattened rich text. Through
+    DeepL's client and LibreTranslate's /translate_file alike, only the parts with text change."""
+    check_workbook(
+        through_deepl(server, tmp_path, "a.xlsx", xlsx_document()), partial(plain, server)
     )
-    out = result.active
-    assert out["A1"].value == plain(server, SENTENCE) and out["A1"].font.bold
-    assert (out["B1"].value, out["A2"].value) == (42, "=B1*2")
-    assert [str(r) for r in out.merged_cells.ranges] == ["A3:B3"]
-    assert out["A3"].value == plain(server, "red dog")
+    check_workbook(translate_file(server, "a.xlsx", xlsx_document()), partial(plain, server))
+
+
+def test_hostile_xlsx_is_refused_by_name(server: Server) -> None:
+    """The package's checks still run at upload; a malformed shared string table is a 400 by
+    name."""
+    source = zipfile.ZipFile(io.BytesIO(xlsx_document()))
+
+    def workbook(**parts: bytes) -> bytes:
+        return zipped({n: parts.get(n, source.read(n)) for n in source.namelist()})
+
+    cases = {
+        "bomb.xlsx": (zipped({"xl/sharedStrings.xml": b"\0" * 200_000_000}), "zip bomb"),
+        "broken.xlsx": (
+            workbook(**{"xl/sharedStrings.xml": b"<sst><si><t>red dog</si></sst>"}),
+            "xl/sharedStrings.xml: not well-formed",
+        ),
+        "laughs.xlsx": (
+            workbook(
+                **{
+                    "xl/sharedStrings.xml": b'<!DOCTYPE t [<!ENTITY a "aaaa">]><sst><si><t>&a;'
+                    b"</t></si></sst>"
+                }
+            ),
+            "xl/sharedStrings.xml: XML with a DTD or entities",
+        ),
+        "other.xlsx": (
+            workbook(**{"xl/sharedStrings.xml": b"<html><p>red dog</p></html>"}),
+            "xl/sharedStrings.xml: not a shared string table",
+        ),
+        "deck.xlsx": (pptx_document(), "no workbook part"),
+        "escape.xlsx": (zipped({"../xl/workbook.xml": b"<x/>"}), "outside itself"),
+    }
+    for name, (data, message) in cases.items():
+        with pytest.raises(deepl.DeepLException, match=message):
+            upload(server, name, data)
 
 
 # -- hostile uploads ------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from tests.service.documents_fixtures import (
     VTT,
     XLIFF_12,
     XLIFF_20,
+    check_workbook,
     docx_document,
     odf_document,
     po_document,
@@ -164,15 +165,6 @@ def check_pptx(out: bytes, plain: Plain) -> None:
     assert shapes[2].table.cell(0, 1).text == plain("red dog")
 
 
-def check_xlsx(out: bytes, plain: Plain) -> None:
-    import openpyxl
-
-    sheet = openpyxl.load_workbook(io.BytesIO(out)).active
-    assert sheet["A1"].value == plain(SENTENCE) and sheet["A1"].font.bold
-    assert (sheet["B1"].value, sheet["A2"].value) == (42, "=B1*2")
-    assert [str(r) for r in sheet.merged_cells.ranges] == ["A3:B3"]
-
-
 def check_odf(kind: str) -> Callable[[bytes, Plain], None]:
     def check(out: bytes, plain: Plain) -> None:
         source, result = (
@@ -242,7 +234,7 @@ FORMATS: dict[str, tuple[Callable[[], bytes], Callable[[bytes, Plain], None]]] =
     "a.html": (PAGE.encode, check_html),
     "a.docx": (docx_document, check_docx),
     "a.pptx": (pptx_document, check_pptx),
-    "a.xlsx": (xlsx_document, check_xlsx),
+    "a.xlsx": (xlsx_document, check_workbook),
     "a.odt": (lambda: odf_document("odt"), check_odf("odt")),
     "a.odp": (lambda: odf_document("odp"), check_odf("odp")),
     "a.ods": (lambda: odf_document("ods"), check_odf("ods")),

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from service.usecase.documents import markdown, odf, office, safety, text, xliff
+from service.usecase.documents import markdown, odf, office, safety, text, xliff, xlsx
 from service.usecase.documents.safety import DocumentError
 from service.usecase.documents.translator import Translator
 
@@ -59,9 +59,7 @@ FORMATS: dict[str, Format] = {
     ".pptx": Format(
         f"{OOXML}.presentationml.presentation", office.translate_pptx, False, office.check_pptx
     ),
-    ".xlsx": Format(
-        f"{OOXML}.spreadsheetml.sheet", office.translate_xlsx, False, office.check_xlsx
-    ),
+    ".xlsx": Format(f"{OOXML}.spreadsheetml.sheet", xlsx.translate_xlsx, False, xlsx.check_xlsx),
     ".odt": Format(odf.MIMETYPES["odt"], odf.translate_odt, False, odf.check_odt),
     ".odp": Format(odf.MIMETYPES["odp"], odf.translate_odp, False, odf.check_odp),
     ".ods": Format(odf.MIMETYPES["ods"], odf.translate_ods, False, odf.check_ods),

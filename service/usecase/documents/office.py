@@ -1,6 +1,6 @@
-"""Office Open XML: .docx through python-docx, .pptx through python-pptx, .xlsx through
-openpyxl. Each paragraph's runs become inline markup (inline.py) translated whole; a cell of a
-sheet is translated as text, its style kept. The zip and its XML are checked first (safety.py)."""
+"""Office Open XML: .docx through python-docx, .pptx through python-pptx (.xlsx through its XML:
+xlsx.py). Each paragraph's runs become inline markup (inline.py) translated whole. The zip and
+its XML are checked first (safety.py)."""
 
 from __future__ import annotations
 
@@ -47,13 +47,9 @@ def load(kind: str, data: bytes) -> Any:
             import docx
 
             return docx.Document(io.BytesIO(data))
-        if kind == "pptx":
-            import pptx
+        import pptx
 
-            return pptx.Presentation(io.BytesIO(data))
-        import openpyxl
-
-        return openpyxl.load_workbook(io.BytesIO(data))
+        return pptx.Presentation(io.BytesIO(data))
     except DocumentError:
         raise
     except Exception as exc:  # each library raises its own types for a malformed package
@@ -68,10 +64,6 @@ def check_docx(data: bytes) -> object:
 
 def check_pptx(data: bytes) -> object:
     return load("pptx", data)
-
-
-def check_xlsx(data: bytes) -> object:
-    return load("xlsx", data)
 
 
 def saved(document: Any) -> bytes:
@@ -147,28 +139,3 @@ async def translate_pptx(data: bytes, translator: Translator) -> bytes:
     presentation, paragraphs = await asyncio.to_thread(pptx_read, data)
     await translate_paragraphs(paragraphs, translator)
     return await asyncio.to_thread(saved, presentation)
-
-
-# -- xlsx -----------------------------------------------------------------------------------------
-
-
-def xlsx_read(data: bytes) -> tuple[Any, list[Any]]:
-    workbook = load("xlsx", data)
-    cells = [
-        cell
-        for sheet in workbook.worksheets
-        for row in sheet.iter_rows()
-        for cell in row
-        if cell.data_type == "s" and isinstance(cell.value, str) and cell.value.strip()
-    ]
-    return workbook, cells
-
-
-async def translate_xlsx(data: bytes, translator: Translator) -> bytes:
-    """Every text cell (not formulas, numbers or dates) translated; styles, merges, widths and
-    sheet names kept. openpyxl does not keep charts and images (its documented limit)."""
-    workbook, cells = await asyncio.to_thread(xlsx_read, data)
-    translated = await translator.plain([cell.value for cell in cells])
-    for cell, text in zip(cells, translated, strict=True):
-        cell.value = text
-    return await asyncio.to_thread(saved, workbook)
