@@ -357,3 +357,12 @@ def test_serve_refuses_a_settings_file_key_that_names_no_setting(tmp_path: Path)
         f"tongyeok serve: error: settings file {config}: 'max_text_char' is not a setting; "
         "did you mean max_text_chars?\n"
     )
+
+
+def test_a_zero_flag_is_a_value_not_a_missing_flag(tmp_path: Path) -> None:
+    """``--workers 0`` was dropped like an absent flag (one process, silently); now the setting's
+    bound refuses it in one line. (``--port 0`` likewise means any free port now, not 8000.)"""
+    done = run("serve", "--workers", "0", "--model-repository", str(tmp_path))
+    assert done.returncode != 0
+    assert "workers (TONGYEOK_WORKERS): Input should be greater than or equal to 1" in done.stderr
+    assert "Traceback" not in done.stderr

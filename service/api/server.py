@@ -80,10 +80,10 @@ class PortInUse(ValueError):
     """The address to listen on is taken: said before any model loads, in one line."""
 
 
-def check_port(host: str, port: int) -> None:
-    """PortInUse unless ``host:port`` can be bound now (as uvicorn will, SO_REUSEADDR set)."""
-    if port == 0:
-        return  # any free port
+def check_port(host: str, port: int) -> int:
+    """``port``, or for 0 a free one chosen now (so that the address announced and the URLs
+    built from it are true); PortInUse unless it can be bound (as uvicorn will, SO_REUSEADDR
+    set)."""
     try:
         infos = socket.getaddrinfo(
             host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -100,6 +100,7 @@ def check_port(host: str, port: int) -> None:
                 f"cannot listen on {host}:{port} ({exc.strerror}): another server is there; "
                 "choose another with --port or TONGYEOK_PORT"
             ) from None
+        return int(probe.getsockname()[1])
 
 
 def serve(settings: Settings, announce: str = "") -> None:

@@ -161,10 +161,11 @@ def run_serve(args: argparse.Namespace) -> int:
             "workers": args.workers,
             "model_repository": args.model_repository,
         }.items()
-        if v
+        if v is not None
     }
     settings = load_settings(args.config, **overrides)
-    check_port(settings.host, settings.port)  # before minutes of export and loading, not after
+    # before minutes of export and loading, not after; port 0: a free one, chosen now
+    settings = settings.model_copy(update={"port": check_port(settings.host, settings.port)})
     configure_logging()  # from here every line is JSON (service/logs.py)
     # named by a flag, the environment or the file: never replaced by the shipped model
     explicit = "model_repository" in settings.model_fields_set
