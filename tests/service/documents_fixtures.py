@@ -4,6 +4,7 @@ by hand), and LibreTranslate's file round trip: shared by DeepL's document API t
 
 from __future__ import annotations
 
+import functools
 import io
 import urllib.request
 import uuid
@@ -70,6 +71,7 @@ def pptx_document() -> bytes:
     return data.getvalue()
 
 
+@functools.cache  # openpyxl stamps docProps/core.xml with the save's second: one workbook a run
 def xlsx_document() -> bytes:
     """A workbook with a chart with a title, an image, a comment, a rich-text cell with a bold run
     (openpyxl's load flattened it), a text box and a custom XML part (its save drops them);
