@@ -48,12 +48,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TONGYEOK_HOST=0.0.0.0 \
     TONGYEOK_PORT=8000 \
     TONGYEOK_MODEL_REPOSITORY=/models \
-    TONGYEOK_DRAIN_SECONDS=20
+    TONGYEOK_DRAIN_SECONDS=20 \
+    TONGYEOK_DATA_DIR=/var/lib/tongyeok
 RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --no-deps /wheels/*.whl \
- && useradd --system --uid 10001 --no-create-home --home-dir /nonexistent tongyeok
+ && useradd --system --uid 10001 --no-create-home --home-dir /nonexistent tongyeok \
+ && install -d -o tongyeok -g tongyeok -m 0700 /var/lib/tongyeok
 COPY --chown=root:root models /models
-# Non-root, and nothing to write: the root filesystem can be mounted read-only.
+# Non-root, and nothing to write but the state (API keys and usage, glossaries, document jobs:
+# SQLite files) in /var/lib/tongyeok: mount a volume there (compose.yaml does) and the root
+# filesystem can be read-only; with TONGYEOK_STATE_URL=redis://... nothing is written at all.
 USER 10001
 EXPOSE 8000
 # SIGTERM starts the drain: readiness turns false, in-flight requests finish within

@@ -16,10 +16,13 @@ def load(name: str) -> dict:
 
 
 def binds(service: dict) -> dict[str, Path]:
-    """Container path -> host path of each bind mount (relative to deploy/)."""
+    """Container path -> host path of each bind mount (relative to deploy/); named volumes are
+    not bind mounts."""
     out = {}
     for volume in service.get("volumes", []):
         source, target = volume.split(":")[:2]
+        if not source.startswith((".", "/")):
+            continue
         out[target] = (DEPLOY / source).resolve()
     return out
 
@@ -101,3 +104,13 @@ def test_redis_option_points_tongyeok_at_a_persistent_redis() -> None:
     assert target == redis["command"][redis["command"].index("--dir") + 1] == "/data"
     assert volume in option["volumes"] and redis["read_only"] is True
     assert (DEPLOY / "container" / "build-redis.sh").stat().st_mode & 0o111
+
+
+def test_the_state_directory_is_a_named_volume_on_a_read_only_container() -> None:
+    """The image keeps its SQLite state in TONGYEOK_DATA_DIR; on a read-only root filesystem
+    only a volume there is writable (without it glossaries and documents answered 503)."""
+    compose = load("compose.yaml")
+    service = compose["services"]["tongyeok"]
+    data_dir = dockerfile_env("TONGYEOK_DATA_DIR")
+    named = dict(reversed(v.split(":")[:2]) for v in service["volumes"])
+    assert service["read_only"] is True and named[data_dir] in compose["volumes"]

@@ -17,6 +17,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,10 @@ from tests.deploy.images import REPO, build, podman, remove_image, unique_tag
 from tests.service.conftest import Server, free_port
 
 FILES = (REPO / "deploy" / "compose.yaml", Path(__file__).with_name("compose.override.yaml"))
+REDIS_FILES = (
+    REPO / "deploy" / "compose.redis.yaml",
+    Path(__file__).with_name("compose.redis.override.yaml"),
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +40,20 @@ def prometheus_image() -> Iterator[str]:
     remove_image(tag)
 
 
+@pytest.fixture(scope="module")
+def redis_image() -> Iterator[str]:
+    tag = unique_tag("tongyeok-redis-test")
+    build("build-redis.sh", tag)
+    yield tag
+    remove_image(tag)
+
+
 class Stack:
     """One Compose project under a unique name, its services published on free host ports (the
     test reaches them on loopback)."""
 
-    def __init__(self, image: str, prometheus_image: str) -> None:
+    def __init__(self, image: str, prometheus_image: str, redis_image: str | None = None) -> None:
+        self.files = FILES + (REDIS_FILES if redis_image else ())
         self.project = f"tongyeok-test-{uuid.uuid4().hex[:8]}"
         self.tongyeok = Server(url="", app=None)
         self.prometheus = Server(url="", app=None)
@@ -50,13 +64,15 @@ class Stack:
             "TONGYEOK_IMAGE": image,
             "PROMETHEUS_IMAGE": prometheus_image,
             **{name: str(port) for name, port in ports.items()},
+            **({"REDIS_IMAGE": redis_image} if redis_image else {}),
         }
 
     def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        """podman-compose (the dev extra's, beside this Python) on compose.yaml + the override."""
+        """podman-compose (the dev extra's, beside this Python) on compose.yaml + the override
+        (and the Redis option + its override)."""
         executable = Path(sys.executable).parent / "podman-compose"
         assert executable.is_file(), "podman-compose not found: install the dev extra"
-        files = [arg for path in FILES for arg in ("--file", str(path))]
+        files = [arg for path in self.files for arg in ("--file", str(path))]
         result = subprocess.run(
             [str(executable), "--project-name", self.project, *files, *args],
             env={**os.environ, **self.env},
@@ -111,15 +127,26 @@ class Stack:
         raise AssertionError(f"{promql}: {json.dumps(body)}\n{self.logs()}")
 
 
-@pytest.fixture()
-def stack(image: str, prometheus_image: str) -> Iterator[Stack]:
-    running = Stack(image, prometheus_image)
+@contextmanager
+def cleaned_up(running: Stack) -> Iterator[Stack]:
     try:
         yield running
-    finally:  # whatever failed, leave nothing running
-        running.compose("down", check=False)
+    finally:  # whatever failed, leave nothing running and no volume behind
+        running.compose("down", "--volumes", check=False)
         for name in running.containers():
             podman("rm", "--force", name, check=False)
+
+
+@pytest.fixture()
+def stack(image: str, prometheus_image: str) -> Iterator[Stack]:
+    with cleaned_up(Stack(image, prometheus_image)) as running:
+        yield running
+
+
+@pytest.fixture()
+def redis_stack(image: str, prometheus_image: str, redis_image: str) -> Iterator[Stack]:
+    with cleaned_up(Stack(image, prometheus_image, redis_image)) as running:
+        yield running
 
 
 def test_stack_translates_and_prometheus_scrapes_the_metric_then_stops(stack: Stack) -> None:
@@ -140,7 +167,45 @@ def test_stack_translates_and_prometheus_scrapes_the_metric_then_stops(stack: St
     rules = stack.prometheus.request("GET", "/api/v1/rules").body["data"]["groups"]
     assert rules and all(group["file"] == "/etc/prometheus/alerts.yml" for group in rules)
 
-    stack.compose("down")
+    # The state's volume: a glossary (SQLite in /var/lib/tongyeok) on the read-only container.
+    glossary = {"name": "g", "source_lang": "en", "target_lang": "de", "entries": "dog\tKöter"}
+    made = stack.tongyeok.request("POST", "/v2/glossaries", glossary)
+    assert made.status == 201, made.body
+
+    stack.compose("down", "--volumes")
     assert stack.containers() == []
     network = podman("network", "exists", f"{stack.project}_default", check=False)
     assert network.returncode == 1, "compose down left the project's network"
+
+
+def test_with_the_redis_option_keys_usage_and_glossaries_outlive_the_containers(
+    redis_stack: Stack,
+) -> None:
+    """compose.yaml + compose.redis.yaml: a key added with `tongyeok keys add` in the container,
+    its usage and its glossary are in Redis (on its volume): after `down` and `up` (new
+    containers) the key still works, its count is the same and the glossary is there."""
+    stack = redis_stack
+    stack.compose("up", "--detach", "--no-build", "tongyeok", "redis")
+    assert sorted(stack.containers()) == [f"{stack.project}_{n}_1" for n in ("redis", "tongyeok")]
+    stack.wait_ready()
+    tongyeok = f"{stack.project}_tongyeok_1"
+    added = podman("exec", tongyeok, "tongyeok", "keys", "add", "ci", "--characters", "1000")
+    key = added.stdout.split()[1]
+    auth = {"Authorization": f"DeepL-Auth-Key {key}"}
+
+    assert stack.tongyeok.translate(["A dog runs."]).status == 401  # keys are required now
+    reply = stack.tongyeok.request("POST", "/v2/translate", {"text": ["A dog runs."],
+                                   "target_lang": "DE"}, auth)  # fmt: skip
+    assert reply.status == 200, reply.body
+    glossary = {"name": "g", "source_lang": "en", "target_lang": "de", "entries": "dog\tKöter"}
+    assert stack.tongyeok.request("POST", "/v2/glossaries", glossary, auth).status == 201
+    usage = stack.tongyeok.request("GET", "/v2/usage", headers=auth).body
+    assert usage == {"character_count": len("A dog runs."), "character_limit": 1000}
+
+    stack.compose("down")  # containers gone, Redis's volume kept
+    assert stack.containers() == []
+    stack.compose("up", "--detach", "--no-build", "tongyeok", "redis")
+    stack.wait_ready()
+    assert stack.tongyeok.request("GET", "/v2/usage", headers=auth).body == usage
+    listed = stack.tongyeok.request("GET", "/v2/glossaries", headers=auth).body["glossaries"]
+    assert [g["name"] for g in listed] == ["g"]

