@@ -32,7 +32,6 @@ import json
 import logging
 import resource
 import select
-import socket
 from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
@@ -318,8 +317,8 @@ class GuardedProtocol(H11Protocol):
         self.conn.send(h11.ConnectionClosed())
         self.lingering = True
         try:
-            self.transport.get_extra_info("socket").shutdown(socket.SHUT_WR)
-        except OSError:
+            self.transport.write_eof()  # shuts the socket's sending side now: nothing is buffered
+        except (OSError, RuntimeError):
             self.transport.close()
             return
         self.loop.call_later(LINGER_SECONDS, self.transport.close)

@@ -134,6 +134,9 @@ def server_config(settings: Settings, app: Any) -> uvicorn.Config:
         host=settings.host,
         port=settings.port,
         http=guarded_protocol(door),  # h11's, under the connections' limits (connections.py)
+        # asyncio wherever it runs: uvicorn's "auto" takes uvloop when some other package
+        # installed it, where idle connections' staged close fails (docs/decisions.md #48).
+        loop="asyncio",
         # A float: a drain under a second is still a limit (int() made 0.5 s "no limit").
         timeout_graceful_shutdown=settings.drain_seconds,  # type: ignore[arg-type]
         log_config=None,
