@@ -80,6 +80,14 @@ def toy_config(tmp: Path, **overrides: object):  # -> TrainConfig (imported lazi
     return TrainConfig().updated(base)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_data_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A server or CLI started without ``TONGYEOK_DATA_DIR`` keeps its SQLite files in the user's
+    data directory: for tests (and their subprocesses) a temporary one, never the user's (runs
+    left keys.sqlite3 and documents.sqlite3 in ~/.local/share/tongyeok)."""
+    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("xdg-data"))
+
+
 @pytest.fixture(scope="session")
 def toy_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Transformer trained on the copy task through the real training loop."""

@@ -93,9 +93,7 @@ def test_capacity_sends_the_key_a_server_with_keys_needs(toy_repository: Path) -
     proc = start_server(toy_repository, "continuous", 1, port, {"TONGYEOK_API_KEYS": "bench-key"})
     try:
         one_trial = {"bound": 5.0, "seconds": 1.0, "refine": 0, "start_rate": 10, "max_rate": 10}
-        _, keyed = capacity(
-            port, toy_sentences(), **one_trial, key="bench-key", log=lambda _: None
-        )
+        _, keyed = capacity(port, toy_sentences(), **one_trial, key="bench-key", log=lambda _: None)
         _, keyless = capacity(port, toy_sentences(), **one_trial, log=lambda _: None)
     finally:
         proc.terminate()

@@ -285,9 +285,11 @@ def test_a_tagged_word_the_alignment_loses_still_gets_its_tag_in_order():
     # "red" is linked nowhere: the tags keep their order, each around at least one word
     out, _ = lexicon_run("A <b>red</b> car.", "Ein rotes Auto.", {"Ein": "A", "Auto.": "car."})
     structure, text = outline(out)
-    assert (
-        structure == outline("A <b>red</b> car.")[0] and text.split() == ["Ein", "rotes", "Auto."]
-    )
+    assert structure == outline("A <b>red</b> car.")[0] and text.split() == [
+        "Ein",
+        "rotes",
+        "Auto.",
+    ]
     inside = out.split("<b>")[1].split("</b>")[0]
     assert inside.strip()  # the tag wraps a word, not nothing
 

@@ -35,7 +35,6 @@ def deepl_error(error: ServiceError) -> dict[str, str]:
     return {**body, "message": body["error"]}
 
 
-
 def deepl_router(prefix: str = "/v2") -> APIRouter:
     """A router of DeepL's API: the key check every route runs, and errors in DeepL's shape,
     a spent quota as its 456 (its clients raise QuotaExceededException on it)."""
