@@ -310,6 +310,7 @@ class Settings(BaseSettings):
         if self.state_url:  # a password in the URL stays out of the log
             data["state_url"] = self.state_url.split("@")[-1]
         data["model_repository"] = str(self.model_repository)
+        data["data_dir"] = str(self.data_path)  # where the SQLite state is, also when unset
         return data
 
 

@@ -27,6 +27,14 @@ def test_environment_variables_and_validation(monkeypatch: pytest.MonkeyPatch) -
         Settings()
 
 
+def test_the_start_up_line_names_the_data_directory_in_use(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert Settings().masked()["data_dir"] == str(tmp_path / "tongyeok")  # unset: XDG's
+    assert Settings(data_dir=tmp_path / "d").masked()["data_dir"] == str(tmp_path / "d")
+
+
 def test_an_unknown_device_is_refused_at_start_with_the_choices(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
