@@ -176,7 +176,14 @@ def listening_socket(settings: Settings) -> socket.socket:
     on connections of a socket whose protocol reads IPPROTO_TCP, and with it on, a response
     written in two parts waited for the client's delayed ACK: 40 ms on every request."""
     config = uvicorn.Config(app="unused", host=settings.host, port=settings.port, log_config=None)
-    bound = config.bind_socket()
+    # Its "Uvicorn running on ..." would be the first line, before any worker can answer: the
+    # announce, once one is ready, is the one that says so.
+    said = logging.getLogger("uvicorn.error")
+    level, said.level = said.level, logging.WARNING
+    try:
+        bound = config.bind_socket()
+    finally:
+        said.level = level
     return socket.socket(bound.family, bound.type, socket.IPPROTO_TCP, fileno=bound.detach())
 
 
