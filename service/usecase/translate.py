@@ -174,7 +174,9 @@ class TranslateUseCase:
         # The language check runs beside the translation, in a thread: it changes only the
         # warnings, and on the event loop it waited for the GIL behind the scheduler's thread.
         checked = (
-            asyncio.ensure_future(asyncio.to_thread(self.source_warnings, body.texts, body.source))
+            asyncio.ensure_future(
+                asyncio.to_thread(self.source_warnings, body.texts, body.source, body.target)
+            )
             if check_source
             else None
         )
@@ -274,23 +276,30 @@ class TranslateUseCase:
             text = apply_terms(translation.text, matches, alignment)
             work.done[i, j] = translation.model_copy(update={"text": text, "alternatives": []})
 
-    def source_warnings(self, texts: list[str], source: str) -> list[SourceWarning]:
+    def source_warnings(self, texts: list[str], source: str, target: str) -> list[SourceWarning]:
         """A warning for each text clearly not in ``source``: its translation is likely
-        nonsense. Each text is judged by its first CHECK_CHARS characters (detect.py)."""
+        nonsense. Each text is judged by its first CHECK_CHARS characters (detect.py). The
+        advice is one that works: another source only where a model here translates from it."""
         warnings = []
         for i, text in enumerate(texts):
             found = self.detector.mismatch(text, source)
             if found is None:
                 continue
-            looks = f"{language_name(found.detected)} ({found.detected}, {found.confidence:.0%})"
+            name = language_name(found.detected)
+            looks = f"{name} ({found.detected}, {found.confidence:.0%})"
+            advice = (
+                f"Give {found.detected} as the source, or auto."
+                if (found.detected, target) in self.repository.models
+                else f"No model here translates {name} into {language_name(target)}: its "
+                "translation is likely nonsense."
+            )
             warnings.append(
                 SourceWarning(
                     index=i,
                     detected=found.detected,
                     confidence=round(found.confidence, 3),
                     message=f"Text {i + 1} does not look like {language_name(source)} "
-                    f"({source}); it looks most like {looks}. Give its language as the source, "
-                    "or auto.",
+                    f"({source}); it looks most like {looks}. {advice}",
                 )
             )
         return warnings

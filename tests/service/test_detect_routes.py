@@ -82,10 +82,21 @@ def test_native_warns_for_a_text_clearly_not_in_its_source(server: Server) -> No
         ("source_language_mismatch", 3, "de"),
     ]
     assert all(w["confidence"] > 0.9 for w in warnings)
-    assert warnings[0]["message"].startswith(
-        "Text 2 does not look like English (en); it looks most like Korean (ko, 100%)."
-    )
+    assert warnings[0]["message"] == (
+        "Text 2 does not look like English (en); it looks most like Korean (ko, 100%). No model "
+        "here translates Korean into German: its translation is likely nonsense."
+    )  # it said "give its language as the source", which only a 400 would answer
     assert reply.body["detected_source"] is None  # the source was given, not detected
+
+
+def test_the_warning_advises_the_source_only_where_a_model_takes_it(two_sources: Server) -> None:
+    """French sent as English where fr→de is served: the advice is to say so."""
+    reply = two_sources.translate([FRENCH])
+    assert reply.status == 200, reply.body
+    (warning,) = reply.body["warnings"]
+    assert warning["detected"] == "fr"
+    assert warning["message"].endswith("Give fr as the source, or auto."), warning
+    assert two_sources.translate([FRENCH], source="fr").body["warnings"] == []
 
 
 def test_native_has_no_warning_for_text_in_its_source(server: Server) -> None:
