@@ -147,6 +147,7 @@ def as_excel_writes(data: bytes, inline: set[str]) -> bytes:
         r'<c r="([A-Z]+\d+)"([^>]*?) t="inlineStr"><is>(.*?)</is></c>',
         shared,
         source.read("xl/worksheets/sheet1.xml").decode(),
+        flags=re.DOTALL,  # a string's line breaks
     )
     ns = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
     table = f'<sst xmlns="{ns}" uniqueCount="{len(items)}">' + "".join(

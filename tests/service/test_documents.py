@@ -25,6 +25,7 @@ from tests.service.documents_fixtures import (
     VTT,
     XLIFF_12,
     XLIFF_20,
+    as_excel_writes,
     check_workbook,
     docx_document,
     odf_document,
@@ -122,6 +123,51 @@ def test_xlsx_comes_back_with_every_part_it_had(server: Server, tmp_path: Path) 
         through_deepl(server, tmp_path, "a.xlsx", xlsx_document()), partial(plain, server)
     )
     check_workbook(translate_file(server, "a.xlsx", xlsx_document()), partial(plain, server))
+
+
+def test_xlsx_rich_text_keeps_its_line_breaks(server: Server, tmp_path: Path) -> None:
+    """A rich-text cell's lines came back joined by a space: each line is translated on its
+    own, with its runs, and the break kept between them; in a shared string and an inline
+    one alike (``B1`` stays inline)."""
+    import openpyxl
+    from openpyxl.cell.rich_text import CellRichText, TextBlock
+    from openpyxl.cell.text import InlineFont
+    from openpyxl.drawing.image import Image
+    from PIL import Image as Picture
+
+    book = openpyxl.Workbook()
+    for cell in ("A1", "B1"):
+        book.active[cell] = CellRichText(
+            TAGGED[0],
+            TextBlock(InlineFont(b=True), TAGGED[1]),
+            "\ntwo dogs ",
+            TextBlock(InlineFont(b=True), "play"),
+        )
+    png = io.BytesIO()
+    Picture.new("RGB", (2, 2), "red").save(png, "PNG")
+    book.active.add_image(Image(png), "D4")  # a drawing, which ``as_excel_writes`` adds to
+    data = io.BytesIO()
+    book.save(data)
+    source = as_excel_writes(data.getvalue(), inline={"B1"})
+    parts = zipfile.ZipFile(io.BytesIO(source))
+    assert b"<si><r>" in parts.read("xl/sharedStrings.xml")
+    assert b"<is><r>" in parts.read("xl/worksheets/sheet1.xml")
+    out = through_deepl(server, tmp_path, "lines.xlsx", source)
+    sheet = openpyxl.load_workbook(io.BytesIO(out), rich_text=True).active
+    for cell in ("A1", "B1"):
+        rich = sheet[cell].value
+        assert isinstance(rich, CellRichText), cell
+        assert str(rich).count("\n") == 1, str(rich)
+        first, second = str(rich).split("\n")
+        assert first.split() == plain(server, "red dog runs").split()
+        assert second.split() == plain(server, SENTENCE).split()
+        line, bold = 0, set()  # the lines with words in a bold run
+        for block in rich:
+            for n, text in enumerate(str(block).split("\n")):
+                line += n > 0
+                if isinstance(block, TextBlock) and block.font.b and text.strip():
+                    bold.add(line)
+        assert bold == {0, 1}, cell
 
 
 def test_hostile_xlsx_is_refused_by_name(server: Server) -> None:

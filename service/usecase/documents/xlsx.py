@@ -15,9 +15,9 @@ from typing import Any
 
 from lxml import etree
 
-from service.usecase.documents.inline import Paragraph, RunSpec, pieces
+from service.usecase.documents.inline import OPTIONS, Paragraph, RunSpec, escape, pieces
 from service.usecase.documents.odf import rezip
-from service.usecase.documents.office import PARSER, PPTX, A, translate_paragraphs
+from service.usecase.documents.office import PARSER, PPTX, A
 from service.usecase.documents.safety import DocumentError, checked_zip
 from service.usecase.documents.translator import Translator
 
@@ -232,9 +232,79 @@ def serialized(part: Part) -> bytes:
     return part.data[:start] + etree.tostring(part.root, encoding="UTF-8") + part.data[end:]
 
 
-def has_words(paragraph: Paragraph) -> bool:
-    """Whether a paragraph's text has a letter (a number stored as rich text has none)."""
-    return any(kind == "text" and LETTERS.search(str(v)) for kind, v in pieces(paragraph.markup))
+def has_words(markup: str) -> bool:
+    """Whether a markup's text has a letter (a number stored as rich text has none)."""
+    return any(kind == "text" and LETTERS.search(str(v)) for kind, v in pieces(markup))
+
+
+def split_lines(markup: str) -> tuple[list[str], list[int | None]]:
+    """A rich string's markup cut at its line breaks: each line's markup, its run's tag closed
+    at the break and opened again after it (its text split, no empty run made), and the run
+    (its tag's number) that held each break."""
+    lines: list[str] = []
+    breaks: list[int | None] = []
+    line = ""
+    run: int | None = None
+    empty = reopened = False  # ``run`` holds no text yet on this line; opened after a break
+    for kind, value in pieces(markup):
+        if kind == "text":
+            first, *rest = str(value).split("\n")
+            line += escape(first)
+            empty = empty and not first
+            for text in rest:
+                if run is not None:
+                    line = line[: -len(f"<c{run}>")] if empty else line + f"</c{run}>"
+                lines.append(line)
+                breaks.append(run)
+                line = (f"<c{run}>" if run is not None else "") + escape(text)
+                reopened = run is not None
+                empty = reopened and not text
+        elif kind == "open":
+            run, empty, reopened = int(value), True, False
+            line += f"<c{value}>"
+        elif kind == "close":
+            empty = empty and reopened  # an empty run of the source stays
+            line = line[: -len(f"<c{value}>")] if empty else line + f"</c{value}>"
+            run, empty, reopened = None, False, False
+        else:
+            line += f"<v{value}/>"
+    lines.append(line)
+    return lines, breaks
+
+
+def joined(lines: list[str], breaks: list[int | None]) -> str:
+    """Translated lines put back together: each break in the run that held it, at the end of
+    that run's text before it or the start of its text after it, else in a run of its own."""
+    out = lines[0]
+    for run, line in zip(breaks, lines[1:], strict=True):
+        if run is None:
+            out += "\n" + line
+            continue
+        opened, close = f"<c{run}>", f"</c{run}>"
+        if out.endswith(close):
+            out = out[: -len(close)] + "\n" + close
+        else:
+            out += opened + "\n" + close
+        if line.startswith(opened):
+            out = out[: -len(close)] + line[len(opened) :]
+        else:
+            out += line
+    return out
+
+
+async def translate_rich(paragraphs: list[Paragraph], translator: Translator) -> None:
+    """Rich strings, chart titles and text boxes translated, each one's markup whole (its tags
+    placed by the alignment) and written again; but a rich string with line breaks (a cell's
+    layout, as an ``Item``'s) line by line, a line with no letter kept as it is."""
+    split = [
+        split_lines(p.markup) if p.spec != PPTX and "\n" in p.markup else ([p.markup], [])
+        for p in paragraphs
+    ]
+    wanted = [line for lines, _ in split for line in lines if has_words(line)]
+    translated = iter(await translator.markup(wanted, OPTIONS))
+    for paragraph, (lines, breaks) in zip(paragraphs, split, strict=True):
+        out = [next(translated) if has_words(line) else line for line in lines]
+        paragraph.write(joined(out, breaks))
 
 
 def rewritten(parts: list[Part], changed: dict[str, list[Any]]) -> dict[str, bytes]:
@@ -249,13 +319,14 @@ def rewritten(parts: list[Part], changed: dict[str, list[Any]]) -> dict[str, byt
 
 async def translate_xlsx(data: bytes, translator: Translator) -> bytes:
     """Shared strings, inline strings, comments, chart titles and text boxes translated; a rich
-    string's runs placed by the alignment (inline.py). Formulas and their cached results
-    (``t="str"``), numbers, sheet names (formulas name them) and every other part are kept."""
+    string's runs placed by the alignment (inline.py), line by line where it has line breaks.
+    Formulas and their cached results (``t="str"``), numbers, sheet names (formulas name them)
+    and every other part are kept."""
     archive, parts = await asyncio.to_thread(read, data)
     items = [item for part in parts for item in part.items]
     done = {id(item.element) for item in await translate_items(items, translator)}
-    paragraphs = [p for part in parts for p in part.paragraphs if has_words(p)]
-    await translate_paragraphs(paragraphs, translator)  # each one written again
+    paragraphs = [p for part in parts for p in part.paragraphs if has_words(p.markup)]
+    await translate_rich(paragraphs, translator)  # each one written again
     done |= {id(p.element) for p in paragraphs}
     changed = {
         part.name: [
