@@ -32,20 +32,25 @@ REDIS_FILES = (
 )
 
 
-@pytest.fixture(scope="module")
-def prometheus_image() -> Iterator[str]:
-    tag = unique_tag("tongyeok-prometheus-test")
-    build("build-prometheus.sh", tag)
+@contextmanager
+def built(script: str, name: str) -> Iterator[str]:
+    """An image built by one of deploy/container/'s scripts under a unique tag, removed after."""
+    tag = unique_tag(name)
+    build(script, tag)
     yield tag
     remove_image(tag)
+
+
+@pytest.fixture(scope="module")
+def prometheus_image() -> Iterator[str]:
+    with built("build-prometheus.sh", "tongyeok-prometheus-test") as tag:
+        yield tag
 
 
 @pytest.fixture(scope="module")
 def redis_image() -> Iterator[str]:
-    tag = unique_tag("tongyeok-redis-test")
-    build("build-redis.sh", tag)
-    yield tag
-    remove_image(tag)
+    with built("build-redis.sh", "tongyeok-redis-test") as tag:
+        yield tag
 
 
 class Stack:
