@@ -175,15 +175,12 @@ def listening_socket(settings: Settings) -> socket.socket:
     Its protocol is said, not left 0: asyncio turns Nagle's algorithm off (TCP_NODELAY) only
     on connections of a socket whose protocol reads IPPROTO_TCP, and with it on, a response
     written in two parts waited for the client's delayed ACK: 40 ms on every request."""
-    config = uvicorn.Config(app="unused", host=settings.host, port=settings.port, log_config=None)
-    # Its "Uvicorn running on ..." would be the first line, before any worker can answer: the
-    # announce, once one is ready, is the one that says so.
-    said = logging.getLogger("uvicorn.error")
-    level, said.level = said.level, logging.WARNING
-    try:
-        bound = config.bind_socket()
-    finally:
-        said.level = level
+    # Warnings only, as server_config's: its "Uvicorn running on ..." would come before any
+    # worker can answer; the announce, once one is ready, says so.
+    config = uvicorn.Config(
+        app="unused", host=settings.host, port=settings.port, log_config=None, log_level="warning"
+    )
+    bound = config.bind_socket()
     return socket.socket(bound.family, bound.type, socket.IPPROTO_TCP, fileno=bound.detach())
 
 

@@ -26,6 +26,7 @@ from tests.deploy.images import REPO, build, podman, remove_image, unique_tag
 from tests.service.conftest import Server, free_port
 
 FILES = (REPO / "deploy" / "compose.yaml", Path(__file__).with_name("compose.override.yaml"))
+GLOSSARY = {"name": "g", "source_lang": "en", "target_lang": "de", "entries": "dog\tKöter"}
 REDIS_FILES = (
     REPO / "deploy" / "compose.redis.yaml",
     Path(__file__).with_name("compose.redis.override.yaml"),
@@ -173,8 +174,7 @@ def test_stack_translates_and_prometheus_scrapes_the_metric_then_stops(stack: St
     assert rules and all(group["file"] == "/etc/prometheus/alerts.yml" for group in rules)
 
     # The state's volume: a glossary (SQLite in /var/lib/tongyeok) on the read-only container.
-    glossary = {"name": "g", "source_lang": "en", "target_lang": "de", "entries": "dog\tKöter"}
-    made = stack.tongyeok.request("POST", "/v2/glossaries", glossary)
+    made = stack.tongyeok.request("POST", "/v2/glossaries", GLOSSARY)
     assert made.status == 201, made.body
 
     stack.compose("down", "--volumes")
@@ -202,8 +202,7 @@ def test_with_the_redis_option_keys_usage_and_glossaries_outlive_the_containers(
     reply = stack.tongyeok.request("POST", "/v2/translate", {"text": ["A dog runs."],
                                    "target_lang": "DE"}, auth)  # fmt: skip
     assert reply.status == 200, reply.body
-    glossary = {"name": "g", "source_lang": "en", "target_lang": "de", "entries": "dog\tKöter"}
-    assert stack.tongyeok.request("POST", "/v2/glossaries", glossary, auth).status == 201
+    assert stack.tongyeok.request("POST", "/v2/glossaries", GLOSSARY, auth).status == 201
     usage = stack.tongyeok.request("GET", "/v2/usage", headers=auth).body
     assert usage == {"character_count": len("A dog runs."), "character_limit": 1000}
 
