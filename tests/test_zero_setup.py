@@ -34,11 +34,13 @@ def tongyeok(
 
 
 def test_a_repository_that_cannot_serve_is_one_line(tmp_path: Path) -> None:
-    missing = tongyeok("serve", "--model-repository", str(tmp_path / "nope"), cwd=tmp_path)
+    # --port 0: a free one, so that a server the user runs on 8000 does not answer first
+    serve = ("serve", "--port", "0")
+    missing = tongyeok(*serve, "--model-repository", str(tmp_path / "nope"), cwd=tmp_path)
     (tmp_path / "empty").mkdir()
-    empty = tongyeok("serve", "--model-repository", str(tmp_path / "empty"), cwd=tmp_path)
+    empty = tongyeok(*serve, "--model-repository", str(tmp_path / "empty"), cwd=tmp_path)
     named = tongyeok(
-        "serve", cwd=tmp_path, env={"TONGYEOK_MODEL_REPOSITORY": str(tmp_path / "gone")}
+        *serve, cwd=tmp_path, env={"TONGYEOK_MODEL_REPOSITORY": str(tmp_path / "gone")}
     )
     for result, words in (
         (missing, "is not a directory"),
